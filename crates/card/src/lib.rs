@@ -1,0 +1,17 @@
+//! The card layer of mynalink: transports (PC/SC, replay, recorder), APDUs and status
+//! words, the JPKI application's commands, the signing-password rules, and the allow-list
+//! that keeps the client away from anything holding the individual number.
+
+pub mod allowlist;
+pub mod apdu;
+pub mod channel;
+pub mod error;
+pub mod jpki;
+pub mod password;
+pub mod trace;
+pub mod transport;
+
+pub use error::{CardError, NotJpkiReason, TokenKind};
+pub use jpki::{ExtendedLength, JpkiCard, PasswordStatus};
+pub use password::{PasswordFormatError, SigningPassword};
+pub use transport::{Transport, TransportError};
