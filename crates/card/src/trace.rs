@@ -143,7 +143,7 @@ fn password_data_span(command: &[u8]) -> (bool, usize, usize) {
 
 /// A command pattern: `Some(byte)` must match, `None` (`XX`) matches anything.
 pub fn parse_pattern(text: &str) -> Result<Vec<Option<u8>>, String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err("odd number of hex digits".into());
     }
     text.as_bytes()
