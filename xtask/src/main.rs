@@ -1,1 +1,90 @@
-fn main() {}
+//! Project tasks: `cargo xtask demo`, `cargo xtask test`, `cargo xtask bench`,
+//! `cargo xtask fixtures`. Each installs the Debian packages it needs when they are missing.
+
+mod fixtures;
+mod system;
+
+use std::process::ExitCode;
+
+use system::{cargo, ensure_packages, step};
+
+/// Needed to build at all: the `pcsc` crate links libpcsclite and finds it with pkg-config.
+const BUILD_PACKAGES: &[&str] = &["pkgconf", "libpcsclite-dev"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().map(String::as_str).unwrap_or("help");
+    let rest = &args[args.len().min(1)..];
+    let result = match task {
+        "demo" => demo(rest),
+        "test" => test(rest),
+        "bench" => bench(rest),
+        "fixtures" => fixtures::regenerate(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n\
+                 demo       run the first stage on the built-in simulated card\n\
+                 test       format check, clippy -D warnings, every test\n\
+                 bench      benchmarks (criterion)\n\
+                 fixtures   re-record the APDU fixtures in fixtures/ from the simulated card"
+            );
+            return if task == "help" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {task}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo(rest: &[String]) -> Result<(), String> {
+    ensure_packages(BUILD_PACKAGES)?;
+    step("running the demo on the simulated card");
+    let mut args = vec![
+        "run",
+        "--quiet",
+        "--bin",
+        "mynalink",
+        "--",
+        "demo",
+        "--headless",
+    ];
+    args.extend(rest.iter().map(String::as_str));
+    cargo(&args)
+}
+
+fn test(rest: &[String]) -> Result<(), String> {
+    ensure_packages(BUILD_PACKAGES)?;
+    step("checking formatting (cargo fmt --check)");
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    step("linting (cargo clippy -D warnings)");
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    step("running every test");
+    let mut args = vec!["test", "--workspace", "--all-targets"];
+    args.extend(rest.iter().map(String::as_str));
+    cargo(&args)?;
+    step("running documentation tests");
+    cargo(&["test", "--workspace", "--doc"])
+}
+
+fn bench(rest: &[String]) -> Result<(), String> {
+    ensure_packages(BUILD_PACKAGES)?;
+    step("running benchmarks (cargo bench)");
+    let mut args = vec!["bench", "--workspace"];
+    args.extend(rest.iter().map(String::as_str));
+    cargo(&args)
+}

@@ -75,7 +75,9 @@ pub fn check(command: &Command, selection: Selection) -> Result<Effect, String> 
             }
             match selection.ef {
                 Some(fid) if selection.jpki_ap && READABLE.contains(&fid) => Ok(Effect::None),
-                _ => Err(format!("{header}: READ BINARY of a file not on the allow-list")),
+                _ => Err(format!(
+                    "{header}: READ BINARY of a file not on the allow-list"
+                )),
             }
         }
         (0x00, INS_VERIFY) => {
@@ -86,7 +88,9 @@ pub fn check(command: &Command, selection: Selection) -> Result<Effect, String> 
             {
                 Ok(Effect::None)
             } else {
-                Err(format!("{header}: VERIFY of a key other than the signing password"))
+                Err(format!(
+                    "{header}: VERIFY of a key other than the signing password"
+                ))
             }
         }
         (0x80, INS_SIGN) => {
@@ -97,7 +101,9 @@ pub fn check(command: &Command, selection: Selection) -> Result<Effect, String> 
             {
                 Ok(Effect::None)
             } else {
-                Err(format!("{header}: signature with a key other than the signing key"))
+                Err(format!(
+                    "{header}: signature with a key other than the signing key"
+                ))
             }
         }
         _ => Err(format!("{header}: instruction not on the allow-list")),
@@ -117,7 +123,10 @@ fn check_select(command: &Command, selection: Selection) -> Result<Effect, Strin
             } else if command.data.as_slice() == CARD_SURFACE_AID {
                 Err("SELECT of the 券面AP (card surface application)".into())
             } else {
-                Err(format!("SELECT of application {}", hex::encode_upper(&command.data[..])))
+                Err(format!(
+                    "SELECT of application {}",
+                    hex::encode_upper(&command.data[..])
+                ))
             }
         }
         0x02 => {
@@ -126,7 +135,9 @@ fn check_select(command: &Command, selection: Selection) -> Result<Effect, Strin
                 _ => return Err("SELECT of a file by a malformed identifier".into()),
             };
             if !selection.jpki_ap {
-                Err(format!("SELECT of file {fid:04X} outside the JPKI application"))
+                Err(format!(
+                    "SELECT of file {fid:04X} outside the JPKI application"
+                ))
             } else if SELECTABLE.contains(&fid) {
                 Ok(Effect::SelectsEf(fid))
             } else {
@@ -206,7 +217,13 @@ mod tests {
         assert!(check(&sign, at(ef::SIGNING_KEY)).is_ok());
         assert!(check(&sign, at(ef::SIGNING_PASSWORD)).is_err());
 
-        for (cla, ins) in [(0, 0x24), (0, 0x84), (0, 0xCA), (0, INS_GET_RESPONSE), (0x80, 0xA2)] {
+        for (cla, ins) in [
+            (0, 0x24),
+            (0, 0x84),
+            (0, 0xCA),
+            (0, INS_GET_RESPONSE),
+            (0x80, 0xA2),
+        ] {
             assert!(check(&Command::new(cla, ins, 0, 0), at(ef::SIGNING_KEY)).is_err());
         }
     }

@@ -133,7 +133,12 @@ pub struct Response {
 
 impl std::fmt::Debug for Response {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Response({} data bytes, SW {})", self.data.len(), self.sw)
+        write!(
+            f,
+            "Response({} data bytes, SW {})",
+            self.data.len(),
+            self.sw
+        )
     }
 }
 
@@ -162,7 +167,10 @@ mod tests {
 
     #[test]
     fn case1_is_exactly_four_bytes() {
-        assert_eq!(enc(&Command::new(0x00, 0x20, 0x00, 0x80)), [0x00, 0x20, 0x00, 0x80]);
+        assert_eq!(
+            enc(&Command::new(0x00, 0x20, 0x00, 0x80)),
+            [0x00, 0x20, 0x00, 0x80]
+        );
     }
 
     #[test]
@@ -177,7 +185,9 @@ mod tests {
     fn case3_and_case4_short() {
         let c = Command::new(0, 0xA4, 2, 0x0C).with_data(&[0x00, 0x1B]);
         assert_eq!(enc(&c), [0, 0xA4, 2, 0x0C, 2, 0x00, 0x1B]);
-        let c = Command::new(0x80, 0x2A, 0, 0x80).with_data(&[1, 2, 3]).with_le(256);
+        let c = Command::new(0x80, 0x2A, 0, 0x80)
+            .with_data(&[1, 2, 3])
+            .with_le(256);
         assert_eq!(enc(&c), [0x80, 0x2A, 0, 0x80, 3, 1, 2, 3, 0]);
     }
 

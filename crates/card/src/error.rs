@@ -143,6 +143,9 @@ mod tests {
             TokenKind::from_label(b"OTHER\x01"),
             TokenKind::Unknown("OTHER?".into())
         );
-        assert_eq!(TokenKind::from_label(b""), TokenKind::Unknown(String::new()));
+        assert_eq!(
+            TokenKind::from_label(b""),
+            TokenKind::Unknown(String::new())
+        );
     }
 }

@@ -121,7 +121,9 @@ impl<T: Transport> JpkiCard<T> {
         if !(r.sw.is_ok() || r.sw == StatusWord(0x6282)) {
             return Err(sw_error("READ BINARY (token info)", r.sw));
         }
-        Ok(TokenKind::from_label(&r.data[..r.data.len().min(TOKEN_LABEL_LEN)]))
+        Ok(TokenKind::from_label(
+            &r.data[..r.data.len().min(TOKEN_LABEL_LEN)],
+        ))
     }
 
     /// Asks the card how many signing-password tries are left (`00 20 00 80`, exactly four
@@ -221,7 +223,10 @@ impl<T: Transport> JpkiCard<T> {
 
     /// Reads the CA certificate of the signing certificate's generation (EF 0002, free).
     pub fn read_signing_ca_certificate(&mut self) -> Result<Vec<u8>, CardError> {
-        self.select_ef(ef::SIGNING_CA_CERTIFICATE, "SELECT (signing CA certificate)")?;
+        self.select_ef(
+            ef::SIGNING_CA_CERTIFICATE,
+            "SELECT (signing CA certificate)",
+        )?;
         self.read_certificate_file(ef::SIGNING_CA_CERTIFICATE)
     }
 
@@ -287,7 +292,10 @@ impl<T: Transport> JpkiCard<T> {
         let total = der_certificate_length(&first.data).map_err(bad)?;
         let mut data = first.data;
         if data.len() < total.min(256) {
-            return Err(bad(format!("file ends after {} of {total} bytes", data.len())));
+            return Err(bad(format!(
+                "file ends after {} of {total} bytes",
+                data.len()
+            )));
         }
         data.truncate(total);
         while data.len() < total {
@@ -417,7 +425,10 @@ mod tests {
         let sent = &card.transport().sent;
         assert_eq!(
             sent[0],
-            [0x00, 0xA4, 0x04, 0x0C, 0x0A, 0xD3, 0x92, 0xF0, 0x00, 0x26, 0x01, 0x00, 0x00, 0x00, 0x01]
+            [
+                0x00, 0xA4, 0x04, 0x0C, 0x0A, 0xD3, 0x92, 0xF0, 0x00, 0x26, 0x01, 0x00, 0x00, 0x00,
+                0x01
+            ]
         );
         assert_eq!(sent[1], [0x00, 0xA4, 0x02, 0x0C, 0x02, 0x00, 0x06]);
         assert_eq!(sent[2], [0x00, 0xB0, 0x00, 0x00, 0x20]);
@@ -453,7 +464,11 @@ mod tests {
             card.verify_signing_password(&password(), true),
             Err(CardError::PasswordBlocked)
         );
-        assert!(card.transport().sent.iter().all(|c| c.len() <= 7 || c[1] != 0x20));
+        assert!(card
+            .transport()
+            .sent
+            .iter()
+            .all(|c| c.len() <= 7 || c[1] != 0x20));
 
         let mut card = opened(vec![ok(), sw(0x63C1)]);
         assert_eq!(
@@ -548,7 +563,11 @@ mod tests {
     #[test]
     fn truncated_and_oversized_certificates_are_errors() {
         let cert = certificate(1000);
-        let mut card = opened(vec![ok(), data(&cert[..256]), Ok([&cert[256..900], &[0x62, 0x82][..]].concat())]);
+        let mut card = opened(vec![
+            ok(),
+            data(&cert[..256]),
+            Ok([&cert[256..900], &[0x62, 0x82][..]].concat()),
+        ]);
         assert!(matches!(
             card.read_signing_certificate(),
             Err(CardError::CertificateFile { fid: 1, .. })

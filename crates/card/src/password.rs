@@ -87,7 +87,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_lengths() {
-        assert_eq!(SigningPassword::parse("").unwrap_err(), PasswordFormatError::Empty);
+        assert_eq!(
+            SigningPassword::parse("").unwrap_err(),
+            PasswordFormatError::Empty
+        );
         assert_eq!(
             SigningPassword::parse("ABC12").unwrap_err(),
             PasswordFormatError::TooShort { length: 5 }

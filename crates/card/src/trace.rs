@@ -85,10 +85,16 @@ impl Trace {
         }
         let trace: Trace = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         if trace.format != FORMAT {
-            return Err(format!("format is \"{}\", expected \"{FORMAT}\"", trace.format));
+            return Err(format!(
+                "format is \"{}\", expected \"{FORMAT}\"",
+                trace.format
+            ));
         }
         if trace.version != VERSION {
-            return Err(format!("version {} is not supported (expected {VERSION})", trace.version));
+            return Err(format!(
+                "version {} is not supported (expected {VERSION})",
+                trace.version
+            ));
         }
         if trace.events.len() > MAX_EVENTS {
             return Err(format!("more than {MAX_EVENTS} events"));

@@ -186,7 +186,10 @@ mod tests {
             resolve_reader("Virtual PCD 00 01", &readers),
             Ok("Virtual PCD 00 01".into())
         );
-        assert_eq!(resolve_reader("FeliCa", &readers), Ok("SONY FeliCa RC-S300 00 00".into()));
+        assert_eq!(
+            resolve_reader("FeliCa", &readers),
+            Ok("SONY FeliCa RC-S300 00 00".into())
+        );
         assert_eq!(
             resolve_reader("Virtual", &readers),
             Err(TransportError::NoReader(Some("Virtual".into())))
@@ -201,8 +204,17 @@ mod tests {
             TransportError::PcscUnavailable(_)
         ));
         assert_eq!(map_error(pcsc::Error::NoSmartcard), TransportError::NoCard);
-        assert_eq!(map_error(pcsc::Error::RemovedCard), TransportError::CardRemoved);
-        assert_eq!(map_error(pcsc::Error::NotTransacted), TransportError::CardRemoved);
-        assert_eq!(map_error(pcsc::Error::SharingViolation), TransportError::CardBusy);
+        assert_eq!(
+            map_error(pcsc::Error::RemovedCard),
+            TransportError::CardRemoved
+        );
+        assert_eq!(
+            map_error(pcsc::Error::NotTransacted),
+            TransportError::CardRemoved
+        );
+        assert_eq!(
+            map_error(pcsc::Error::SharingViolation),
+            TransportError::CardBusy
+        );
     }
 }

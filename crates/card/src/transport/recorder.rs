@@ -13,7 +13,10 @@ pub struct TraceHandle(Arc<Mutex<Trace>>);
 
 impl TraceHandle {
     pub fn snapshot(&self) -> Trace {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 

@@ -17,7 +17,8 @@ impl Replay {
     }
 
     pub fn new(trace: Trace) -> Result<Replay, TransportError> {
-        let atr = hex::decode(&trace.atr).map_err(|e| TransportError::TraceInvalid(e.to_string()))?;
+        let atr =
+            hex::decode(&trace.atr).map_err(|e| TransportError::TraceInvalid(e.to_string()))?;
         Ok(Replay {
             trace,
             atr,
@@ -111,7 +112,10 @@ mod tests {
         let verify = [&[0x00, 0x20, 0x00, 0x80, 0x08][..], b"TEST1234"].concat();
         assert_eq!(rec.transmit(&[0, 0xA4, 4, 0x0C]), Ok(vec![4, 0x90, 0]));
         assert_eq!(rec.transmit(&verify), Ok(vec![13, 0x90, 0]));
-        assert_eq!(rec.transmit(&[0xFF, 0, 0, 0]), Err(TransportError::CardRemoved));
+        assert_eq!(
+            rec.transmit(&[0xFF, 0, 0, 0]),
+            Err(TransportError::CardRemoved)
+        );
         let trace = handle.snapshot();
         let json = trace.to_json();
         assert!(!json.contains(&hex::encode(b"TEST1234")));
@@ -124,7 +128,10 @@ mod tests {
         // Any password of the same length matches the masked bytes.
         let other = [&[0x00, 0x20, 0x00, 0x80, 0x08][..], b"OTHER123"].concat();
         assert_eq!(replay.transmit(&other), Ok(vec![13, 0x90, 0]));
-        assert_eq!(replay.transmit(&[0xFF, 0, 0, 0]), Err(TransportError::CardRemoved));
+        assert_eq!(
+            replay.transmit(&[0xFF, 0, 0, 0]),
+            Err(TransportError::CardRemoved)
+        );
         assert!(matches!(
             replay.transmit(&[0, 0, 0, 0]),
             Err(TransportError::TraceMismatch { index: 3, .. })

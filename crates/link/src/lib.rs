@@ -1,0 +1,12 @@
+//! The linking domain of mynalink: license numbers, the signing certificate and its trust,
+//! the signed statement, errors as the user meets them, and the first-stage session.
+
+pub mod certificate;
+pub mod error;
+pub mod license;
+pub mod session;
+pub mod statement;
+pub mod trust;
+
+pub use error::{ErrorCode, FlowError};
+pub use session::{FirstStage, FlowInputs, SignedStatement, Step, Timings, Warning};

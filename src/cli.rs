@@ -1,0 +1,184 @@
+//! Command-line interface. The headless contract is relied on by integrators and tests:
+//! change it only compatibly.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mynalink",
+    version,
+    about = "マイナ免許証のマイナポータル連携（第1段階）/ First-stage Mynaportal linking for driving licenses"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the first stage without a window: against a reader, the simulated card, or a trace.
+    Headless(Box<HeadlessArgs>),
+    /// List card readers, cards, JPKI tokens and signing-password tries left.
+    Readers(ReadersArgs),
+    /// Show the whole flow on the built-in simulated card.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+#[group(required = true, multiple = false, id = "card_source")]
+pub struct CardSource {
+    /// PC/SC reader name (exact, or a unique part of it).
+    #[arg(long, value_name = "NAME")]
+    pub reader: Option<String>,
+    /// Use the built-in simulated card (its TEST root is trusted for this run).
+    #[arg(long)]
+    pub sim: bool,
+    /// Answer from a recorded APDU trace.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HeadlessArgs {
+    #[command(flatten)]
+    pub source: CardSource,
+
+    /// The 12-digit driving-license number.
+    #[arg(long, value_name = "NUMBER")]
+    pub license: String,
+
+    /// Stop after local verification; nothing is uploaded.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// Read the signing password from one line of standard input (never from argv or the
+    /// environment). Without it, the password is asked on the terminal with echo off.
+    #[arg(long)]
+    pub pin_stdin: bool,
+
+    /// Allow the VERIFY when only one try is left.
+    #[arg(long)]
+    pub confirm_last_try: bool,
+
+    /// Write an APDU trace of this run (password masked).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Extra trust anchor (PEM or DER), e.g. a test root. Repeatable.
+    #[arg(long = "trust-anchor", value_name = "FILE")]
+    pub trust_anchors: Vec<PathBuf>,
+
+    /// J-LIS signing CA certificate (PEM or DER); must match a pinned fingerprint. Repeatable.
+    /// Saves reading the CA certificate from the card.
+    #[arg(long = "jpki-ca", value_name = "FILE")]
+    pub jpki_ca: Vec<PathBuf>,
+
+    /// This terminal's id, written into the signed statement.
+    #[arg(long, value_name = "ID", default_value = "local-terminal")]
+    pub terminal_id: String,
+
+    /// The operator's id, written into the signed statement.
+    #[arg(long, value_name = "ID")]
+    pub operator_id: Option<String>,
+
+    /// Print exactly one JSON object on standard output.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub sim: SimArgs,
+}
+
+/// Options of the built-in simulated card.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SimArgs {
+    /// Simulated card: signing-password tries left (0-5).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=5))]
+    pub sim_tries: Option<u8>,
+    /// Simulated card: the signing password is blocked.
+    #[arg(long)]
+    pub sim_blocked: bool,
+    /// Simulated card: no signing certificate (holder under 15).
+    #[arg(long)]
+    pub sim_no_certificate: bool,
+    /// Simulated card: the signing certificate has expired.
+    #[arg(long)]
+    pub sim_expired: bool,
+    /// Simulated card: latency added to every APDU, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub sim_apdu_latency_ms: u64,
+    /// Simulated card: latency added to each signature, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub sim_sign_latency_ms: u64,
+    /// Simulated card: answer like a T=0 card (61xx / 6Cxx).
+    #[arg(long)]
+    pub sim_t0: bool,
+    /// Simulated card: refuse extended-length APDUs.
+    #[arg(long)]
+    pub sim_no_extended: bool,
+    /// Simulated card: token label in EF 0006 (e.g. JPKIAPGPSETOKEN for a phone).
+    #[arg(long, value_name = "LABEL")]
+    pub sim_token: Option<String>,
+    /// Simulated card: not a My Number card (no JPKI application).
+    #[arg(long)]
+    pub sim_not_jpki: bool,
+    /// Simulated card: removed after this many APDUs.
+    #[arg(long, value_name = "N")]
+    pub sim_remove_after: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReadersArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Run in the terminal instead of a window.
+    #[arg(long)]
+    pub headless: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exactly_one_card_source() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args);
+        assert!(parse(&["mynalink", "headless", "--sim", "--license", "1"]).is_ok());
+        assert!(parse(&["mynalink", "headless", "--license", "1"]).is_err());
+        assert!(parse(&[
+            "mynalink",
+            "headless",
+            "--sim",
+            "--reader",
+            "x",
+            "--license",
+            "1"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn no_password_option_exists() {
+        // The password must never come from argv.
+        let help = Cli::command()
+            .find_subcommand_mut("headless")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(help.contains("--pin-stdin"));
+        assert!(!help.contains("--pin "));
+        assert!(!help.contains("--password"));
+    }
+}

@@ -1,0 +1,151 @@
+//! `mynalink headless`: the first stage straight through, for integrators and CI.
+
+use mynalink_card::{PasswordStatus, SigningPassword, Transport};
+use mynalink_link::license::{LicenseNumber, LicenseWarning};
+use mynalink_link::trust::TrustStore;
+use mynalink_link::{ErrorCode, FirstStage, FlowError, FlowInputs, Warning};
+
+use crate::cli::HeadlessArgs;
+use crate::password_input;
+use crate::report::{CertificateReport, Report, WarningReport};
+use crate::source;
+
+/// The simulated card's signing TEST root. It is generated deterministically by the
+/// simulated card; this copy (checked equal by a test) spares replays the key generation.
+pub const SIMULATED_CARD_TEST_ROOT: &[u8] = include_bytes!("../assets/sim-sign-test-root.der");
+
+pub fn run(args: &HeadlessArgs) -> i32 {
+    let report = execute(args);
+    report.print(args.json);
+    report.exit_code()
+}
+
+fn execute(args: &HeadlessArgs) -> Report {
+    let (license, license_warning) = match LicenseNumber::parse(&args.license) {
+        Ok(parsed) => parsed,
+        Err(e) => return Report::failed(Some(args.license.clone()), e.into()),
+    };
+    let license_number = Some(license.as_str().to_string());
+    let opened = match source::open(&args.source, &args.sim, args.record.is_some()) {
+        Ok(opened) => opened,
+        Err(e) => return Report::failed(license_number, e),
+    };
+    let trust = match trust_store(args, opened.trust_simulated_root) {
+        Ok(trust) => trust,
+        Err(e) => return Report::failed(license_number, e),
+    };
+    let inputs = match opened.recorded_inputs.clone() {
+        // A replay keeps the recorded time, nonce and terminal; the license number is the
+        // one given now, so a different one shows up as a trace mismatch at the signature.
+        Some(recorded) => FlowInputs {
+            license_number: license.as_str().to_string(),
+            ..recorded
+        },
+        None => FlowInputs::fresh(
+            license.as_str(),
+            &args.terminal_id,
+            args.operator_id.as_deref(),
+            None,
+        ),
+    };
+    let mut flow = match FirstStage::new(opened.transport, inputs, trust) {
+        Ok(flow) => flow,
+        Err(e) => return Report::failed(license_number, e),
+    };
+    if license_warning == Some(LicenseWarning::CheckDigitRemainderZero) {
+        flow.add_warning(Warning::LicenseCheckDigitDisputed);
+    }
+    let result = run_steps(&mut flow, args);
+    flow.end();
+
+    let mut report = Report {
+        outcome: if result.is_ok() { "verified" } else { "failed" },
+        license_number,
+        reader: Some(flow.transport().reader_name().to_string()),
+        certificate: flow.certificate().map(|c| {
+            CertificateReport::new(c, flow.trusted_chain().map(|t| t.anchor_label.clone()))
+        }),
+        pin_tries_before: flow.tries_before(),
+        apdu_count: flow.apdu_count(),
+        timings_ms: flow.timings().clone(),
+        statement_sha256: flow.signed().map(|s| hex::encode(s.statement.sha256())),
+        warnings: flow.warnings().iter().map(WarningReport::from).collect(),
+        trace: None,
+        error: result.err(),
+    };
+    if let (Some(path), Some(handle)) = (&args.record, &opened.trace) {
+        let mut trace = handle.snapshot();
+        trace.inputs = flow.inputs().to_trace_inputs();
+        match std::fs::write(path, trace.to_json()) {
+            Ok(()) => report.trace = Some(path.display().to_string()),
+            Err(e) => eprintln!("mynalink: cannot write the trace {}: {e}", path.display()),
+        }
+    }
+    report
+}
+
+fn run_steps<T: Transport>(flow: &mut FirstStage<T>, args: &HeadlessArgs) -> Result<(), FlowError> {
+    let status = flow.check_card()?;
+    let password = read_password(args, status)?;
+    let confirmed = args.confirm_last_try || confirm_interactively(args, status);
+    flow.verify_password(&password, confirmed)?;
+    drop(password);
+    flow.read_certificate()?;
+    flow.sign()?;
+    Ok(())
+}
+
+fn read_password(
+    args: &HeadlessArgs,
+    status: PasswordStatus,
+) -> Result<SigningPassword, FlowError> {
+    let typed = if args.pin_stdin {
+        password_input::read_stdin_line()
+    } else {
+        let tries = match status {
+            PasswordStatus::Tries(n) => format!("残り{n}回 / {n} tries left"),
+            _ => "残り回数不明 / tries left unknown".into(),
+        };
+        password_input::prompt(&format!("署名用パスワード / signing password ({tries}): "))
+    }
+    .map_err(|e| FlowError::new(ErrorCode::InputUnavailable).with_detail(e))?;
+    Ok(SigningPassword::parse(&typed)?)
+}
+
+fn confirm_interactively(args: &HeadlessArgs, status: PasswordStatus) -> bool {
+    let last = matches!(status, PasswordStatus::Tries(1) | PasswordStatus::Unknown);
+    last && !args.pin_stdin
+        && password_input::confirm(
+            "残り1回です。間違えるとロックされます。送信しますか？ / One try left; a wrong password locks it. Send?",
+        )
+}
+
+fn trust_store(args: &HeadlessArgs, trust_simulated_root: bool) -> Result<TrustStore, FlowError> {
+    let mut trust = TrustStore::new();
+    let config_error = |what: &str, path: &std::path::Path, e: String| {
+        FlowError::new(ErrorCode::ConfigurationInvalid)
+            .with_detail(format!("{what} {}: {e}", path.display()))
+    };
+    for path in &args.jpki_ca {
+        let bytes =
+            std::fs::read(path).map_err(|e| config_error("--jpki-ca", path, e.to_string()))?;
+        trust
+            .add_ca_certificate(&bytes)
+            .map_err(|e| config_error("--jpki-ca", path, e.to_string()))?;
+    }
+    for path in &args.trust_anchors {
+        let bytes =
+            std::fs::read(path).map_err(|e| config_error("--trust-anchor", path, e.to_string()))?;
+        trust
+            .add_trust_anchor(&bytes)
+            .map_err(|e| config_error("--trust-anchor", path, e.to_string()))?;
+    }
+    if trust_simulated_root {
+        trust
+            .add_trust_anchor(SIMULATED_CARD_TEST_ROOT)
+            .map_err(|e| {
+                FlowError::new(ErrorCode::ConfigurationInvalid).with_detail(e.to_string())
+            })?;
+    }
+    Ok(trust)
+}

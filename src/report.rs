@@ -1,0 +1,155 @@
+//! What a headless run prints: one JSON object with `--json`, readable lines otherwise.
+//! Never the holder's name, address, birth date or sex.
+
+use mynalink_link::certificate::SigningCertificate;
+use mynalink_link::statement::format_time;
+use mynalink_link::{FlowError, Timings, Warning};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct CertificateReport {
+    pub serial_hex: String,
+    pub serial_decimal: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub issuer: String,
+    pub authority_key_id: Option<String>,
+    pub sha256: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_anchor: Option<String>,
+}
+
+impl CertificateReport {
+    pub fn new(certificate: &SigningCertificate, trust_anchor: Option<String>) -> Self {
+        CertificateReport {
+            serial_hex: certificate.serial_hex(),
+            serial_decimal: certificate.serial_decimal(),
+            not_before: format_time(certificate.not_before()),
+            not_after: format_time(certificate.not_after()),
+            issuer: certificate.issuer(),
+            authority_key_id: certificate.authority_key_id().map(hex::encode),
+            sha256: hex::encode(certificate.sha256()),
+            trust_anchor,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct WarningReport {
+    pub code: String,
+    pub message_ja: String,
+    pub message_en: String,
+}
+
+impl From<&Warning> for WarningReport {
+    fn from(w: &Warning) -> Self {
+        let code = serde_json::to_value(w)
+            .ok()
+            .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        WarningReport {
+            code,
+            message_ja: w.message_ja(),
+            message_en: w.message_en(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub outcome: &'static str,
+    pub license_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reader: Option<String>,
+    pub certificate: Option<CertificateReport>,
+    pub pin_tries_before: Option<u8>,
+    pub apdu_count: usize,
+    pub timings_ms: Timings,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<WarningReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<FlowError>,
+}
+
+impl Report {
+    pub fn failed(license_number: Option<String>, error: FlowError) -> Report {
+        Report {
+            outcome: "failed",
+            license_number,
+            reader: None,
+            certificate: None,
+            pin_tries_before: None,
+            apdu_count: 0,
+            timings_ms: Timings::default(),
+            statement_sha256: None,
+            warnings: Vec::new(),
+            trace: None,
+            error: Some(error),
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match &self.error {
+            None => 0,
+            Some(e) if e.code == mynalink_link::ErrorCode::ConfigurationInvalid => 2,
+            Some(_) => 1,
+        }
+    }
+
+    pub fn print(&self, json: bool) {
+        if json {
+            match serde_json::to_string(self) {
+                Ok(text) => println!("{text}"),
+                Err(e) => eprintln!("mynalink: cannot write the report: {e}"),
+            }
+            return;
+        }
+        self.print_human();
+    }
+
+    fn print_human(&self) {
+        match &self.error {
+            None => println!("結果 / outcome: {}", self.outcome),
+            Some(e) => {
+                eprintln!("エラー / error [{}]", e.code);
+                eprintln!("  {}", e.message_ja);
+                eprintln!("  {}", e.message_en);
+                if let Some(detail) = &e.detail {
+                    eprintln!("  ({detail})");
+                }
+            }
+        }
+        if let Some(n) = &self.license_number {
+            println!("免許証番号 / license number: {n}");
+        }
+        if let Some(tries) = self.pin_tries_before {
+            println!("残り回数（開始時） / tries left before: {tries}");
+        }
+        if let Some(c) = &self.certificate {
+            println!(
+                "発行番号 / serial: {} (hex) / {} (decimal)",
+                c.serial_hex, c.serial_decimal
+            );
+            println!("有効期間 / valid: {} – {}", c.not_before, c.not_after);
+            println!("発行者 / issuer: {}", c.issuer);
+            if let Some(anchor) = &c.trust_anchor {
+                println!("信頼の起点 / trust anchor: {anchor}");
+            }
+            println!("SHA-256: {}", c.sha256);
+        }
+        for w in &self.warnings {
+            println!(
+                "注意 / warning [{}]: {} / {}",
+                w.code, w.message_ja, w.message_en
+            );
+        }
+        println!("APDU: {}", self.apdu_count);
+        if let Some(path) = &self.trace {
+            println!("記録 / trace: {path}");
+        }
+    }
+}

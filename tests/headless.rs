@@ -1,0 +1,347 @@
+//! The headless contract, end to end through the real binary and the simulated card.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn success_prints_verified_and_the_certificate_without_personal_data() {
+    let run = headless(&["--sim"], "TEST1234\n");
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let json = run.json();
+    assert_eq!(json["outcome"], "verified");
+    assert_eq!(json["license_number"], LICENSE);
+    assert_eq!(json["pin_tries_before"], 5);
+    let cert = &json["certificate"];
+    for key in [
+        "serial_hex",
+        "serial_decimal",
+        "not_before",
+        "not_after",
+        "issuer",
+        "authority_key_id",
+        "sha256",
+    ] {
+        assert!(cert[key].is_string(), "certificate.{key} missing: {json}");
+    }
+    assert!(json["apdu_count"].as_u64().is_some_and(|n| n > 0));
+    assert!(json["timings_ms"]["total"].is_u64());
+    assert!(json.get("error").is_none());
+    // The holder's name, address and birth date never appear.
+    for personal in ["試験", "花子", "東京都", "19900102", "419900102"] {
+        assert!(!run.stdout.contains(personal), "{personal} in output");
+    }
+    assert!(!run.stdout.contains("TEST1234") && !run.stderr.contains("TEST1234"));
+}
+
+#[test]
+fn lower_case_password_is_upper_cased() {
+    let run = headless(&["--sim"], "test1234\n");
+    assert_eq!(run.json()["outcome"], "verified");
+}
+
+#[test]
+fn wrong_password_costs_exactly_one_try_and_one_verify() {
+    let dir = temp_dir();
+    let trace = dir.path().join("wrong.json");
+    let run = headless(&["--sim", "--record", &path_str(&trace)], "WRONG999\n");
+    assert_eq!(run.status, 1);
+    let json = run.json();
+    assert_eq!(json["outcome"], "failed");
+    assert_eq!(json["error"]["code"], "pin_wrong");
+    assert_eq!(json["error"]["tries_left"], 4);
+    assert!(json["error"]["message_ja"]
+        .as_str()
+        .is_some_and(|m| m.contains("残り4回")));
+    assert!(json["error"]["message_en"].is_string());
+    let trace: Value =
+        serde_json::from_slice(&std::fs::read(&trace).expect("trace")).expect("json");
+    assert_eq!(verify_attempts(&trace), 1);
+}
+
+#[test]
+fn malformed_password_never_reaches_the_card() {
+    let dir = temp_dir();
+    let trace = dir.path().join("t.json");
+    for bad in [
+        "ABC12\n",
+        "TEST-1234\n",
+        "0123456789ABCDEFG\n",
+        "パスワード12\n",
+        "\n",
+    ] {
+        let run = headless(&["--sim", "--record", &path_str(&trace)], bad);
+        assert_eq!(run.code().as_deref(), Some("pin_format_invalid"), "{bad:?}");
+        let trace: Value =
+            serde_json::from_slice(&std::fs::read(&trace).expect("trace")).expect("json");
+        assert_eq!(verify_attempts(&trace), 0, "{bad:?}");
+    }
+}
+
+#[test]
+fn record_replay_and_a_flipped_signature_byte() {
+    let dir = temp_dir();
+    let trace_path = dir.path().join("run.json");
+    let trace = path_str(&trace_path);
+    let recorded = headless(&["--sim", "--record", &trace], "TEST1234\n");
+    assert_eq!(recorded.json()["outcome"], "verified");
+
+    // The password is masked, with its length kept.
+    let text = std::fs::read_to_string(&trace_path).expect("trace");
+    assert!(!text.contains(&hex_lower(b"TEST1234")));
+    assert!(text.contains("0020008008XXXXXXXXXXXXXXXX"));
+
+    let replayed = headless(&["--replay", &trace], "ANY12345\n");
+    assert_eq!(replayed.status, 0, "{}", replayed.stdout);
+    let (a, b) = (recorded.json(), replayed.json());
+    assert_eq!(a["outcome"], b["outcome"]);
+    assert_eq!(a["certificate"], b["certificate"]);
+    assert_eq!(a["statement_sha256"], b["statement_sha256"]);
+    assert_eq!(a["apdu_count"], b["apdu_count"]);
+
+    // Flip one byte of the recorded signature.
+    let mut value: Value = serde_json::from_str(&text).expect("json");
+    let events = value["events"].as_array_mut().expect("events");
+    let sign = events
+        .iter_mut()
+        .find(|e| {
+            e["command"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("802a0080"))
+        })
+        .expect("signature exchange");
+    let response = sign["response"].as_str().expect("response").to_string();
+    let flipped = format!(
+        "{}{}",
+        if &response[..2] == "00" { "01" } else { "00" },
+        &response[2..]
+    );
+    sign["response"] = Value::String(flipped);
+    let tampered = dir.path().join("tampered.json");
+    std::fs::write(&tampered, value.to_string()).expect("write");
+    let run = headless(&["--replay", &path_str(&tampered)], "TEST1234\n");
+    assert_eq!(run.code().as_deref(), Some("signature_invalid"));
+    assert_eq!(run.status, 1);
+}
+
+#[test]
+fn replay_with_other_inputs_is_a_trace_mismatch() {
+    let dir = temp_dir();
+    let trace = path_str(&dir.path().join("run.json"));
+    headless(&["--sim", "--record", &trace], "TEST1234\n");
+    // A password of another length changes the VERIFY command.
+    let run = headless(&["--replay", &trace], "TEST12345\n");
+    assert_eq!(run.code().as_deref(), Some("trace_mismatch"));
+    let detail = run.json()["error"]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(detail.contains("exchange 5"), "{detail}");
+    assert!(!detail.contains(&hex_lower(b"TEST12345")), "{detail}");
+    // Another license number changes the signed statement.
+    let mut args = vec![
+        "headless",
+        "--license",
+        "729913281071",
+        "--offline",
+        "--pin-stdin",
+        "--json",
+    ];
+    args.extend(["--replay", trace.as_str()]);
+    let run = mynalink(&args, Some("TEST1234\n"));
+    assert_eq!(run.code().as_deref(), Some("trace_mismatch"));
+}
+
+#[test]
+fn error_codes_from_the_simulated_card() {
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["--sim-blocked"], "TEST1234\n", "pin_blocked"),
+        (
+            &["--sim-tries", "1"],
+            "TEST1234\n",
+            "last_try_requires_confirmation",
+        ),
+        (
+            &["--sim-no-certificate"],
+            "TEST1234\n",
+            "no_signing_certificate",
+        ),
+        (&["--sim-expired"], "TEST1234\n", "certificate_expired"),
+        (&["--sim-not-jpki"], "TEST1234\n", "not_jpki_card"),
+        (
+            &["--sim-token", "JPKIAPIOSTOKEN"],
+            "TEST1234\n",
+            "not_jpki_card",
+        ),
+        (
+            &["--sim-token", "JPKIAPICCTOKEN"],
+            "TEST1234\n",
+            "not_jpki_card",
+        ),
+        (&["--sim-remove-after", "3"], "TEST1234\n", "card_removed"),
+        (&["--sim-remove-after", "9"], "TEST1234\n", "card_removed"),
+        (&[], "", "input_unavailable"),
+    ];
+    for (flags, stdin, code) in cases {
+        let mut args = vec!["--sim"];
+        args.extend_from_slice(flags);
+        let run = headless(&args, stdin);
+        assert_eq!(
+            run.code().as_deref(),
+            Some(*code),
+            "{flags:?}: {}",
+            run.stdout
+        );
+        assert_eq!(run.status, 1);
+        let error = &run.json()["error"];
+        assert!(error["message_ja"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(error["message_en"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+}
+
+#[test]
+fn last_try_with_confirmation_and_the_variants_that_succeed() {
+    for flags in [
+        &["--sim-tries", "1", "--confirm-last-try"][..],
+        &["--sim-t0"][..],
+        &["--sim-no-extended"][..],
+    ] {
+        let mut args = vec!["--sim"];
+        args.extend_from_slice(flags);
+        let run = headless(&args, "TEST1234\n");
+        assert_eq!(
+            run.json()["outcome"],
+            "verified",
+            "{flags:?}: {}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn success_path_apdu_counts() {
+    let extended = headless(&["--sim"], "TEST1234\n").json()["apdu_count"].as_u64();
+    let short =
+        headless(&["--sim", "--sim-no-extended"], "TEST1234\n").json()["apdu_count"].as_u64();
+    // Select AP, token info (2), password EF, query, VERIFY, cert EF, 2 reads, key EF, sign.
+    assert_eq!(extended, Some(11));
+    // With short reads only: one refused extended read, then 256-byte chunks (≤ 17 short
+    // APDUs plus the refused probe for a certificate of this size).
+    assert!(short.is_some_and(|n| n <= 18), "{short:?}");
+}
+
+#[test]
+fn invalid_license_numbers_are_explained() {
+    for (number, needle) in [
+        ("72991328107", "11"),
+        ("729913281060", "check"),
+        ("012345678900", "01"),
+        ("72991328A070", "9"),
+    ] {
+        let run = mynalink(
+            &[
+                "headless",
+                "--sim",
+                "--license",
+                number,
+                "--offline",
+                "--pin-stdin",
+                "--json",
+            ],
+            Some("TEST1234\n"),
+        );
+        assert_eq!(
+            run.code().as_deref(),
+            Some("license_number_invalid"),
+            "{number}"
+        );
+        let error = &run.json()["error"];
+        assert!(
+            error["message_en"]
+                .as_str()
+                .is_some_and(|m| m.contains(needle)),
+            "{number}: {error}"
+        );
+        assert_eq!(run.json()["apdu_count"], 0);
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(
+        mynalink(&["headless", "--license", LICENSE], None).status,
+        2
+    );
+    assert_eq!(
+        mynalink(
+            &["headless", "--sim", "--replay", "x", "--license", LICENSE],
+            None
+        )
+        .status,
+        2
+    );
+    assert_eq!(
+        mynalink(
+            &["headless", "--sim", "--license", LICENSE, "--pin", "X"],
+            None
+        )
+        .status,
+        2
+    );
+    let run = headless(
+        &["--sim", "--trust-anchor", "/nonexistent/root.pem"],
+        "TEST1234\n",
+    );
+    assert_eq!(run.status, 2);
+    assert_eq!(run.code().as_deref(), Some("configuration_invalid"));
+}
+
+#[test]
+fn broken_trace_files_are_trace_invalid() {
+    let dir = temp_dir();
+    let cases = [
+        ("missing.json", None),
+        ("empty.json", Some("")),
+        ("garbage.json", Some("{not json")),
+        (
+            "version.json",
+            Some(
+                r#"{"format":"mynalink-apdu-trace","version":99,"reader":"r","atr":"","events":[]}"#,
+            ),
+        ),
+        (
+            "no-inputs.json",
+            Some(
+                r#"{"format":"mynalink-apdu-trace","version":1,"reader":"r","atr":"3b00","events":[]}"#,
+            ),
+        ),
+    ];
+    for (name, content) in cases {
+        let path = dir.path().join(name);
+        if let Some(content) = content {
+            std::fs::write(&path, content).expect("write");
+        }
+        let run = headless(&["--replay", &path_str(&path)], "TEST1234\n");
+        assert_eq!(
+            run.code().as_deref(),
+            Some("trace_invalid"),
+            "{name}: {}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn demo_runs_the_whole_flow() {
+    let run = mynalink(&["demo", "--headless"], None);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run
+        .stdout
+        .contains("署名を検証しました / signature verified"));
+    assert!(run.stdout.contains("カードをお取りください"));
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
