@@ -11,6 +11,7 @@ pub mod card;
 pub mod der;
 pub mod identity;
 mod transport;
+pub mod vpcd;
 
 pub use card::{SimOptions, SimulatedCard};
 pub use identity::{
