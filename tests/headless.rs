@@ -345,3 +345,76 @@ fn demo_runs_the_whole_flow() {
 fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Edits a copy of a fixture trace and replays it.
+fn replay_edited(edit: impl FnOnce(&mut Value)) -> Run {
+    let text = std::fs::read_to_string(fixtures_dir().join("success.trace.json")).expect("fixture");
+    let mut trace: Value = serde_json::from_str(&text).expect("json");
+    edit(&mut trace);
+    let dir = temp_dir();
+    let path = dir.path().join("edited.json");
+    std::fs::write(&path, trace.to_string()).expect("write");
+    headless(&["--replay", &path_str(&path)], "TEST1234\n")
+}
+
+#[test]
+fn certificate_not_yet_valid_at_the_flow_time() {
+    let run = replay_edited(|t| t["inputs"]["time"] = Value::String("2021-01-01T00:00:00Z".into()));
+    // The statement's time changes too, but the certificate check comes first.
+    assert_eq!(run.code().as_deref(), Some("certificate_not_yet_valid"));
+}
+
+#[test]
+fn a_short_signature_is_a_card_error() {
+    let run = replay_edited(|t| {
+        let events = t["events"].as_array_mut().expect("events");
+        let sign = events
+            .iter_mut()
+            .find(|e| {
+                e["command"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("802a0080"))
+            })
+            .expect("signature exchange");
+        sign["response"] = Value::String(format!("{}9000", "ab".repeat(128)));
+    });
+    assert_eq!(run.code().as_deref(), Some("card_error"));
+}
+
+#[test]
+fn pcsc_service_missing_is_pcsc_unavailable() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mynalink"))
+        .args([
+            "headless",
+            "--reader",
+            "Virtual PCD 00 00",
+            "--license",
+            LICENSE,
+            "--offline",
+            "--pin-stdin",
+            "--json",
+        ])
+        .env("PCSCLITE_CSOCK_NAME", "/nonexistent/pcscd.comm")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    let out = std::mem::take(&mut child.stdout)
+        .map(|mut s| {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut s, &mut text).expect("read");
+            text
+        })
+        .unwrap_or_default();
+    assert_eq!(child.wait().expect("wait").code(), Some(1));
+    let json: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(json["error"]["code"], "pcsc_unavailable", "{json}");
+
+    let readers = std::process::Command::new(env!("CARGO_BIN_EXE_mynalink"))
+        .args(["readers", "--json"])
+        .env("PCSCLITE_CSOCK_NAME", "/nonexistent/pcscd.comm")
+        .output()
+        .expect("readers");
+    let json: Value = serde_json::from_slice(&readers.stdout).expect("json");
+    assert_eq!(json["error"]["code"], "pcsc_unavailable", "{json}");
+}
