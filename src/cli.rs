@@ -12,6 +12,10 @@ use clap::{Args, Parser, Subcommand};
     about = "マイナ免許証のマイナポータル連携（第1段階）/ First-stage Mynaportal linking for driving licenses"
 )]
 pub struct Cli {
+    /// Settings file (TOML); default $XDG_CONFIG_HOME/mynalink/config.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -24,13 +28,16 @@ pub enum Command {
     Readers(ReadersArgs),
     /// Show the whole flow on the built-in simulated card.
     Demo(DemoArgs),
+    /// Put the simulated card in the vpcd virtual reader of a running pcscd.
+    Vcard(Box<VcardArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
-#[group(required = true, multiple = false, id = "card_source")]
+#[group(required = false, multiple = false, id = "card_source")]
 pub struct CardSource {
-    /// PC/SC reader name (exact, or a unique part of it).
-    #[arg(long, value_name = "NAME")]
+    /// PC/SC reader name (exact, or a unique part of it). Without a name, or with "auto":
+    /// the only reader holding a My Number card. Default: `reader` in the config file.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "auto")]
     pub reader: Option<String>,
     /// Use the built-in simulated card (its TEST root is trusted for this run).
     #[arg(long)]
@@ -75,9 +82,10 @@ pub struct HeadlessArgs {
     #[arg(long = "jpki-ca", value_name = "FILE")]
     pub jpki_ca: Vec<PathBuf>,
 
-    /// This terminal's id, written into the signed statement.
-    #[arg(long, value_name = "ID", default_value = "local-terminal")]
-    pub terminal_id: String,
+    /// This terminal's id, written into the signed statement (default: config, else
+    /// "local-terminal").
+    #[arg(long, value_name = "ID")]
+    pub terminal_id: Option<String>,
 
     /// The operator's id, written into the signed statement.
     #[arg(long, value_name = "ID")]
@@ -130,6 +138,30 @@ pub struct SimArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct VcardArgs {
+    /// vpcd's port: 35963 is `Virtual PCD 00 00`, 35964 is `Virtual PCD 00 01`.
+    #[arg(long, default_value_t = mynalink_simcard::vpcd::DEFAULT_PORT)]
+    pub port: u16,
+    /// vpcd's host.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Remove the card (close the connection) when APDU N+1 of an insertion arrives.
+    #[arg(long, value_name = "N")]
+    pub remove_after: Option<usize>,
+    /// After a removal, insert the card again after this many milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub reinsert_after: Option<u64>,
+    /// Stop after this many insertions.
+    #[arg(long, value_name = "N")]
+    pub max_insertions: Option<usize>,
+    /// Print one JSON object per event on standard output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub sim: SimArgs,
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct ReadersArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -157,7 +189,8 @@ mod tests {
     fn exactly_one_card_source() {
         let parse = |args: &[&str]| Cli::try_parse_from(args);
         assert!(parse(&["mynalink", "headless", "--sim", "--license", "1"]).is_ok());
-        assert!(parse(&["mynalink", "headless", "--license", "1"]).is_err());
+        assert!(parse(&["mynalink", "headless", "--license", "1"]).is_ok());
+        assert!(parse(&["mynalink", "headless", "--reader", "--license", "1"]).is_ok());
         assert!(parse(&[
             "mynalink",
             "headless",

@@ -14,23 +14,35 @@ use crate::source;
 /// simulated card; this copy (checked equal by a test) spares replays the key generation.
 pub const SIMULATED_CARD_TEST_ROOT: &[u8] = include_bytes!("../assets/sim-sign-test-root.der");
 
-pub fn run(args: &HeadlessArgs) -> i32 {
-    let report = execute(args);
+pub fn run(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> i32 {
+    let report = execute(args, config_path);
     report.print(args.json);
     report.exit_code()
 }
 
-fn execute(args: &HeadlessArgs) -> Report {
+fn execute(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> Report {
     let (license, license_warning) = match LicenseNumber::parse(&args.license) {
         Ok(parsed) => parsed,
         Err(e) => return Report::failed(Some(args.license.clone()), e.into()),
     };
     let license_number = Some(license.as_str().to_string());
-    let opened = match source::open(&args.source, &args.sim, args.record.is_some()) {
+    let config = match crate::config::load(config_path) {
+        Ok(config) => config,
+        Err(e) => return Report::failed(license_number, e),
+    };
+    let Some(choice) = source::Choice::resolve(&args.source, &config) else {
+        return Report::failed(
+            license_number,
+            FlowError::new(ErrorCode::ConfigurationInvalid).with_detail(
+                "no card source: give --reader [NAME], --sim or --replay FILE, or set `reader` in the config file",
+            ),
+        );
+    };
+    let opened = match source::open(&choice, &args.sim, args.record.is_some()) {
         Ok(opened) => opened,
         Err(e) => return Report::failed(license_number, e),
     };
-    let trust = match trust_store(args, opened.trust_simulated_root) {
+    let trust = match trust_store(args, &config, opened.trust_simulated_root) {
         Ok(trust) => trust,
         Err(e) => return Report::failed(license_number, e),
     };
@@ -43,8 +55,13 @@ fn execute(args: &HeadlessArgs) -> Report {
         },
         None => FlowInputs::fresh(
             license.as_str(),
-            &args.terminal_id,
-            args.operator_id.as_deref(),
+            args.terminal_id
+                .as_deref()
+                .or(config.terminal_id.as_deref())
+                .unwrap_or("local-terminal"),
+            args.operator_id
+                .as_deref()
+                .or(config.operator_id.as_deref()),
             None,
         ),
     };
@@ -62,6 +79,7 @@ fn execute(args: &HeadlessArgs) -> Report {
         outcome: if result.is_ok() { "verified" } else { "failed" },
         license_number,
         reader: Some(flow.transport().reader_name().to_string()),
+        reader_note: opened.reader_note.clone(),
         certificate: flow.certificate().map(|c| {
             CertificateReport::new(c, flow.trusted_chain().map(|t| t.anchor_label.clone()))
         }),
@@ -120,20 +138,24 @@ fn confirm_interactively(args: &HeadlessArgs, status: PasswordStatus) -> bool {
         )
 }
 
-fn trust_store(args: &HeadlessArgs, trust_simulated_root: bool) -> Result<TrustStore, FlowError> {
+fn trust_store(
+    args: &HeadlessArgs,
+    config: &crate::config::Config,
+    trust_simulated_root: bool,
+) -> Result<TrustStore, FlowError> {
     let mut trust = TrustStore::new();
     let config_error = |what: &str, path: &std::path::Path, e: String| {
         FlowError::new(ErrorCode::ConfigurationInvalid)
             .with_detail(format!("{what} {}: {e}", path.display()))
     };
-    for path in &args.jpki_ca {
+    for path in args.jpki_ca.iter().chain(&config.jpki_ca) {
         let bytes =
             std::fs::read(path).map_err(|e| config_error("--jpki-ca", path, e.to_string()))?;
         trust
             .add_ca_certificate(&bytes)
             .map_err(|e| config_error("--jpki-ca", path, e.to_string()))?;
     }
-    for path in &args.trust_anchors {
+    for path in args.trust_anchors.iter().chain(&config.trust_anchors) {
         let bytes =
             std::fs::read(path).map_err(|e| config_error("--trust-anchor", path, e.to_string()))?;
         trust

@@ -61,6 +61,8 @@ pub struct Report {
     pub license_number: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reader: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reader_note: Option<String>,
     pub certificate: Option<CertificateReport>,
     pub pin_tries_before: Option<u8>,
     pub apdu_count: usize,
@@ -81,6 +83,7 @@ impl Report {
             outcome: "failed",
             license_number,
             reader: None,
+            reader_note: None,
             certificate: None,
             pin_tries_before: None,
             apdu_count: 0,
@@ -125,6 +128,9 @@ impl Report {
         }
         if let Some(n) = &self.license_number {
             println!("免許証番号 / license number: {n}");
+        }
+        if let Some(note) = &self.reader_note {
+            println!("リーダー / reader: {note}");
         }
         if let Some(tries) = self.pin_tries_before {
             println!("残り回数（開始時） / tries left before: {tries}");

@@ -3,13 +3,45 @@
 
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use mynalink_card::trace::MAX_TRACE_BYTES;
-use mynalink_card::transport::{PcscTransport, Recorder, Replay, TraceHandle};
-use mynalink_card::{Transport, TransportError};
+use mynalink_card::transport::{list_readers, PcscTransport, Recorder, Replay, TraceHandle};
+use mynalink_card::{JpkiCard, Transport, TransportError};
 use mynalink_link::{ErrorCode, FlowError, FlowInputs};
 use mynalink_simcard::{SimOptions, SimTransport, Validity};
 
 use crate::cli::{CardSource, SimArgs};
+use crate::config::Config;
+
+/// Where the card comes from, after the command line and the config file are combined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// A named reader, or `None` for the only reader holding a My Number card.
+    Reader(Option<String>),
+    Sim,
+    Replay(PathBuf),
+}
+
+impl Choice {
+    pub fn resolve(cli: &CardSource, config: &Config) -> Option<Choice> {
+        let reader = |name: &str| {
+            Choice::Reader(match name.trim() {
+                "" | "auto" => None,
+                named => Some(named.to_string()),
+            })
+        };
+        if cli.sim {
+            Some(Choice::Sim)
+        } else if let Some(path) = &cli.replay {
+            Some(Choice::Replay(path.clone()))
+        } else if let Some(name) = &cli.reader {
+            Some(reader(name))
+        } else {
+            config.reader.as_deref().map(reader)
+        }
+    }
+}
 
 pub struct Opened {
     pub transport: Box<dyn Transport>,
@@ -19,6 +51,8 @@ pub struct Opened {
     /// The simulated card's TEST root is trusted only for runs on the simulated card or its
     /// recordings.
     pub trust_simulated_root: bool,
+    /// How the reader was chosen, when it was not named.
+    pub reader_note: Option<String>,
 }
 
 pub fn sim_options(args: &SimArgs) -> SimOptions {
@@ -45,39 +79,77 @@ pub fn sim_options(args: &SimArgs) -> SimOptions {
     options
 }
 
-pub fn open(source: &CardSource, sim: &SimArgs, record: bool) -> Result<Opened, FlowError> {
+pub fn open(choice: &Choice, sim: &SimArgs, record: bool) -> Result<Opened, FlowError> {
+    let mut reader_note = None;
     let (transport, recorded_inputs, trust_simulated_root): (Box<dyn Transport>, _, _) =
-        if source.sim {
-            (Box::new(SimTransport::new(sim_options(sim))), None, true)
-        } else if let Some(path) = &source.replay {
-            let bytes = read_bounded(path)?;
-            let replay = Replay::from_bytes(&bytes).map_err(FlowError::from)?;
-            let inputs = FlowInputs::from_trace_inputs(&replay.trace().inputs)?;
-            (Box::new(replay), Some(inputs), true)
-        } else if let Some(reader) = &source.reader {
-            (
-                Box::new(PcscTransport::connect(reader).map_err(FlowError::from)?),
+        match choice {
+            Choice::Sim => (Box::new(SimTransport::new(sim_options(sim))), None, true),
+            Choice::Replay(path) => {
+                let bytes = read_bounded(path)?;
+                let replay = Replay::from_bytes(&bytes).map_err(FlowError::from)?;
+                let inputs = FlowInputs::from_trace_inputs(&replay.trace().inputs)?;
+                (Box::new(replay), Some(inputs), true)
+            }
+            Choice::Reader(Some(name)) => (
+                Box::new(PcscTransport::connect(name).map_err(FlowError::from)?),
                 None,
                 false,
-            )
-        } else {
-            return Err(FlowError::new(ErrorCode::NoReader).with_detail("no card source given"));
+            ),
+            Choice::Reader(None) => {
+                let name = only_reader_with_my_number_card()?;
+                reader_note = Some(format!("{name}: the only reader holding a My Number card"));
+                (
+                    Box::new(PcscTransport::connect(&name).map_err(FlowError::from)?),
+                    None,
+                    false,
+                )
+            }
         };
-    if record {
+    let (transport, trace): (Box<dyn Transport>, _) = if record {
         let (recorder, handle) = Recorder::new(transport);
-        Ok(Opened {
-            transport: Box::new(recorder),
-            trace: Some(handle),
-            recorded_inputs,
-            trust_simulated_root,
-        })
+        (Box::new(recorder), Some(handle))
     } else {
-        Ok(Opened {
-            transport,
-            trace: None,
-            recorded_inputs,
-            trust_simulated_root,
-        })
+        (transport, None)
+    };
+    Ok(Opened {
+        transport,
+        trace,
+        recorded_inputs,
+        trust_simulated_root,
+        reader_note,
+    })
+}
+
+/// Looks at every reader holding a card and keeps those whose card is a My Number card.
+/// Each probe ends with the card powered down; the flow then connects afresh.
+fn only_reader_with_my_number_card() -> Result<String, FlowError> {
+    let readers = list_readers().map_err(FlowError::from)?;
+    if readers.is_empty() {
+        return Err(TransportError::NoReader(None).into());
+    }
+    let mut found = Vec::new();
+    for reader in readers.iter().filter(|r| r.card_present) {
+        let Ok(transport) = PcscTransport::connect(&reader.name) else {
+            continue;
+        };
+        let mut card = JpkiCard::new(transport);
+        if card.open_application().is_ok() {
+            found.push(reader.name.clone());
+        }
+        let _ = card.end_session();
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(FlowError::new(ErrorCode::NoCard).with_detail(format!(
+            "no reader holds a My Number card (readers: {})",
+            readers
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        _ => Err(FlowError::new(ErrorCode::ReaderAmbiguous)
+            .with_detail(format!("My Number cards in: {}", found.join(", ")))),
     }
 }
 

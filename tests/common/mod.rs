@@ -44,6 +44,8 @@ impl Run {
 pub fn mynalink(args: &[&str], stdin: Option<&str>) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mynalink"))
         .args(args)
+        // Never pick up the developer's own settings.
+        .env("XDG_CONFIG_HOME", "/nonexistent/mynalink-tests")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

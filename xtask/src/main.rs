@@ -2,6 +2,7 @@
 //! `cargo xtask fixtures`. Each installs the Debian packages it needs when they are missing.
 
 mod fixtures;
+mod pcscd;
 mod system;
 
 use std::process::ExitCode;
@@ -10,6 +11,15 @@ use system::{cargo, ensure_packages, step};
 
 /// Needed to build at all: the `pcsc` crate links libpcsclite and finds it with pkg-config.
 const BUILD_PACKAGES: &[&str] = &["pkgconf", "libpcsclite-dev"];
+/// Needed by the end-to-end tests: the real PC/SC daemon, the vpcd virtual reader, and
+/// OpenSC / pcsc-tools / openssl as independent reference clients.
+const TEST_PACKAGES: &[&str] = &[
+    "pcscd",
+    "vsmartcard-vpcd",
+    "opensc",
+    "pcsc-tools",
+    "openssl",
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -62,6 +72,7 @@ fn demo(rest: &[String]) -> Result<(), String> {
 
 fn test(rest: &[String]) -> Result<(), String> {
     ensure_packages(BUILD_PACKAGES)?;
+    ensure_packages(TEST_PACKAGES)?;
     step("checking formatting (cargo fmt --check)");
     cargo(&["fmt", "--all", "--", "--check"])?;
     step("linting (cargo clippy -D warnings)");
@@ -73,12 +84,27 @@ fn test(rest: &[String]) -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
-    step("running every test");
+    step("building the tests");
+    cargo(&["test", "--workspace", "--all-targets", "--no-run"])?;
+    let dir = target_dir().join("pcscd-test");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    // Stopped when this guard drops, whether the tests pass or not.
+    let pcscd = pcscd::Pcscd::start(&dir)?;
+    std::env::set_var("MYNALINK_TEST_PCSCD", pcscd.pid().to_string());
+    step("running every test (the end-to-end ones through pcscd)");
     let mut args = vec!["test", "--workspace", "--all-targets"];
     args.extend(rest.iter().map(String::as_str));
-    cargo(&args)?;
+    let tests = cargo(&args);
+    drop(pcscd);
+    tests?;
     step("running documentation tests");
     cargo(&["test", "--workspace", "--doc"])
+}
+
+fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
 fn bench(rest: &[String]) -> Result<(), String> {

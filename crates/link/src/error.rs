@@ -21,6 +21,7 @@ pub enum ErrorCode {
     NotJpkiCard,
     PcscUnavailable,
     NoReader,
+    ReaderAmbiguous,
     NoCard,
     CardRemoved,
     CardBusy,
@@ -38,7 +39,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::LicenseNumberInvalid,
         ErrorCode::PinFormatInvalid,
         ErrorCode::PinWrong,
@@ -48,6 +49,7 @@ impl ErrorCode {
         ErrorCode::NotJpkiCard,
         ErrorCode::PcscUnavailable,
         ErrorCode::NoReader,
+        ErrorCode::ReaderAmbiguous,
         ErrorCode::NoCard,
         ErrorCode::CardRemoved,
         ErrorCode::CardBusy,
@@ -75,6 +77,7 @@ impl ErrorCode {
             ErrorCode::NotJpkiCard => "not_jpki_card",
             ErrorCode::PcscUnavailable => "pcsc_unavailable",
             ErrorCode::NoReader => "no_reader",
+            ErrorCode::ReaderAmbiguous => "reader_ambiguous",
             ErrorCode::NoCard => "no_card",
             ErrorCode::CardRemoved => "card_removed",
             ErrorCode::CardBusy => "card_busy",
@@ -130,6 +133,10 @@ impl ErrorCode {
             ErrorCode::NoReader => (
                 "カードリーダーが見つかりません。接続を確かめてください。",
                 "No card reader was found. Check that it is connected.",
+            ),
+            ErrorCode::ReaderAmbiguous => (
+                "マイナンバーカードが置かれたリーダーが複数あります。使うリーダーを指定するか、不要なカードを取り除いてください。",
+                "More than one reader holds a My Number card. Name the reader to use, or remove the other cards.",
             ),
             ErrorCode::NoCard => (
                 "カードが置かれていません。カードをリーダーに置いてください。",

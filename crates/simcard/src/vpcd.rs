@@ -48,7 +48,7 @@ pub struct VcardOptions {
     pub port: u16,
     /// Remove the card (close the connection) when command APDU `n + 1` of a connection
     /// arrives; that APDU never reaches the card, so the client sees a failed transmit, as
-    /// when a card leaves mid-exchange. Counted per connection.
+    /// when a card leaves mid-exchange. Applies to the first insertion only.
     pub remove_after_apdus: Option<usize>,
     /// After a removal, insert the card again (reconnect) after this delay; `None` stays
     /// removed and returns.
@@ -131,7 +131,12 @@ pub fn serve(
         insertions += 1;
         on_event(VcardEvent::Connected);
         // The stream is closed when `run_connection` returns: that is the removal.
-        let end = run_connection(stream, &card, options, stop, on_event);
+        // The removal happens once: a card put back on the reader then works normally.
+        let this_insertion = VcardOptions {
+            remove_after_apdus: options.remove_after_apdus.filter(|_| insertions == 1),
+            ..options.clone()
+        };
+        let end = run_connection(stream, &card, &this_insertion, stop, on_event);
         // Leaving the reader ends the power session, whatever ended the connection.
         lock(&card).power_down();
         let end = end?;

@@ -108,9 +108,8 @@ impl PcscTransport {
         let card = ctx
             .connect(&cname, ShareMode::Exclusive, Protocols::T1 | Protocols::ANY)
             .map_err(map_error)?;
-        let atr = card
-            .get_attribute_owned(pcsc::Attribute::AtrString)
-            .map_err(map_error)?;
+        // SCardStatus rather than an attribute query: not every driver answers attributes.
+        let atr = card.status2_owned().map_err(map_error)?.atr().to_vec();
         Ok(PcscTransport {
             card: Some(card),
             _ctx: ctx,

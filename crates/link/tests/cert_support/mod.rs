@@ -9,10 +9,8 @@ use rsa::{Pkcs1v15Sign, RsaPrivateKey};
 use sha2::{Digest, Sha256};
 
 pub fn jlis_pem(file: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/../../../shared/data/jpki-ca/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    // Public J-LIS root certificates, kept with the project's fixtures.
+    let path = format!("{}/../../fixtures/jlis/{file}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 

@@ -1,0 +1,141 @@
+//! Settings from a TOML file: `--config FILE`, else `$XDG_CONFIG_HOME/mynalink/config.toml`
+//! (or `~/.config/mynalink/config.toml`). Command-line flags override it. Relative paths are
+//! taken from the config file's directory. A key the client does not know is an error, so a
+//! typo never silently changes behaviour.
+//!
+//! ```toml
+//! reader = "SONY FeliCa RC-S300/P 00 00"   # or "auto": the only reader with a My Number card
+//! terminal_id = "fuchu-counter-03"
+//! operator_id = "staff-0042"
+//! jpki_ca = ["/etc/mynalink/sign_ca_2023.pem"]   # J-LIS CA certificates (pinned fingerprints)
+//! trust_anchors = []                              # extra roots, for test environments only
+//! language = "ja"                                 # or "en"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use mynalink_link::{ErrorCode, FlowError};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub reader: Option<String>,
+    pub terminal_id: Option<String>,
+    pub operator_id: Option<String>,
+    #[serde(default)]
+    pub jpki_ca: Vec<PathBuf>,
+    #[serde(default)]
+    pub trust_anchors: Vec<PathBuf>,
+    pub language: Option<Language>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    Ja,
+    En,
+}
+
+/// The default location, when no `--config` is given.
+pub fn default_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("mynalink").join("config.toml"))
+}
+
+fn invalid(path: &Path, detail: impl std::fmt::Display) -> FlowError {
+    FlowError::new(ErrorCode::ConfigurationInvalid)
+        .with_detail(format!("{}: {detail}", path.display()))
+}
+
+/// Loads the explicit file (which must exist) or the default one (which may be absent).
+pub fn load(explicit: Option<&Path>) -> Result<Config, FlowError> {
+    let (path, required) = match explicit {
+        Some(p) => (p.to_path_buf(), true),
+        None => match default_path() {
+            Some(p) => (p, false),
+            None => return Ok(Config::default()),
+        },
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Config::default())
+        }
+        Err(e) => return Err(invalid(&path, e)),
+    };
+    parse(&text, &path)
+}
+
+/// Parses a config file's text; errors name the key and the line.
+pub fn parse(text: &str, path: &Path) -> Result<Config, FlowError> {
+    let mut config: Config = toml::from_str(text).map_err(|e| {
+        // toml's message names the key and shows the line; keep it on one line.
+        let message = e.message().to_string();
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        match line {
+            Some(line) => invalid(path, format!("line {line}: {message}")),
+            None => invalid(path, message),
+        }
+    })?;
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    for p in config
+        .jpki_ca
+        .iter_mut()
+        .chain(config.trust_anchors.iter_mut())
+    {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_file() {
+        let c = parse(
+            "reader = \"auto\"\nterminal_id = \"t1\"\njpki_ca = [\"ca.pem\"]\ntrust_anchors = [\"/abs/root.der\"]\nlanguage = \"en\"\n",
+            Path::new("/etc/mynalink/config.toml"),
+        )
+        .expect("valid");
+        assert_eq!(c.reader.as_deref(), Some("auto"));
+        assert_eq!(c.jpki_ca, [PathBuf::from("/etc/mynalink/ca.pem")]);
+        assert_eq!(c.trust_anchors, [PathBuf::from("/abs/root.der")]);
+        assert_eq!(c.language, Some(Language::En));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = parse("terminal_idd = \"x\"\n", Path::new("c.toml")).expect_err("unknown key");
+        assert_eq!(e.code, ErrorCode::ConfigurationInvalid);
+        assert!(
+            e.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("terminal_idd")),
+            "{e:?}"
+        );
+        let e = parse("\n\nlanguage = \"fr\"\n", Path::new("c.toml")).expect_err("bad value");
+        let detail = e.detail.unwrap_or_default();
+        assert!(detail.contains("line 3"), "{detail}");
+        let e = parse("trust_anchors = \"x\"\n", Path::new("c.toml")).expect_err("wrong type");
+        assert!(e.detail.is_some());
+        assert_eq!(
+            parse("", Path::new("c.toml")).expect("empty"),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn missing_default_file_is_fine_but_missing_explicit_file_is_not() {
+        assert!(load(Some(Path::new("/nonexistent/mynalink.toml"))).is_err());
+    }
+}
