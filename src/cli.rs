@@ -163,9 +163,13 @@ pub struct VcardArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct ReadersArgs {
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table (with --watch: one JSON object per line).
     #[arg(long)]
     pub json: bool,
+    /// Keep running: print the current readers and cards, then one line per change
+    /// (reader plugged or unplugged, card inserted or removed, PC/SC service lost or back).
+    #[arg(long)]
+    pub watch: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,6 +1,8 @@
 //! Running the real `mynalink` binary the way an integrator would.
 #![allow(dead_code)]
 
+pub mod pcsc;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -92,7 +92,7 @@ fn test(rest: &[String]) -> Result<(), String> {
     let pcscd = pcscd::Pcscd::start(&dir)?;
     std::env::set_var("MYNALINK_TEST_PCSCD", pcscd.pid().to_string());
     step("running every test (the end-to-end ones through pcscd)");
-    let mut args = vec!["test", "--workspace", "--all-targets"];
+    let mut args = vec!["test", "--workspace", "--all-targets", "--no-fail-fast"];
     args.extend(rest.iter().map(String::as_str));
     let tests = cargo(&args);
     drop(pcscd);

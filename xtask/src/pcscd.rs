@@ -10,10 +10,10 @@ use crate::system::step;
 pub const SOCKET: &str = "/run/pcscd/pcscd.comm";
 const PID_FILE: &str = "/run/pcscd/pcscd.pid";
 const VPCD_DRIVER: &str = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so";
-/// vpcd's first port; reader slot k listens on FIRST_PORT + 2k (and + 1 for its twin).
-pub const FIRST_PORT: u16 = 35963;
-/// pcscd handles 16 readers; each vpcd configuration makes two.
-pub const SLOTS: u16 = 8;
+/// vpcd's port: `Virtual PCD 00 00` listens on it, `Virtual PCD 00 01` on the next one.
+/// (One vpcd configuration per pcscd: the driver keeps one state per slot number, so a
+/// second configuration takes over the first one's slots.)
+pub const PORT: u16 = 35963;
 
 pub struct Pcscd {
     child: Child,
@@ -27,19 +27,46 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// Live pcscd processes whose command line names this configuration directory.
+fn processes_using(conf: &Path) -> Vec<u32> {
+    let conf = conf.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let line = String::from_utf8_lossy(&c).replace('\0', " ");
+                    line.contains("pcscd") && line.contains(&conf)
+                })
+                .unwrap_or(false)
+                && alive(pid)
+        })
+        .collect()
+}
+
+/// The PID in pcscd's own PID file, when that process is alive.
+fn running_pid() -> Option<u32> {
+    let pid = std::fs::read_to_string(PID_FILE)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    alive(pid).then_some(pid)
+}
+
 /// Removes the socket and PID file a killed pcscd leaves behind, which would make the next
 /// one refuse to start. Refuses when a live pcscd holds them: that one is not ours to stop.
 fn clean_stale() -> Result<(), String> {
-    if let Ok(text) = std::fs::read_to_string(PID_FILE) {
-        if let Ok(pid) = text.trim().parse::<u32>() {
-            if alive(pid) {
-                return Err(format!(
-                    "another pcscd (pid {pid}) is running; stop it first (the tests need their own, \
-                     with vpcd readers on ports {FIRST_PORT}..{})",
-                    FIRST_PORT + 2 * SLOTS - 1
-                ));
-            }
-        }
+    if let Some(pid) = running_pid() {
+        return Err(format!(
+            "another pcscd (pid {pid}) is running; stop it first (the tests need their own, \
+             with vpcd readers on ports {PORT} and {})",
+            PORT + 1
+        ));
     }
     for file in [SOCKET, PID_FILE] {
         if Path::new(file).exists() {
@@ -54,21 +81,11 @@ fn write_config(dir: &Path) -> Result<PathBuf, String> {
     let conf = dir.join("reader.conf.d");
     let _ = std::fs::remove_dir_all(&conf);
     std::fs::create_dir_all(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
-    for slot in 0..SLOTS {
-        let port = FIRST_PORT + 2 * slot;
-        // Distinct names keep the readers apart: slot 0 is `Virtual PCD 00 00`, slot k is
-        // `Virtual PCD k 00 00`.
-        let name = if slot == 0 {
-            "Virtual PCD".to_string()
-        } else {
-            format!("Virtual PCD {slot}")
-        };
-        let text = format!(
-            "FRIENDLYNAME \"{name}\"\nDEVICENAME /dev/null:0x{port:04X}\nLIBPATH {VPCD_DRIVER}\nCHANNELID 0x{port:04X}\n"
-        );
-        let file = conf.join(format!("vpcd-{slot}"));
-        std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
-    }
+    let text = format!(
+        "FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME /dev/null:0x{PORT:04X}\nLIBPATH {VPCD_DRIVER}\nCHANNELID 0x{PORT:04X}\n"
+    );
+    let file = conf.join("vpcd");
+    std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
     Ok(conf)
 }
 
@@ -79,7 +96,8 @@ impl Pcscd {
         let log_path = dir.join("pcscd.log");
         let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         step(&format!(
-            "starting pcscd with {SLOTS} vpcd readers (log {})",
+            "starting pcscd with the vpcd readers on ports {PORT} and {} (log {})",
+            PORT + 1,
             log_path.display()
         ));
         let child = Command::new("pcscd")
@@ -135,6 +153,19 @@ impl Pcscd {
             if let Ok(None) = self.child.try_wait() {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
+            }
+        }
+        // A test may have restarted pcscd with the same private configuration; stop every
+        // such process (found by that configuration path, never by name alone).
+        let conf = self.dir.join("reader.conf.d");
+        for pid in processes_using(&conf) {
+            step(&format!("stopping the restarted pcscd (pid {pid})"));
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
             }
         }
         let _ = std::fs::remove_file(self.dir.join("pcscd.pid"));

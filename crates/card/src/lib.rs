@@ -6,6 +6,7 @@ pub mod allowlist;
 pub mod apdu;
 pub mod channel;
 pub mod error;
+pub mod events;
 pub mod jpki;
 pub mod password;
 pub mod trace;

@@ -88,6 +88,8 @@ pub struct PcscTransport {
     _ctx: Context,
     reader: String,
     atr: Vec<u8>,
+    /// Set once the card was seen gone: there is nothing left to power down.
+    removed: bool,
 }
 
 impl PcscTransport {
@@ -115,6 +117,7 @@ impl PcscTransport {
             _ctx: ctx,
             reader: name,
             atr,
+            removed: false,
         })
     }
 
@@ -126,12 +129,15 @@ impl PcscTransport {
 impl Transport for PcscTransport {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let mut buffer = vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
-        let response = self
+        let result = self
             .card()?
             .transmit(command, &mut buffer)
-            .map_err(map_error)?
-            .to_vec();
-        require_status_word(response)
+            .map_err(map_error)
+            .and_then(|r| require_status_word(r.to_vec()));
+        if result == Err(TransportError::CardRemoved) {
+            self.removed = true;
+        }
+        result
     }
 
     fn atr(&self) -> &[u8] {
@@ -154,10 +160,15 @@ impl Transport for PcscTransport {
     }
 
     fn end_session(&mut self) -> Result<(), TransportError> {
+        // A card that left cannot be powered down; asking the driver to try anyway only
+        // disturbs some readers' removal handling.
+        let disposition = if self.removed {
+            Disposition::LeaveCard
+        } else {
+            Disposition::UnpowerCard
+        };
         match self.card.take() {
-            Some(card) => card
-                .disconnect(Disposition::UnpowerCard)
-                .map_err(|(_, e)| map_error(e)),
+            Some(card) => card.disconnect(disposition).map_err(|(_, e)| map_error(e)),
             None => Ok(()),
         }
     }
