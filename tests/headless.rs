@@ -102,15 +102,7 @@ fn record_replay_and_a_flipped_signature_byte() {
 
     // Flip one byte of the recorded signature.
     let mut value: Value = serde_json::from_str(&text).expect("json");
-    let events = value["events"].as_array_mut().expect("events");
-    let sign = events
-        .iter_mut()
-        .find(|e| {
-            e["command"]
-                .as_str()
-                .is_some_and(|c| c.starts_with("802a0080"))
-        })
-        .expect("signature exchange");
+    let sign = signature_exchange(&mut value);
     let response = sign["response"].as_str().expect("response").to_string();
     let flipped = format!(
         "{}{}",
@@ -342,6 +334,20 @@ fn demo_runs_the_whole_flow() {
     assert!(run.stdout.contains("カードをお取りください"));
 }
 
+/// The COMPUTE DIGITAL SIGNATURE exchange of a trace.
+fn signature_exchange(trace: &mut Value) -> &mut Value {
+    trace["events"]
+        .as_array_mut()
+        .expect("events")
+        .iter_mut()
+        .find(|e| {
+            e["command"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("802a0080"))
+        })
+        .expect("signature exchange")
+}
+
 fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -367,16 +373,7 @@ fn certificate_not_yet_valid_at_the_flow_time() {
 #[test]
 fn a_short_signature_is_a_card_error() {
     let run = replay_edited(|t| {
-        let events = t["events"].as_array_mut().expect("events");
-        let sign = events
-            .iter_mut()
-            .find(|e| {
-                e["command"]
-                    .as_str()
-                    .is_some_and(|c| c.starts_with("802a0080"))
-            })
-            .expect("signature exchange");
-        sign["response"] = Value::String(format!("{}9000", "ab".repeat(128)));
+        signature_exchange(t)["response"] = Value::String(format!("{}9000", "ab".repeat(128)));
     });
     assert_eq!(run.code().as_deref(), Some("card_error"));
 }
