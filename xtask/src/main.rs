@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask demo`, `cargo xtask test`, `cargo xtask bench`,
 //! `cargo xtask fixtures`. Each installs the Debian packages it needs when they are missing.
 
+mod bench;
 mod fixtures;
 mod pcscd;
 mod system;
@@ -29,13 +30,15 @@ fn main() -> ExitCode {
         "demo" => demo(rest),
         "test" => test(rest),
         "bench" => bench(rest),
+        "bench-pcsc" => bench::run(rest),
         "fixtures" => fixtures::regenerate(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  demo       run the first stage on the built-in simulated card\n\
                  test       format check, clippy -D warnings, every test\n\
-                 bench      benchmarks (criterion)\n\
+                 bench      the PC/SC comparison with OpenSC, then benchmarks (criterion)\n\
+                 bench-pcsc only the PC/SC comparison: mynalink vs OpenSC through pcscd\n\
                  fixtures   re-record the APDU fixtures in fixtures/ from the simulated card"
             );
             return if task == "help" {
@@ -109,8 +112,17 @@ fn target_dir() -> std::path::PathBuf {
 
 fn bench(rest: &[String]) -> Result<(), String> {
     ensure_packages(BUILD_PACKAGES)?;
+    ensure_packages(TEST_PACKAGES)?;
+    step("comparing the first stage with OpenSC through pcscd");
+    // A comparison that cannot run (e.g. a host pcscd in the way) must not hide criterion's.
+    let comparison = bench::compare(bench::RUNS);
     step("running benchmarks (cargo bench)");
     let mut args = vec!["bench", "--workspace"];
     args.extend(rest.iter().map(String::as_str));
-    cargo(&args)
+    let criterion = cargo(&args);
+    match (comparison, criterion) {
+        (Ok(()), criterion) => criterion,
+        (Err(e), Ok(())) => Err(format!("PC/SC comparison: {e}")),
+        (Err(e), Err(c)) => Err(format!("PC/SC comparison: {e}; {c}")),
+    }
 }

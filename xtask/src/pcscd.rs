@@ -50,9 +50,10 @@ fn processes_using(conf: &Path) -> Vec<u32> {
 
 /// The PID in pcscd's own PID file, when that process is alive.
 fn running_pid() -> Option<u32> {
+    // pcscd writes "PID\n\0": trim the NUL too, or a live daemon would look stale.
     let pid = std::fs::read_to_string(PID_FILE)
         .ok()?
-        .trim()
+        .trim_matches(|c: char| c.is_whitespace() || c == '\0')
         .parse()
         .ok()?;
     alive(pid).then_some(pid)

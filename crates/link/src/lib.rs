@@ -1,6 +1,7 @@
 //! The linking domain of mynalink: license numbers, the signing certificate and its trust,
 //! the signed statement, errors as the user meets them, and the first-stage session.
 
+pub mod api;
 pub mod certificate;
 pub mod error;
 pub mod license;
