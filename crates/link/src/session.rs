@@ -354,7 +354,7 @@ impl<T: Transport> FirstStage<T> {
         self.expect_step(&[Step::CertificateChecked], "signing")?;
         let certificate = self
             .certificate
-            .as_ref()
+            .take()
             .ok_or_else(|| FlowError::new(ErrorCode::CardError).with_detail("no certificate"))?;
         let statement = Statement {
             purpose: PURPOSE.into(),
@@ -371,22 +371,26 @@ impl<T: Transport> FirstStage<T> {
         };
         let bytes = statement.canonical_bytes();
         let hash = statement.sha256();
-        let certificate_der = certificate.der().to_vec();
-        let signature = self.timed(|t| &mut t.sign, |s| s.card.sign_sha256(&hash))?;
-        let certificate = self
-            .certificate
-            .as_ref()
-            .ok_or_else(|| FlowError::new(ErrorCode::CardError).with_detail("no certificate"))?;
-        certificate
-            .verify_sha256_signature(&bytes, &signature)
-            .map_err(|e| FlowError::new(ErrorCode::SignatureInvalid).with_detail(e.to_string()))?;
+        let signed = self
+            .timed(|t| &mut t.sign, |s| s.card.sign_sha256(&hash))
+            .map_err(FlowError::from)
+            .and_then(|signature| {
+                certificate
+                    .verify_sha256_signature(&bytes, &signature)
+                    .map_err(|e| {
+                        FlowError::new(ErrorCode::SignatureInvalid).with_detail(e.to_string())
+                    })?;
+                Ok(SignedStatement {
+                    statement,
+                    bytes,
+                    signature,
+                    certificate_der: certificate.der().to_vec(),
+                })
+            });
+        self.certificate = Some(certificate);
+        let signed = signed?;
         self.step = Step::Signed;
-        Ok(self.signed.insert(SignedStatement {
-            statement,
-            bytes,
-            signature,
-            certificate_der,
-        }))
+        Ok(self.signed.insert(signed))
     }
 
     /// Ends the card session (power-down), whatever step the flow reached.
