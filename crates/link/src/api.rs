@@ -18,8 +18,14 @@ pub struct BindingRequest {
     pub statement: String,
     /// RSASSA-PKCS1-v1_5 / SHA-256 signature over `statement`.
     pub signature: String,
-    /// The signing certificate, DER.
-    pub certificate: String,
+    /// The signing certificate, DER. Exactly one of `certificate` and `sealed_certificate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// The signing certificate sealed to the backend's key ([`crate::seal::SealedBox`] JSON,
+    /// associated data = SHA-256 of the statement bytes): how the terminal's outbox keeps
+    /// it, since the certificate holds basic-4 information the terminal must not store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_certificate: Option<String>,
     /// The issuing CA certificate, DER, when the terminal read it from the card.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_certificate: Option<String>,

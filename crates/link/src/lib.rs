@@ -2,12 +2,16 @@
 //! the signed statement, errors as the user meets them, and the first-stage session.
 
 pub mod api;
+pub mod backend;
 pub mod certificate;
 pub mod error;
 pub mod license;
+pub mod outbox;
+pub mod seal;
 pub mod session;
 pub mod statement;
 pub mod trust;
+pub mod upload;
 
 pub use error::{ErrorCode, FlowError};
 pub use session::{FirstStage, FlowInputs, SignedStatement, Step, Timings, Warning};

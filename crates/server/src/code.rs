@@ -1,0 +1,309 @@
+//! The stable decision codes the server answers with and writes to the audit table.
+
+use std::fmt;
+
+use mynalink_link::api::{ApiError, LinkedVia};
+
+/// Every outcome of a request that the server can name. The snake_case string is the wire
+/// form and never changes for an existing code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// 201: a new binding was stored.
+    Created,
+    /// 200: the same statement again; the existing binding is returned.
+    Repeated,
+    /// A binding was cancelled (§6).
+    Cancelled,
+    /// The binding had been cancelled before: nothing changed.
+    AlreadyCancelled,
+    MalformedRequest,
+    StatementInvalid,
+    SignatureInvalid,
+    CertificateInvalid,
+    CertificateUntrusted,
+    CertificateExpired,
+    CertificateNotYetValid,
+    StatementStale,
+    StatementReused,
+    TerminalMismatch,
+    LicenseNumberInvalid,
+    LicenseNotFound,
+    NotEligible,
+    IdentityMismatch,
+    IdentityNeedsConfirmation,
+    AlreadyLinked,
+    RateLimited,
+    BindingNotFound,
+}
+
+impl Code {
+    pub const ALL: [Code; 22] = [
+        Code::Created,
+        Code::Repeated,
+        Code::Cancelled,
+        Code::AlreadyCancelled,
+        Code::MalformedRequest,
+        Code::StatementInvalid,
+        Code::SignatureInvalid,
+        Code::CertificateInvalid,
+        Code::CertificateUntrusted,
+        Code::CertificateExpired,
+        Code::CertificateNotYetValid,
+        Code::StatementStale,
+        Code::StatementReused,
+        Code::TerminalMismatch,
+        Code::LicenseNumberInvalid,
+        Code::LicenseNotFound,
+        Code::NotEligible,
+        Code::IdentityMismatch,
+        Code::IdentityNeedsConfirmation,
+        Code::AlreadyLinked,
+        Code::RateLimited,
+        Code::BindingNotFound,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Created => "created",
+            Code::Repeated => "repeated",
+            Code::Cancelled => "cancelled",
+            Code::AlreadyCancelled => "already_cancelled",
+            Code::MalformedRequest => "malformed_request",
+            Code::StatementInvalid => "statement_invalid",
+            Code::SignatureInvalid => "signature_invalid",
+            Code::CertificateInvalid => "certificate_invalid",
+            Code::CertificateUntrusted => "certificate_untrusted",
+            Code::CertificateExpired => "certificate_expired",
+            Code::CertificateNotYetValid => "certificate_not_yet_valid",
+            Code::StatementStale => "statement_stale",
+            Code::StatementReused => "statement_reused",
+            Code::TerminalMismatch => "terminal_mismatch",
+            Code::LicenseNumberInvalid => "license_number_invalid",
+            Code::LicenseNotFound => "license_not_found",
+            Code::NotEligible => "not_eligible",
+            Code::IdentityMismatch => "identity_mismatch",
+            Code::IdentityNeedsConfirmation => "identity_needs_confirmation",
+            Code::AlreadyLinked => "already_linked",
+            Code::RateLimited => "rate_limited",
+            Code::BindingNotFound => "binding_not_found",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Code> {
+        Code::ALL.iter().copied().find(|c| c.as_str() == text)
+    }
+
+    /// The HTTP status the code is answered with on `POST /v1/bindings` and
+    /// `DELETE /v1/bindings/{id}`: every failed check of a submission is 422 (the body was
+    /// understood, its content refused). `GET /v1/licenses/{number}/status` answers
+    /// `license_not_found` with 404 instead.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Code::Created => 201,
+            Code::Repeated | Code::Cancelled | Code::AlreadyCancelled => 200,
+            Code::AlreadyLinked => 409,
+            Code::RateLimited => 429,
+            Code::BindingNotFound => 404,
+            _ => 422,
+        }
+    }
+
+    /// Whether the code is a success.
+    pub fn is_success(self) -> bool {
+        matches!(
+            self,
+            Code::Created | Code::Repeated | Code::Cancelled | Code::AlreadyCancelled
+        )
+    }
+
+    /// Failures that point at forged or malformed submissions or at probing (§7, §8) and so
+    /// count towards the rate limit. Outcomes an honest counter meets in normal work (an
+    /// expired card, a stale retry, a holder not eligible, a name needing staff
+    /// confirmation, an existing binding) do not.
+    pub fn counts_as_abuse(self) -> bool {
+        matches!(
+            self,
+            Code::MalformedRequest
+                | Code::StatementInvalid
+                | Code::SignatureInvalid
+                | Code::CertificateInvalid
+                | Code::CertificateUntrusted
+                | Code::TerminalMismatch
+                | Code::LicenseNumberInvalid
+                | Code::LicenseNotFound
+                | Code::IdentityMismatch
+                | Code::StatementReused
+        )
+    }
+
+    pub fn message_ja(self) -> &'static str {
+        match self {
+            Code::Created => "連携情報を登録しました。",
+            Code::Repeated => "この申請は登録済みです（同じ内容の再送信）。",
+            Code::Cancelled => "連携を解除しました。",
+            Code::AlreadyCancelled => "この連携は既に解除されています。",
+            Code::MalformedRequest => "送信内容の形式が正しくありません。",
+            Code::StatementInvalid => "署名対象の申請データが正しくありません。",
+            Code::SignatureInvalid => "電子署名を検証できませんでした。",
+            Code::CertificateInvalid => "署名用電子証明書を読み取れませんでした。",
+            Code::CertificateUntrusted => {
+                "署名用電子証明書の発行元を信頼できる認証局として確認できませんでした。"
+            }
+            Code::CertificateExpired => "署名用電子証明書の有効期限が切れています。",
+            Code::CertificateNotYetValid => "署名用電子証明書の有効期間がまだ始まっていません。",
+            Code::StatementStale => {
+                "申請データの作成日時が受付期間外です。もう一度署名してください。"
+            }
+            Code::StatementReused => {
+                "この申請データは解除済みの連携に使われたものです。新たに署名してください。"
+            }
+            Code::TerminalMismatch => "申請データの端末が送信元の端末と一致しません。",
+            Code::LicenseNumberInvalid => "免許証番号が正しくありません。",
+            Code::LicenseNotFound => "該当する免許情報がありません。",
+            Code::NotEligible => {
+                "マイナ免許証又はマイナ経歴証明書をお持ちでないため、連携の手続はできません。"
+            }
+            Code::IdentityMismatch => "電子証明書の氏名・生年月日が免許情報と一致しません。",
+            Code::IdentityNeedsConfirmation => {
+                "氏名に代替文字が使われているため、職員による本人確認が必要です。"
+            }
+            Code::AlreadyLinked => "この免許情報は既にマイナポータルと連携されています。",
+            Code::RateLimited => {
+                "不正な送信が続いたため、一時的に受付を停止しています。しばらくしてからお試しください。"
+            }
+            Code::BindingNotFound => "該当する連携情報がありません。",
+        }
+    }
+
+    pub fn message_en(self) -> &'static str {
+        match self {
+            Code::Created => "The binding was stored.",
+            Code::Repeated => "This submission was already stored (same statement sent again).",
+            Code::Cancelled => "The binding was cancelled.",
+            Code::AlreadyCancelled => "The binding had already been cancelled.",
+            Code::MalformedRequest => "The request is not well formed.",
+            Code::StatementInvalid => "The signed statement is not valid.",
+            Code::SignatureInvalid => "The signature does not verify.",
+            Code::CertificateInvalid => "The signing certificate could not be read.",
+            Code::CertificateUntrusted => {
+                "The signing certificate does not chain to a trusted signing root."
+            }
+            Code::CertificateExpired => "The signing certificate had expired.",
+            Code::CertificateNotYetValid => "The signing certificate was not yet valid.",
+            Code::StatementStale => {
+                "The statement's time is outside the accepted window; sign a new one."
+            }
+            Code::StatementReused => {
+                "This statement belongs to a binding that was cancelled; sign a new one."
+            }
+            Code::TerminalMismatch => {
+                "The statement names a different terminal than the one that sent it."
+            }
+            Code::LicenseNumberInvalid => "The license number is not valid.",
+            Code::LicenseNotFound => "No license record has this number.",
+            Code::NotEligible => {
+                "Only holders of a My Number card with license or driving-history \
+                 information can link."
+            }
+            Code::IdentityMismatch => {
+                "The certificate's name or birth date does not match the license record."
+            }
+            Code::IdentityNeedsConfirmation => {
+                "The certificate's name uses substitute characters; staff must confirm \
+                 the holder's identity."
+            }
+            Code::AlreadyLinked => "This license record is already linked.",
+            Code::RateLimited => "Too many invalid submissions; requests are refused for a while.",
+            Code::BindingNotFound => "No binding has this id.",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused request: what the HTTP layer answers and the audit table records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: Code,
+    /// Technical detail for the operator. Never holds personal data.
+    pub detail: Option<String>,
+    /// With `already_linked`: how the record was linked.
+    pub linked_via: Option<LinkedVia>,
+}
+
+impl Rejection {
+    pub fn new(code: Code) -> Self {
+        Rejection {
+            code,
+            detail: None,
+            linked_via: None,
+        }
+    }
+
+    pub fn with_detail(code: Code, detail: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            detail: Some(detail.into()),
+            linked_via: None,
+        }
+    }
+
+    pub fn http_status(&self) -> u16 {
+        self.code.http_status()
+    }
+
+    pub fn to_api_error(&self) -> ApiError {
+        ApiError {
+            code: self.code.as_str().to_string(),
+            message_ja: self.code.message_ja().to_string(),
+            message_en: self.code.message_en().to_string(),
+            detail: self.detail.clone(),
+            linked_via: self.linked_via,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_round_trip() {
+        for code in Code::ALL {
+            assert_eq!(Code::parse(code.as_str()), Some(code));
+            assert!(!code.message_ja().is_empty() && !code.message_en().is_empty());
+            let same: Vec<_> = Code::ALL
+                .iter()
+                .filter(|c| c.as_str() == code.as_str())
+                .collect();
+            assert_eq!(same.len(), 1, "{code}");
+        }
+        assert_eq!(Code::parse("nope"), None);
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(Code::Created.http_status(), 201);
+        assert_eq!(Code::Repeated.http_status(), 200);
+        assert_eq!(Code::AlreadyLinked.http_status(), 409);
+        assert_eq!(Code::RateLimited.http_status(), 429);
+        assert_eq!(Code::IdentityMismatch.http_status(), 422);
+        assert_eq!(Code::MalformedRequest.http_status(), 422);
+        assert_eq!(Code::BindingNotFound.http_status(), 404);
+        assert!(!Code::StatementStale.counts_as_abuse());
+        assert!(Code::SignatureInvalid.counts_as_abuse());
+    }
+
+    #[test]
+    fn api_error_carries_linked_via() {
+        let mut r = Rejection::new(Code::AlreadyLinked);
+        r.linked_via = Some(LinkedVia::OneStop);
+        let e = r.to_api_error();
+        assert_eq!(e.code, "already_linked");
+        assert_eq!(e.linked_via, Some(LinkedVia::OneStop));
+    }
+}

@@ -1,0 +1,29 @@
+//! The reference backend of mynalink: it checks first-stage submissions against the
+//! linking rules and keeps the binding of a license record to the holder's signing
+//! certificate (issuer key id and serial number).
+//!
+//! - [`submission`]: the checks of `POST /v1/bindings` and what they store;
+//! - [`status`]: `GET /v1/licenses/{number}/status` and cancellation (§6);
+//! - [`import`]: license records from CSV;
+//! - [`store`]: the schema, its migrations and every database operation;
+//! - [`code`]: the stable decision codes with their messages;
+//! - [`identity`]: comparing the certificate's holder with the license record.
+//!
+//! The HTTP layer only has to authenticate the terminal, decode JSON and map these
+//! results to responses.
+
+pub mod code;
+pub mod identity;
+pub mod import;
+pub mod status;
+pub mod store;
+pub mod submission;
+
+pub use code::{Code, Rejection};
+pub use store::{DatabaseUrl, Store, StoreError};
+pub use submission::{submit, AbusePolicy, Accepted, Outcome, SubmissionConfig};
+
+/// The current time as stored: RFC 3339 UTC, whole seconds.
+pub fn now_text() -> String {
+    mynalink_link::statement::format_time(time::OffsetDateTime::now_utc())
+}

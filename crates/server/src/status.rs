@@ -1,0 +1,137 @@
+//! `GET /v1/licenses/{number}/status` and `DELETE /v1/bindings/{id}`.
+//!
+//! Whether the first stage is needed follows the terms of use:
+//! - §2(1): only holders of a マイナ免許証 or マイナ経歴証明書 can link (`not_eligible`);
+//! - §4: a record linked by the counter or by the address-change one-stop start procedure
+//!   needs nothing more (`already_linked`);
+//! - §5: the link stays with the record when what the holder carries changes, so a record
+//!   linked under another holding needs nothing either (`carried_over`);
+//! - §6: after a cancellation the holder relinks from Mynaportal without the counter
+//!   (`relink_from_mynaportal`), unless the license lapsed or was revoked since, in which
+//!   case the counter is needed again (`required`);
+//! - otherwise the first stage is `required`.
+
+use mynalink_link::api::{Holding, LicenseStatus, ServiceStatus};
+use mynalink_link::license::LicenseNumber;
+use time::OffsetDateTime;
+
+use crate::code::{Code, Rejection};
+use crate::store::{is_ended, Binding, CancelOutcome, Store, StoreError};
+
+/// The stable reason codes of [`LicenseStatus::reason`].
+pub mod reason {
+    pub const NOT_ELIGIBLE: &str = "not_eligible";
+    pub const ALREADY_LINKED: &str = "already_linked";
+    pub const CARRIED_OVER: &str = "carried_over";
+    pub const RELINK_FROM_MYNAPORTAL: &str = "relink_from_mynaportal";
+    pub const REQUIRED: &str = "required";
+}
+
+/// License or driving history: moving between the two is a §5 carry-over.
+fn is_history(holding: Holding) -> bool {
+    matches!(
+        holding,
+        Holding::HistoryMynaOnly | Holding::HistoryMynaAndCard | Holding::HistoryCardOnly
+    )
+}
+
+/// The status of a license record. `Ok(Err(_))` is `license_number_invalid` or
+/// `license_not_found` (answered 404 on this endpoint).
+pub fn license_status(
+    store: &Store,
+    number: &str,
+) -> Result<Result<LicenseStatus, Rejection>, StoreError> {
+    let license = match LicenseNumber::parse(number) {
+        Ok((license, _)) => license,
+        Err(e) => {
+            return Ok(Err(Rejection::with_detail(
+                Code::LicenseNumberInvalid,
+                e.to_string(),
+            )))
+        }
+    };
+    let Some(stored) = store.license(license.as_str())? else {
+        return Ok(Err(Rejection::new(Code::LicenseNotFound)));
+    };
+    let holding = stored.record.holding;
+    let state = stored.record.state;
+    let eligible = holding.can_link();
+
+    let active = store.active_binding(license.as_str())?;
+    let (linked_via, first_stage_needed, reason) = match &active {
+        Some(binding) => {
+            let same_kind = is_history(binding.holding_at_link) == is_history(holding);
+            let reason = if eligible && same_kind {
+                reason::ALREADY_LINKED
+            } else {
+                // Kept with the record while the holder carries no マイナ card, or
+                // moved between license and driving history (§5).
+                reason::CARRIED_OVER
+            };
+            (Some(binding.linked_via), false, reason)
+        }
+        None if !eligible => (None, false, reason::NOT_ELIGIBLE),
+        None => match store.last_cancelled_binding(license.as_str())? {
+            Some(cancelled) if !ended_since(&cancelled, &stored) => {
+                (None, false, reason::RELINK_FROM_MYNAPORTAL)
+            }
+            _ => (None, true, reason::REQUIRED),
+        },
+    };
+
+    Ok(Ok(LicenseStatus {
+        license_number: license.as_str().to_string(),
+        holding,
+        state,
+        eligible,
+        linked: active.is_some(),
+        linked_via,
+        first_stage_needed,
+        reason: reason.to_string(),
+        services: ServiceStatus::for_holder(holding, state),
+    }))
+}
+
+/// §6: the license lapsed or was revoked after the binding was cancelled (or is so now).
+fn ended_since(cancelled: &Binding, stored: &crate::store::StoredLicense) -> bool {
+    if is_ended(stored.record.state) {
+        return true;
+    }
+    match (&stored.lapsed_or_revoked_at, &cancelled.cancelled_at) {
+        // Both are RFC 3339 UTC with whole seconds, which order as text.
+        (Some(ended), Some(cancelled_at)) => ended > cancelled_at,
+        _ => false,
+    }
+}
+
+/// The result of `DELETE /v1/bindings/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancellation {
+    /// `cancelled`, `already_cancelled` (both 200) or `binding_not_found` (404).
+    pub code: Code,
+    pub binding: Option<Binding>,
+}
+
+/// Cancels a binding (§6); audited with the caller's terminal id when there is one.
+pub fn cancel_binding(
+    store: &mut Store,
+    binding_id: &str,
+    caller: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Cancellation, StoreError> {
+    let now = mynalink_link::statement::format_time(now);
+    Ok(match store.cancel_binding(binding_id, &now, caller)? {
+        CancelOutcome::Cancelled(b) => Cancellation {
+            code: Code::Cancelled,
+            binding: Some(b),
+        },
+        CancelOutcome::AlreadyCancelled(b) => Cancellation {
+            code: Code::AlreadyCancelled,
+            binding: Some(b),
+        },
+        CancelOutcome::NotFound => Cancellation {
+            code: Code::BindingNotFound,
+            binding: None,
+        },
+    })
+}
