@@ -30,6 +30,47 @@ pub enum Command {
     Demo(DemoArgs),
     /// Put the simulated card in the vpcd virtual reader of a running pcscd.
     Vcard(Box<VcardArgs>),
+    /// Show or deliver the signed bindings waiting for the backend.
+    Outbox(OutboxArgs),
+}
+
+/// Where signed bindings go. Flags override the config file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct BackendArgs {
+    /// The backend's base URL (https; http only to a loopback address).
+    #[arg(long, value_name = "URL")]
+    pub backend: Option<String>,
+    /// File holding this terminal's bearer token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The root certificate (PEM) of the backend's TLS certificate, if not a public one.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// The backend's public key (PEM): the outbox keeps certificates sealed to it.
+    #[arg(long, value_name = "FILE")]
+    pub backend_key: Option<PathBuf>,
+    /// The outbox database (default: $XDG_DATA_HOME/mynalink/outbox.db).
+    #[arg(long, value_name = "FILE")]
+    pub outbox: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OutboxArgs {
+    #[command(subcommand)]
+    pub action: OutboxAction,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxAction {
+    /// List the waiting bindings (no personal data).
+    List,
+    /// Deliver every waiting binding that is due now.
+    Flush,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -57,8 +98,11 @@ pub struct HeadlessArgs {
     pub license: String,
 
     /// Stop after local verification; nothing is uploaded.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "backend")]
     pub offline: bool,
+
+    #[command(flatten)]
+    pub delivery: BackendArgs,
 
     /// Read the signing password from one line of standard input (never from argv or the
     /// environment). Without it, the password is asked on the terminal with echo off.

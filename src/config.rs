@@ -10,6 +10,11 @@
 //! jpki_ca = ["/etc/mynalink/sign_ca_2023.pem"]   # J-LIS CA certificates (pinned fingerprints)
 //! trust_anchors = []                              # extra roots, for test environments only
 //! language = "ja"                                 # or "en"
+//! backend_url = "https://dms.example.police.jp/"  # the driver-management backend
+//! token_file = "/etc/mynalink/terminal.token"     # this terminal's bearer token
+//! ca_file = "/etc/mynalink/backend-ca.pem"        # the backend's TLS root, if not public
+//! backend_key = "/etc/mynalink/backend-seal.pem"  # the backend's public key for the outbox
+//! outbox = "/var/lib/mynalink/outbox.db"          # default: $XDG_DATA_HOME/mynalink/outbox.db
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -28,6 +33,11 @@ pub struct Config {
     #[serde(default)]
     pub trust_anchors: Vec<PathBuf>,
     pub language: Option<Language>,
+    pub backend_url: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub backend_key: Option<PathBuf>,
+    pub outbox: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -49,6 +59,16 @@ pub fn default_path() -> Option<PathBuf> {
 fn invalid(path: &Path, detail: impl std::fmt::Display) -> FlowError {
     FlowError::new(ErrorCode::ConfigurationInvalid)
         .with_detail(format!("{}: {detail}", path.display()))
+}
+
+/// Where the outbox lives unless configured: `$XDG_DATA_HOME/mynalink/outbox.db` (or
+/// `~/.local/share/mynalink/outbox.db`).
+pub fn default_outbox() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+    Some(base.join("mynalink").join("outbox.db"))
 }
 
 /// Loads the explicit file (which must exist) or the default one (which may be absent).

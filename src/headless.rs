@@ -7,8 +7,9 @@ use mynalink_link::{ErrorCode, FirstStage, FlowError, FlowInputs, Warning};
 
 use crate::cli::HeadlessArgs;
 use crate::password_input;
-use crate::report::{CertificateReport, Report, WarningReport};
+use crate::report::{CertificateReport, Report, ReportError, WarningReport};
 use crate::source;
+use mynalink_link::upload::Delivery;
 
 /// The simulated card's signing TEST root. It is generated deterministically by the
 /// simulated card; this copy (checked equal by a test) spares replays the key generation.
@@ -37,6 +38,16 @@ fn execute(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> Report
                 "no card source: give --reader [NAME], --sim or --replay FILE, or set `reader` in the config file",
             ),
         );
+    };
+    // The backend settings and the outbox are checked before the card is touched: no
+    // signature is made that could not be kept.
+    let mut uploader = if args.offline {
+        None
+    } else {
+        match crate::delivery::prepare(&args.delivery, &config) {
+            Ok(uploader) => uploader,
+            Err(e) => return Report::failed(license_number, e),
+        }
     };
     let opened = match source::open(&choice, &args.sim, args.record.is_some()) {
         Ok(opened) => opened,
@@ -74,9 +85,34 @@ fn execute(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> Report
     }
     let result = run_steps(&mut flow, args);
     flow.end();
+    let delivery = match (&result, uploader.as_mut(), flow.signed()) {
+        (Ok(()), Some(uploader), Some(signed)) => Some(crate::delivery::deliver(uploader, signed)),
+        _ => None,
+    };
 
+    let (outcome, result, binding_id, linked_via, queued_reason) = match delivery {
+        None => (
+            if result.is_ok() { "verified" } else { "failed" },
+            result.map_err(ReportError::from),
+            None,
+            None,
+            None,
+        ),
+        Some(Err(e)) => ("failed", Err(e.into()), None, None, None),
+        Some(Ok(d)) => {
+            let outcome = d.outcome();
+            match d {
+                Delivery::Linked { binding_id, .. } => {
+                    (outcome, Ok(()), Some(binding_id), None, None)
+                }
+                Delivery::AlreadyLinked { via } => (outcome, Ok(()), None, via, None),
+                Delivery::Rejected(e) => (outcome, Err(e.into()), None, None, None),
+                Delivery::Queued { reason } => (outcome, Ok(()), None, None, Some(reason)),
+            }
+        }
+    };
     let mut report = Report {
-        outcome: if result.is_ok() { "verified" } else { "failed" },
+        outcome,
         license_number,
         reader: Some(flow.transport().reader_name().to_string()),
         reader_note: opened.reader_note.clone(),
@@ -89,6 +125,9 @@ fn execute(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> Report
         statement_sha256: flow.signed().map(|s| hex::encode(s.statement.sha256())),
         warnings: flow.warnings().iter().map(WarningReport::from).collect(),
         trace: None,
+        binding_id,
+        linked_via,
+        queued_reason,
         error: result.err(),
     };
     if let (Some(path), Some(handle)) = (&args.record, &opened.trace) {

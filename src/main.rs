@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod delivery;
 mod demo;
 mod headless;
 mod password_input;
@@ -20,6 +21,7 @@ fn main() {
         Some(cli::Command::Readers(args)) => readers::run(&args),
         Some(cli::Command::Demo(args)) => demo::run(&args),
         Some(cli::Command::Vcard(args)) => vcard::run(&args),
+        Some(cli::Command::Outbox(args)) => delivery::run(&args, cli.config.as_deref()),
         None => {
             eprintln!(
                 "mynalink: the window (staff and kiosk modes) is not part of this build yet; \

@@ -1,10 +1,53 @@
 //! What a headless run prints: one JSON object with `--json`, readable lines otherwise.
 //! Never the holder's name, address, birth date or sex.
 
+use mynalink_link::api::{ApiError, LinkedVia};
 use mynalink_link::certificate::SigningCertificate;
 use mynalink_link::statement::format_time;
-use mynalink_link::{FlowError, Timings, Warning};
+use mynalink_link::{ErrorCode, FlowError, Timings, Warning};
 use serde::Serialize;
+
+/// A failure as printed: from this client (a [`FlowError`]) or the backend's decision
+/// (an [`ApiError`] with the server's code).
+#[derive(Debug, Serialize)]
+pub struct ReportError {
+    pub code: String,
+    pub message_ja: String,
+    pub message_en: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tries_left: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Set when the backend made the decision.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub from_backend: bool,
+}
+
+impl From<FlowError> for ReportError {
+    fn from(e: FlowError) -> Self {
+        ReportError {
+            code: e.code.as_str().to_string(),
+            message_ja: e.message_ja,
+            message_en: e.message_en,
+            tries_left: e.tries_left,
+            detail: e.detail,
+            from_backend: false,
+        }
+    }
+}
+
+impl From<ApiError> for ReportError {
+    fn from(e: ApiError) -> Self {
+        ReportError {
+            code: e.code,
+            message_ja: e.message_ja,
+            message_en: e.message_en,
+            tries_left: None,
+            detail: e.detail,
+            from_backend: true,
+        }
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct CertificateReport {
@@ -74,7 +117,14 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<FlowError>,
+    pub binding_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linked_via: Option<LinkedVia>,
+    /// Why a binding waits in the outbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ReportError>,
 }
 
 impl Report {
@@ -91,14 +141,17 @@ impl Report {
             statement_sha256: None,
             warnings: Vec::new(),
             trace: None,
-            error: Some(error),
+            binding_id: None,
+            linked_via: None,
+            queued_reason: None,
+            error: Some(error.into()),
         }
     }
 
     pub fn exit_code(&self) -> i32 {
         match &self.error {
             None => 0,
-            Some(e) if e.code == mynalink_link::ErrorCode::ConfigurationInvalid => 2,
+            Some(e) if e.code == ErrorCode::ConfigurationInvalid.as_str() => 2,
             Some(_) => 1,
         }
     }
@@ -125,6 +178,12 @@ impl Report {
                     eprintln!("  ({detail})");
                 }
             }
+        }
+        if let Some(id) = &self.binding_id {
+            println!("連携ID / binding id: {id}");
+        }
+        if let Some(reason) = &self.queued_reason {
+            println!("送信待ち / queued: {reason}");
         }
         if let Some(n) = &self.license_number {
             println!("免許証番号 / license number: {n}");

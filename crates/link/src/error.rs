@@ -36,10 +36,11 @@ pub enum ErrorCode {
     TraceInvalid,
     InputUnavailable,
     ConfigurationInvalid,
+    OutboxUnavailable,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::LicenseNumberInvalid,
         ErrorCode::PinFormatInvalid,
         ErrorCode::PinWrong,
@@ -64,6 +65,7 @@ impl ErrorCode {
         ErrorCode::TraceInvalid,
         ErrorCode::InputUnavailable,
         ErrorCode::ConfigurationInvalid,
+        ErrorCode::OutboxUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -92,6 +94,7 @@ impl ErrorCode {
             ErrorCode::TraceInvalid => "trace_invalid",
             ErrorCode::InputUnavailable => "input_unavailable",
             ErrorCode::ConfigurationInvalid => "configuration_invalid",
+            ErrorCode::OutboxUnavailable => "outbox_unavailable",
         }
     }
 
@@ -189,6 +192,10 @@ impl ErrorCode {
             ErrorCode::InputUnavailable => (
                 "入力を受け取れませんでした。もう一度やり直してください。",
                 "The input could not be read. Please try again.",
+            ),
+            ErrorCode::OutboxUnavailable => (
+                "送信箱（送信待ちの連携を保存する場所）を開けないか、書き込めません。システム担当者に連絡してください。",
+                "The outbox, where signed bindings wait for the backend, cannot be opened or written. Please contact the system administrator.",
             ),
             ErrorCode::ConfigurationInvalid => (
                 "設定に誤りがあります。詳細の項目を直してから起動し直してください。",

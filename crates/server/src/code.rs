@@ -34,10 +34,14 @@ pub enum Code {
     AlreadyLinked,
     RateLimited,
     BindingNotFound,
+    /// 401: no bearer token, or one that no configured terminal has.
+    Unauthenticated,
+    /// 500: the server could not complete the request (e.g. the database failed).
+    ServerError,
 }
 
 impl Code {
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 24] = [
         Code::Created,
         Code::Repeated,
         Code::Cancelled,
@@ -60,6 +64,8 @@ impl Code {
         Code::AlreadyLinked,
         Code::RateLimited,
         Code::BindingNotFound,
+        Code::Unauthenticated,
+        Code::ServerError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +92,8 @@ impl Code {
             Code::AlreadyLinked => "already_linked",
             Code::RateLimited => "rate_limited",
             Code::BindingNotFound => "binding_not_found",
+            Code::Unauthenticated => "unauthenticated",
+            Code::ServerError => "server_error",
         }
     }
 
@@ -104,6 +112,8 @@ impl Code {
             Code::AlreadyLinked => 409,
             Code::RateLimited => 429,
             Code::BindingNotFound => 404,
+            Code::Unauthenticated => 401,
+            Code::ServerError => 500,
             _ => 422,
         }
     }
@@ -172,6 +182,10 @@ impl Code {
                 "不正な送信が続いたため、一時的に受付を停止しています。しばらくしてからお試しください。"
             }
             Code::BindingNotFound => "該当する連携情報がありません。",
+            Code::Unauthenticated => "端末の認証に失敗しました。",
+            Code::ServerError => {
+                "サーバーで処理を完了できませんでした。しばらくしてからお試しください。"
+            }
         }
     }
 
@@ -215,6 +229,8 @@ impl Code {
             Code::AlreadyLinked => "This license record is already linked.",
             Code::RateLimited => "Too many invalid submissions; requests are refused for a while.",
             Code::BindingNotFound => "No binding has this id.",
+            Code::Unauthenticated => "The terminal could not be authenticated.",
+            Code::ServerError => "The server could not complete the request; try again later.",
         }
     }
 }
@@ -294,6 +310,8 @@ mod tests {
         assert_eq!(Code::IdentityMismatch.http_status(), 422);
         assert_eq!(Code::MalformedRequest.http_status(), 422);
         assert_eq!(Code::BindingNotFound.http_status(), 404);
+        assert_eq!(Code::Unauthenticated.http_status(), 401);
+        assert_eq!(Code::ServerError.http_status(), 500);
         assert!(!Code::StatementStale.counts_as_abuse());
         assert!(Code::SignatureInvalid.counts_as_abuse());
     }

@@ -264,6 +264,44 @@ pub fn submit(
     }
 }
 
+/// A body that is not a [`BindingRequest`] at all (not JSON, wrong shape): audited and
+/// counted against the terminal like any other `malformed_request`, so that a terminal
+/// sending garbage meets the same rate limit as one sending forged statements.
+pub fn reject_unreadable(
+    store: &mut Store,
+    config: &SubmissionConfig,
+    terminal_id: &str,
+    detail: String,
+    now: OffsetDateTime,
+) -> Result<Outcome, StoreError> {
+    let window_start = format_time(now.checked_sub(config.abuse.window).unwrap_or(EARLIEST));
+    let mut audit = AuditEntry {
+        at: format_time(now),
+        operation: Operation::Submit,
+        code: Code::MalformedRequest,
+        terminal_id: None,
+        license_number: None,
+        binding_id: None,
+    };
+    if !terminal_id.is_empty()
+        && terminal_id.len() <= MAX_TERMINAL_ID_LEN
+        && !terminal_id.chars().any(char::is_control)
+    {
+        audit.terminal_id = Some(terminal_id.to_string());
+        if store.failures_since(SubjectKind::Terminal, terminal_id, &window_start)?
+            >= config.abuse.max_failures_per_terminal
+        {
+            let rejection = Rejection::with_detail(
+                Code::RateLimited,
+                "too many failed submissions from this terminal",
+            );
+            return reject(store, config, audit, rejection, &window_start);
+        }
+    }
+    let rejection = Rejection::with_detail(Code::MalformedRequest, detail);
+    reject(store, config, audit, rejection, &window_start)
+}
+
 fn accepted(created: bool, binding: &Binding) -> Accepted {
     Accepted {
         created,

@@ -1,0 +1,206 @@
+//! Getting signed bindings to the backend from the command line: settings, the outbox, and
+//! `mynalink outbox list|flush`.
+
+use std::path::PathBuf;
+
+use mynalink_link::backend::Backend;
+use mynalink_link::outbox::Outbox;
+use mynalink_link::upload::{self, Delivery};
+use mynalink_link::{ErrorCode, FlowError, SignedStatement};
+use rsa::RsaPublicKey;
+use serde_json::json;
+
+use crate::cli::{BackendArgs, OutboxAction, OutboxArgs};
+use crate::config::{default_outbox, Config};
+use crate::report::ReportError;
+
+/// Everything needed to deliver a binding, checked before any card work so that no
+/// signature is made that could not be kept.
+pub struct Uploader {
+    pub backend: Backend,
+    pub outbox: Outbox,
+    pub recipient: RsaPublicKey,
+}
+
+fn invalid(detail: impl Into<String>) -> FlowError {
+    FlowError::new(ErrorCode::ConfigurationInvalid).with_detail(detail)
+}
+
+fn outbox_path(args: &BackendArgs, config: &Config) -> Result<PathBuf, FlowError> {
+    args.outbox
+        .clone()
+        .or_else(|| config.outbox.clone())
+        .or_else(default_outbox)
+        .ok_or_else(|| invalid("no outbox location: set `outbox` in the config file"))
+}
+
+pub fn open_outbox(args: &BackendArgs, config: &Config) -> Result<Outbox, FlowError> {
+    let path = outbox_path(args, config)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            FlowError::new(ErrorCode::OutboxUnavailable)
+                .with_detail(format!("{}: {e}", dir.display()))
+        })?;
+    }
+    Outbox::open(&path)
+        .map_err(|e| FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string()))
+}
+
+/// `None` when no backend is configured (offline).
+pub fn prepare(args: &BackendArgs, config: &Config) -> Result<Option<Uploader>, FlowError> {
+    let Some(url) = args.backend.clone().or_else(|| config.backend_url.clone()) else {
+        return Ok(None);
+    };
+    let token_file = args
+        .token_file
+        .clone()
+        .or_else(|| config.token_file.clone())
+        .ok_or_else(|| invalid("token_file: a backend needs this terminal's token file"))?;
+    let token = Backend::read_token(&token_file).map_err(|e| invalid(e.0))?;
+    let ca = match args.ca_file.clone().or_else(|| config.ca_file.clone()) {
+        Some(path) => Some(
+            std::fs::read(&path)
+                .map_err(|e| invalid(format!("ca_file {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let backend = Backend::new(&url, token, ca.as_deref()).map_err(|e| invalid(e.0))?;
+    let key_path = args
+        .backend_key
+        .clone()
+        .or_else(|| config.backend_key.clone())
+        .ok_or_else(|| {
+            invalid("backend_key: the outbox keeps certificates sealed to the backend's public key")
+        })?;
+    let key_bytes = std::fs::read(&key_path)
+        .map_err(|e| invalid(format!("backend_key {}: {e}", key_path.display())))?;
+    let recipient = mynalink_link::seal::parse_public_key(&key_bytes)
+        .map_err(|e| invalid(format!("backend_key {}: {e}", key_path.display())))?;
+    let outbox = open_outbox(args, config)?;
+    Ok(Some(Uploader {
+        backend,
+        outbox,
+        recipient,
+    }))
+}
+
+/// Delivers what earlier runs left waiting (e.g. after a crash), then this run's binding.
+pub fn deliver(uploader: &mut Uploader, signed: &SignedStatement) -> Result<Delivery, FlowError> {
+    let outbox_error = |e: mynalink_link::outbox::OutboxError| {
+        FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string())
+    };
+    let now = time::OffsetDateTime::now_utc();
+    upload::flush(&mut uploader.outbox, &uploader.backend, now).map_err(outbox_error)?;
+    let (_, delivery) = upload::submit(
+        &mut uploader.outbox,
+        &uploader.backend,
+        signed,
+        &uploader.recipient,
+        false,
+    )
+    .map_err(outbox_error)?;
+    Ok(delivery)
+}
+
+/// `mynalink outbox list|flush`.
+pub fn run(args: &OutboxArgs, config_path: Option<&std::path::Path>) -> i32 {
+    match execute(args, config_path) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = if e.code == ErrorCode::ConfigurationInvalid {
+                2
+            } else {
+                1
+            };
+            let error = ReportError::from(e);
+            if args.json {
+                println!("{}", json!({ "error": error }));
+            } else {
+                eprintln!(
+                    "エラー / error [{}]: {} / {}",
+                    error.code, error.message_ja, error.message_en
+                );
+                if let Some(detail) = &error.detail {
+                    eprintln!("  ({detail})");
+                }
+            }
+            code
+        }
+    }
+}
+
+fn execute(args: &OutboxArgs, config_path: Option<&std::path::Path>) -> Result<i32, FlowError> {
+    let config = crate::config::load(config_path)?;
+    match args.action {
+        OutboxAction::List => {
+            let outbox = open_outbox(&args.backend, &config)?;
+            let entries = outbox.list().map_err(|e| {
+                FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string())
+            })?;
+            let rows: Vec<_> = entries
+                .iter()
+                .map(|e| {
+                    json!({
+                        "id": e.id.0,
+                        "license_number": e.license_number,
+                        "statement_sha256": e.statement_sha256,
+                        "created_at": mynalink_link::statement::format_time(e.created_at),
+                        "attempts": e.attempts,
+                        "next_attempt_at": mynalink_link::statement::format_time(e.next_attempt_at),
+                        "last_error": e.last_error,
+                    })
+                })
+                .collect();
+            if args.json {
+                println!("{}", json!({ "entries": rows }));
+            } else if rows.is_empty() {
+                println!("送信待ちはありません / the outbox is empty");
+            } else {
+                for e in &entries {
+                    println!(
+                        "#{}\t{}\tattempts {}\t{}",
+                        e.id,
+                        e.license_number,
+                        e.attempts,
+                        e.last_error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            Ok(0)
+        }
+        OutboxAction::Flush => {
+            let mut uploader = prepare(&args.backend, &config)?
+                .ok_or_else(|| invalid("no backend: give --backend URL or set backend_url"))?;
+            let now = time::OffsetDateTime::now_utc();
+            let results =
+                upload::flush(&mut uploader.outbox, &uploader.backend, now).map_err(|e| {
+                    FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string())
+                })?;
+            let remaining = uploader.outbox.len().unwrap_or(0);
+            let rows: Vec<_> = results
+                .iter()
+                .map(|(id, d)| {
+                    let mut row = json!({ "id": id.0, "outcome": d.outcome() });
+                    match d {
+                        Delivery::Linked { binding_id, .. } => {
+                            row["binding_id"] = json!(binding_id)
+                        }
+                        Delivery::AlreadyLinked { via } => row["linked_via"] = json!(via),
+                        Delivery::Rejected(e) => row["error"] = json!(e),
+                        Delivery::Queued { reason } => row["queued_reason"] = json!(reason),
+                    }
+                    row
+                })
+                .collect();
+            if args.json {
+                println!("{}", json!({ "delivered": rows, "remaining": remaining }));
+            } else {
+                for row in &rows {
+                    println!("{row}");
+                }
+                println!("残り / remaining: {remaining}");
+            }
+            Ok(if remaining == 0 { 0 } else { 1 })
+        }
+    }
+}
