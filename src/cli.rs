@@ -38,19 +38,19 @@ pub enum Command {
 #[derive(Args, Debug, Clone, Default)]
 pub struct BackendArgs {
     /// The backend's base URL (https; http only to a loopback address).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL")]
     pub backend: Option<String>,
     /// File holding this terminal's bearer token.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// The root certificate (PEM) of the backend's TLS certificate, if not a public one.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// The backend's public key (PEM): the outbox keeps certificates sealed to it.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub backend_key: Option<PathBuf>,
     /// The outbox database (default: $XDG_DATA_HOME/mynalink/outbox.db).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub outbox: Option<PathBuf>,
 }
 

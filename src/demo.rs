@@ -1,14 +1,26 @@
-//! `mynalink demo --headless`: the whole first stage on the built-in simulated card, told
-//! step by step.
+//! `mynalink demo --headless`: the whole first stage on the built-in simulated card and an
+//! embedded reference backend, told step by step.
 
 use mynalink_card::{PasswordStatus, SigningPassword, Transport};
+use mynalink_link::backend::Backend;
 use mynalink_link::license::LicenseNumber;
+use mynalink_link::outbox::Outbox;
 use mynalink_link::statement::format_time;
 use mynalink_link::trust::TrustStore;
-use mynalink_link::{FirstStage, FlowError, FlowInputs};
+use mynalink_link::upload::Delivery;
+use mynalink_link::{ErrorCode, FirstStage, FlowError, FlowInputs};
 use mynalink_simcard::{SimOptions, SimTransport};
 
 use crate::cli::DemoArgs;
+use crate::delivery::Uploader;
+use crate::headless::SIMULATED_CARD_TEST_ROOT;
+use mynalink_server::embedded::{EmbeddedBackend, Setup};
+
+const DEMO_TERMINAL: &str = "demo-terminal";
+
+/// The demo record: the simulated card's fictional holder, holding only a マイナ免許証.
+const DEMO_RECORDS: &str = "license_number,holding,name,birth_date,status\n\
+729913281070,myna_only,試験　花子,1990-01-02,valid\n";
 
 /// The demo license record (the sample number published with the check-digit rule).
 pub const DEMO_LICENSE: &str = "729913281070";
@@ -44,6 +56,23 @@ fn demo() -> Result<(), FlowError> {
         "mynalink demo: the first stage on the simulated card (TEST identity, not a real card)."
     );
 
+    let backend = EmbeddedBackend::start(&Setup {
+        dir: EmbeddedBackend::temp_dir("mynalink-demo"),
+        trust_anchors: &[SIMULATED_CARD_TEST_ROOT],
+        records_csv: DEMO_RECORDS,
+        terminal_id: DEMO_TERMINAL,
+        port: 0,
+    })
+    .map_err(|e| {
+        FlowError::new(ErrorCode::ConfigurationInvalid)
+            .with_detail(format!("embedded backend: {e}"))
+    })?;
+    println!(
+        "組み込みの参照バックエンド / embedded reference backend: {}",
+        backend.url
+    );
+    let mut uploader = demo_uploader(&backend)?;
+
     step(1, "受付：免許証番号の確認", "Reception: license number");
     let (license, _) = LicenseNumber::parse(DEMO_LICENSE)?;
     println!(
@@ -53,6 +82,24 @@ fn demo() -> Result<(), FlowError> {
         license.commission_code(),
         license.commission_name_en()
     );
+    match uploader.backend.license_status(license.as_str()) {
+        Ok(status) => {
+            let services: Vec<String> = status
+                .services
+                .iter()
+                .filter(|s| s.available)
+                .map(|s| s.number.to_string())
+                .collect();
+            println!(
+                "    保有状況 / holding: {:?}; 連携済み / linked: {}; 第1段階が必要 / first stage needed: {}; 利用できるサービス / services: {}",
+                status.holding,
+                status.linked,
+                status.first_stage_needed,
+                services.join(", ")
+            );
+        }
+        Err(e) => println!("    バックエンドに問い合わせできません / backend not reachable: {e}"),
+    }
 
     step(
         2,
@@ -62,18 +109,29 @@ fn demo() -> Result<(), FlowError> {
     let transport = SimTransport::new(SimOptions::default());
     println!("    リーダー / reader: {}", transport.reader_name());
     let mut trust = TrustStore::new();
-    trust.add_trust_anchor(mynalink_simcard::sign_test_root_der())?;
+    trust.add_trust_anchor(SIMULATED_CARD_TEST_ROOT)?;
     println!("    模擬カードのTEST用ルートを今回だけ信頼します / trusting the simulated card's TEST root for this run");
-    let inputs = FlowInputs::fresh(
-        license.as_str(),
-        "demo-terminal",
-        Some("demo-operator"),
-        None,
-    );
+    let inputs = FlowInputs::fresh(license.as_str(), DEMO_TERMINAL, Some("demo-operator"), None);
     let mut flow = FirstStage::new(transport, inputs, trust)?;
     let result = run_flow(&mut flow);
     flow.end();
     result?;
+
+    step(
+        6,
+        "送信：送信箱に保存してから送信",
+        "Upload: kept in the outbox, then sent",
+    );
+    let signed = flow
+        .signed()
+        .ok_or_else(|| FlowError::new(ErrorCode::CardError).with_detail("not signed"))?;
+    let delivery = crate::delivery::deliver(&mut uploader, signed)?;
+    match &delivery {
+        Delivery::Linked { binding_id, .. } => println!("    連携しました / linked: {binding_id}"),
+        Delivery::Rejected(e) => println!("    [{}] {} / {}", e.code, e.message_ja, e.message_en),
+        other => println!("    結果 / outcome: {}", other.outcome()),
+    }
+
     step(
         7,
         "完了：カードをお取りください",
@@ -85,7 +143,27 @@ fn demo() -> Result<(), FlowError> {
         flow.apdu_count(),
         flow.timings().total
     );
-    Ok(())
+    println!("結果 / outcome: {}", delivery.outcome());
+    drop(uploader);
+    backend.remove();
+    if matches!(delivery, Delivery::Linked { .. }) {
+        Ok(())
+    } else {
+        Err(FlowError::new(ErrorCode::CardError)
+            .with_detail(format!("outcome {}", delivery.outcome())))
+    }
+}
+
+fn demo_uploader(backend: &EmbeddedBackend) -> Result<Uploader, FlowError> {
+    let client = Backend::new(&backend.url, backend.token.clone(), None)
+        .map_err(|e| FlowError::new(ErrorCode::ConfigurationInvalid).with_detail(e.0))?;
+    let outbox = Outbox::open(backend.dir.join("outbox.db"))
+        .map_err(|e| FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string()))?;
+    Ok(Uploader {
+        backend: client,
+        outbox,
+        recipient: backend.public_key.clone(),
+    })
 }
 
 fn run_flow<T: Transport>(flow: &mut FirstStage<T>) -> Result<(), FlowError> {
@@ -145,12 +223,6 @@ fn run_flow<T: Transport>(flow: &mut FirstStage<T>) -> Result<(), FlowError> {
     println!(
         "    ステートメント SHA-256 / statement: {}",
         hex::encode(signed.statement.sha256())
-    );
-
-    step(
-        6,
-        "送信：オフラインのため送信しません",
-        "Upload: offline demo, nothing is sent",
     );
     Ok(())
 }

@@ -332,6 +332,12 @@ fn demo_runs_the_whole_flow() {
         .stdout
         .contains("署名を検証しました / signature verified"));
     assert!(run.stdout.contains("カードをお取りください"));
+    // Against the embedded reference backend the binding is linked.
+    assert!(
+        run.stdout.contains("結果 / outcome: linked"),
+        "{}",
+        run.stdout
+    );
 }
 
 /// The COMPUTE DIGITAL SIGNATURE exchange of a trace.

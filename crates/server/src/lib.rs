@@ -7,17 +7,22 @@
 //! - [`import`]: license records from CSV;
 //! - [`store`]: the schema, its migrations and every database operation;
 //! - [`code`]: the stable decision codes with their messages;
-//! - [`identity`]: comparing the certificate's holder with the license record.
-//!
-//! The HTTP layer only has to authenticate the terminal, decode JSON and map these
-//! results to responses.
+//! - [`identity`]: comparing the certificate's holder with the license record;
+//! - [`http`]: the routes, which authenticate the terminal ([`tokens`]), decode JSON and
+//!   map these results to responses; [`pool`] runs the blocking database calls;
+//! - [`serve`]: the `serve` command's options, TLS and accept loop.
 
 pub mod code;
+pub mod embedded;
+pub mod http;
 pub mod identity;
 pub mod import;
+pub mod pool;
+pub mod serve;
 pub mod status;
 pub mod store;
 pub mod submission;
+pub mod tokens;
 
 pub use code::{Code, Rejection};
 pub use store::{DatabaseUrl, Store, StoreError};

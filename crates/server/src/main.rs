@@ -4,13 +4,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mynalink_server::import::{self, ImportError};
+use mynalink_server::serve::{self as server, ServeError, ServeOptions};
 use mynalink_server::Store;
 
 const USAGE: &str = "usage:
   mynalink-server import-licenses --database URL FILE.csv
-  mynalink-server serve
+  mynalink-server serve --listen ADDR --database URL [--tls-cert FILE --tls-key FILE]
+        [--terminal-tokens FILE] [--trust-anchor FILE]... [--seal-key FILE]
+        [--insecure-loopback-http] [--freshness-hours N]
 
-URL is sqlite:PATH. The CSV needs the header license_number,holding,name,birth_date,status.";
+URL is sqlite:PATH. The CSV needs the header license_number,holding,name,birth_date,status.
+ADDR is IP:PORT (port 0 picks a free one; the line `listening on URL` tells which).
+TLS is required unless --insecure-loopback-http is given with a loopback ADDR.
+The tokens file has one `TERMINAL_ID SHA256_HEX_OF_TOKEN` per line (# comments).
+--seal-key is the RSA private key (PKCS#8 PEM) terminals seal certificates to.";
 
 /// Exit status for usage and configuration errors, as the client uses.
 const EXIT_USAGE: u8 = 2;
@@ -22,16 +29,47 @@ fn main() -> ExitCode {
             Ok((database, file)) => import_licenses(&database, &file),
             Err(message) => usage_error(&message),
         },
-        Some("serve") => {
-            eprintln!("serve: not available in this build");
-            ExitCode::from(EXIT_USAGE)
-        }
+        Some("serve") => match ServeOptions::parse(&args[1..]) {
+            Ok(options) => serve(options),
+            Err(message) => usage_error(&message),
+        },
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
         Some(other) => usage_error(&format!("unknown command {other:?}")),
         None => usage_error("no command given"),
+    }
+}
+
+fn serve(options: ServeOptions) -> ExitCode {
+    let prepared = match server::prepare(&options) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            eprintln!("mynalink-server: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("mynalink-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::run(options, prepared)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ ServeError::Config(_)) => {
+            eprintln!("mynalink-server: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(e @ ServeError::Runtime(_)) => {
+            eprintln!("mynalink-server: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,0 +1,193 @@
+//! A reference backend inside a process, for demos and end-to-end tests: SQLite in a
+//! directory of its own, given trust anchors, given license records, plain HTTP on a loopback
+//! port. Stopping it keeps the directory (a later start on the same port brings the same
+//! backend back); `remove` deletes it.
+
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use rand::RngCore;
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+/// What the backend is set up with.
+pub struct Setup<'a> {
+    pub dir: PathBuf,
+    /// Trusted roots (DER or PEM), e.g. the simulated card's TEST root.
+    pub trust_anchors: &'a [&'a [u8]],
+    /// License records as `import-licenses` CSV.
+    pub records_csv: &'a str,
+    /// The terminal the token belongs to.
+    pub terminal_id: &'a str,
+    /// 0 for any free port.
+    pub port: u16,
+}
+
+pub struct EmbeddedBackend {
+    pub url: String,
+    pub token: Zeroizing<String>,
+    /// The backend's public key, which the outbox seals certificates to.
+    pub public_key: rsa::RsaPublicKey,
+    pub dir: PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EmbeddedBackend {
+    /// A fresh directory under the system's temporary directory.
+    pub fn temp_dir(prefix: &str) -> PathBuf {
+        let mut nonce = [0u8; 8];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        std::env::temp_dir().join(format!("{prefix}-{}", hex::encode(nonce)))
+    }
+
+    /// Starts the backend; if `setup.dir` already holds one (keys, token, database), that
+    /// one comes back.
+    pub fn start(setup: &Setup) -> Result<EmbeddedBackend, String> {
+        let dir = setup.dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes)
+                .map(|()| path)
+                .map_err(|e| format!("{name}: {e}"))
+        };
+
+        // A key for sealing the outbox's certificates and a terminal token, made once per
+        // directory.
+        let key_path = dir.join("seal-key.pem");
+        let key = match std::fs::read_to_string(&key_path) {
+            Ok(pem) => {
+                rsa::RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| format!("seal key: {e}"))?
+            }
+            Err(_) => {
+                let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048)
+                    .map_err(|e| format!("seal key: {e}"))?;
+                let pem = key
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .map_err(|e| format!("seal key: {e}"))?;
+                write("seal-key.pem", pem.as_bytes())?;
+                key
+            }
+        };
+        let public_key = rsa::RsaPublicKey::from(&key);
+        // Terminals are configured with this file (`backend_key`).
+        let public_pem =
+            rsa::pkcs8::EncodePublicKey::to_public_key_pem(&public_key, LineEnding::LF)
+                .map_err(|e| format!("seal key: {e}"))?;
+        write("seal-public.pem", public_pem.as_bytes())?;
+        let token_path = dir.join("token");
+        let token = match std::fs::read_to_string(&token_path) {
+            Ok(token) => Zeroizing::new(token.trim().to_string()),
+            Err(_) => {
+                let mut bytes = [0u8; 24];
+                rand::thread_rng().fill_bytes(&mut bytes);
+                let token = Zeroizing::new(hex::encode(bytes));
+                write("token", token.as_bytes())?;
+                token
+            }
+        };
+        let token_hash = hex::encode(Sha256::digest(token.as_bytes()));
+        let tokens = write(
+            "terminal-tokens",
+            format!("{} {token_hash}\n", setup.terminal_id).as_bytes(),
+        )?;
+        let mut anchor_args = Vec::new();
+        for (i, anchor) in setup.trust_anchors.iter().enumerate() {
+            let path = write(&format!("anchor-{i}.der"), anchor)?;
+            anchor_args.push("--trust-anchor".to_string());
+            anchor_args.push(path.display().to_string());
+        }
+        let seal_key = key_path;
+        let database = format!("sqlite:{}", dir.join("backend.db").display());
+
+        let mut store = crate::store::Store::open_url(&database).map_err(|e| e.to_string())?;
+        crate::import::import_text(&mut store, setup.records_csv, &crate::now_text())
+            .map_err(|e| e.to_string())?;
+        drop(store);
+
+        let mut args: Vec<String> = [
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &database,
+            "--insecure-loopback-http",
+            "--terminal-tokens",
+            &tokens.display().to_string(),
+            "--seal-key",
+            &seal_key.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(anchor_args);
+        let options = crate::serve::ServeOptions::parse(&args)?;
+        let prepared = crate::serve::prepare(&options).map_err(|e| e.to_string())?;
+        let app = crate::http::router(prepared.state);
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("runtime: {e}"))?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", setup.port)))
+            .map_err(|e| format!("listen: {e}"))?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
+        Ok(EmbeddedBackend {
+            url: format!("http://127.0.0.1:{port}/"),
+            token,
+            public_key,
+            dir,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl EmbeddedBackend {
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Stops serving; the directory stays.
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    /// Stops serving and deletes the directory.
+    pub fn remove(mut self) {
+        self.shut_down();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    fn shut_down(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for EmbeddedBackend {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}

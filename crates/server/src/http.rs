@@ -1,0 +1,260 @@
+//! The HTTP API (`docs/openapi.json`): routes, terminal authentication, and the mapping of
+//! the library's decisions to status codes and JSON bodies. Every error body is an
+//! `ApiError`, including those for unreadable or oversized requests.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use mynalink_link::api::BindingRequest;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::code::{Code, Rejection};
+use crate::pool::{PoolError, StorePool};
+use crate::status::{cancel_binding, license_status};
+use crate::submission::{reject_unreadable, submit, Outcome, SubmissionConfig};
+use crate::tokens::{bearer_token, TerminalTokens};
+
+/// The largest request body read. A real submission is about 4 KiB of base64.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The API description served at `GET /openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: StorePool,
+    pub config: Arc<SubmissionConfig>,
+    pub tokens: Arc<TerminalTokens>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/bindings", post(post_binding))
+        .route("/v1/bindings/{id}", delete(delete_binding))
+        .route("/v1/licenses/{number}/status", get(get_status))
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A response carrying an [`ApiError`] body.
+fn error_response(status: StatusCode, rejection: &Rejection) -> Response {
+    (status, Json(rejection.to_api_error())).into_response()
+}
+
+fn rejection_response(rejection: &Rejection) -> Response {
+    let status =
+        StatusCode::from_u16(rejection.http_status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+    error_response(status, rejection)
+}
+
+/// The database failed: logged for the operator, answered 500 without the cause.
+fn server_error(error: PoolError) -> Response {
+    eprintln!("mynalink-server: {error}");
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &Rejection::new(Code::ServerError),
+    )
+}
+
+/// The authenticated terminal's id.
+pub struct Terminal(pub String);
+
+/// 401 with `WWW-Authenticate: Bearer`.
+pub struct Unauthenticated;
+
+impl IntoResponse for Unauthenticated {
+    fn into_response(self) -> Response {
+        let mut response = error_response(
+            StatusCode::UNAUTHORIZED,
+            &Rejection::new(Code::Unauthenticated),
+        );
+        response
+            .headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+    }
+}
+
+impl FromRequestParts<AppState> for Terminal {
+    type Rejection = Unauthenticated;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or(Unauthenticated)?;
+        let token = bearer_token(header.as_bytes()).ok_or(Unauthenticated)?;
+        state
+            .tokens
+            .authenticate(token)
+            .map(|id| Terminal(id.to_string()))
+            .ok_or(Unauthenticated)
+    }
+}
+
+fn now() -> OffsetDateTime {
+    // Stored times have whole seconds.
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now)
+}
+
+async fn post_binding(
+    State(state): State<AppState>,
+    Terminal(terminal): Terminal,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            // Too large (413) or cut off: the body never arrived whole.
+            let detail = rejection.body_text();
+            return error_response(
+                rejection.status(),
+                &Rejection::with_detail(Code::MalformedRequest, detail),
+            );
+        }
+    };
+    let config = Arc::clone(&state.config);
+    let result = match serde_json::from_slice::<BindingRequest>(&body) {
+        Ok(request) => {
+            state
+                .pool
+                .run(move |store| submit(store, &config, &request, &terminal, now()))
+                .await
+        }
+        Err(e) => {
+            let detail = format!("the body is not a binding request: {e}");
+            state
+                .pool
+                .run(move |store| reject_unreadable(store, &config, &terminal, detail, now()))
+                .await
+        }
+    };
+    match result {
+        Ok(Outcome::Accepted(accepted)) => {
+            let status = if accepted.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(accepted.body)).into_response()
+        }
+        Ok(Outcome::Rejected(rejection)) => rejection_response(&rejection),
+        Err(e) => server_error(e),
+    }
+}
+
+async fn get_status(
+    State(state): State<AppState>,
+    Terminal(_terminal): Terminal,
+    Path(number): Path<String>,
+) -> Response {
+    match state
+        .pool
+        .run(move |store| license_status(store, &number))
+        .await
+    {
+        Ok(Ok(status)) => Json(status).into_response(),
+        // A record that does not exist is a missing resource here, not a refused request.
+        Ok(Err(rejection)) if rejection.code == Code::LicenseNotFound => {
+            error_response(StatusCode::NOT_FOUND, &rejection)
+        }
+        Ok(Err(rejection)) => rejection_response(&rejection),
+        Err(e) => server_error(e),
+    }
+}
+
+/// The 200 body of `DELETE /v1/bindings/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancellationBody {
+    /// `cancelled`, or `already_cancelled` when nothing changed.
+    pub code: String,
+    pub binding_id: String,
+    pub license_number: String,
+    pub cancelled_at: Option<String>,
+}
+
+async fn delete_binding(
+    State(state): State<AppState>,
+    Terminal(terminal): Terminal,
+    Path(binding_id): Path<String>,
+) -> Response {
+    let result = state
+        .pool
+        .run(move |store| cancel_binding(store, &binding_id, Some(&terminal), now()))
+        .await;
+    match result {
+        Ok(cancellation) => match cancellation.binding {
+            Some(binding) if cancellation.code.is_success() => Json(CancellationBody {
+                code: cancellation.code.as_str().to_string(),
+                binding_id: binding.binding_id,
+                license_number: binding.license_number,
+                cancelled_at: binding.cancelled_at,
+            })
+            .into_response(),
+            _ => rejection_response(&Rejection::new(cancellation.code)),
+        },
+        Err(e) => server_error(e),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn openapi() -> Response {
+    (
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        OPENAPI_JSON,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_document_lists_every_route_and_code() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).expect("valid JSON");
+        assert!(doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")));
+        let paths = doc["paths"].as_object().expect("paths");
+        for path in [
+            "/v1/bindings",
+            "/v1/bindings/{id}",
+            "/v1/licenses/{number}/status",
+            "/healthz",
+            "/openapi.json",
+        ] {
+            assert!(paths.contains_key(path), "{path}");
+        }
+        let codes: Vec<&str> = doc["components"]["schemas"]["ApiError"]["properties"]["code"]
+            ["enum"]
+            .as_array()
+            .expect("code enum")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        for code in Code::ALL.iter().filter(|c| !c.is_success()) {
+            assert!(codes.contains(&code.as_str()), "{code} missing");
+        }
+        assert_eq!(
+            codes.len(),
+            Code::ALL.iter().filter(|c| !c.is_success()).count()
+        );
+    }
+}

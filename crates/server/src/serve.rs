@@ -1,0 +1,463 @@
+//! `mynalink-server serve`: the options, the TLS setup and the accept loop.
+//!
+//! TLS is rustls with the `ring` provider. Plain HTTP is served only when asked for with
+//! `--insecure-loopback-http` and only on a loopback address, where no network is crossed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::service::TowerToHyperService;
+use mynalink_link::trust::TrustStore;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::traits::PublicKeyParts;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use zeroize::Zeroizing;
+
+use crate::http::{router, AppState};
+use crate::pool::StorePool;
+use crate::store::DatabaseUrl;
+use crate::submission::{SealKey, SubmissionConfig};
+use crate::tokens::TerminalTokens;
+
+/// A client that does not finish its TLS handshake or request head in time is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open requests may run on after SIGTERM/SIGINT.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Freshness windows beyond a year are a configuration mistake.
+const MAX_FRESHNESS_HOURS: i64 = 24 * 366;
+
+/// The `serve` command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub database: String,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub terminal_tokens: Option<PathBuf>,
+    pub trust_anchors: Vec<PathBuf>,
+    pub seal_key: Option<PathBuf>,
+    pub insecure_loopback_http: bool,
+    pub freshness_hours: Option<i64>,
+}
+
+impl ServeOptions {
+    /// Parses the arguments after `serve`; both `--opt VALUE` and `--opt=VALUE`.
+    pub fn parse(args: &[String]) -> Result<ServeOptions, String> {
+        let mut listen = None;
+        let mut database = None;
+        let mut tls_cert = None;
+        let mut tls_key = None;
+        let mut terminal_tokens = None;
+        let mut trust_anchors = Vec::new();
+        let mut seal_key = None;
+        let mut insecure_loopback_http = false;
+        let mut freshness_hours = None;
+
+        let mut iter = args.iter();
+        while let Some(arg) = iter.next() {
+            let (name, inline) = match arg.split_once('=') {
+                Some((name, value)) if name.starts_with("--") => (name, Some(value.to_string())),
+                _ => (arg.as_str(), None),
+            };
+            if name == "--insecure-loopback-http" {
+                if inline.is_some() {
+                    return Err("--insecure-loopback-http takes no value".into());
+                }
+                insecure_loopback_http = true;
+                continue;
+            }
+            let mut value = || -> Result<String, String> {
+                match &inline {
+                    Some(v) => Ok(v.clone()),
+                    None => iter.next().cloned().ok_or(format!("{name} needs a value")),
+                }
+            };
+            fn once<T>(slot: &mut Option<T>, name: &str, value: T) -> Result<(), String> {
+                if slot.replace(value).is_some() {
+                    return Err(format!("{name} given twice"));
+                }
+                Ok(())
+            }
+            match name {
+                "--listen" => {
+                    let text = value()?;
+                    let addr = text.parse::<SocketAddr>().map_err(|_| {
+                        format!("--listen {text:?}: give IP:PORT, e.g. 127.0.0.1:8443 or [::1]:0")
+                    })?;
+                    once(&mut listen, name, addr)?;
+                }
+                "--database" => once(&mut database, name, value()?)?,
+                "--tls-cert" => once(&mut tls_cert, name, PathBuf::from(value()?))?,
+                "--tls-key" => once(&mut tls_key, name, PathBuf::from(value()?))?,
+                "--terminal-tokens" => once(&mut terminal_tokens, name, PathBuf::from(value()?))?,
+                "--trust-anchor" => trust_anchors.push(PathBuf::from(value()?)),
+                "--seal-key" => once(&mut seal_key, name, PathBuf::from(value()?))?,
+                "--freshness-hours" => {
+                    let text = value()?;
+                    let hours = text
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|h| (1..=MAX_FRESHNESS_HOURS).contains(h))
+                        .ok_or(format!(
+                            "--freshness-hours {text:?}: give whole hours from 1 to \
+                             {MAX_FRESHNESS_HOURS}"
+                        ))?;
+                    once(&mut freshness_hours, name, hours)?;
+                }
+                other => return Err(format!("unknown option {other:?}")),
+            }
+        }
+
+        let listen = listen.ok_or("--listen ADDR is required")?;
+        let database = database.ok_or("--database URL is required")?;
+        if insecure_loopback_http {
+            if !listen.ip().is_loopback() {
+                return Err(format!(
+                    "--insecure-loopback-http: plain HTTP is served only on a loopback address, \
+                     not {listen}; use --tls-cert and --tls-key"
+                ));
+            }
+            if tls_cert.is_some() || tls_key.is_some() {
+                return Err(
+                    "--insecure-loopback-http cannot be combined with --tls-cert or \
+                            --tls-key"
+                        .into(),
+                );
+            }
+        } else if tls_cert.is_none() || tls_key.is_none() {
+            return Err(
+                "--tls-cert FILE and --tls-key FILE are required (plain HTTP only with \
+                        --insecure-loopback-http on a loopback address)"
+                    .into(),
+            );
+        }
+        Ok(ServeOptions {
+            listen,
+            database,
+            tls_cert,
+            tls_key,
+            terminal_tokens,
+            trust_anchors,
+            seal_key,
+            insecure_loopback_http,
+            freshness_hours,
+        })
+    }
+}
+
+/// Why `serve` stopped: configuration (exit 2) or a failure while running (exit 1).
+#[derive(Debug)]
+pub enum ServeError {
+    Config(String),
+    Runtime(String),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::Config(m) | ServeError::Runtime(m) => f.write_str(m),
+        }
+    }
+}
+
+fn read(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, ServeError> {
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|e| ServeError::Config(format!("{what} {}: {e}", path.display())))
+}
+
+/// Everything the server needs, read and checked before the socket is bound.
+pub struct Prepared {
+    pub state: AppState,
+    pub tls: Option<TlsAcceptor>,
+}
+
+pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
+    let mut trust = TrustStore::new();
+    for path in &options.trust_anchors {
+        let bytes = read(path, "trust anchor")?;
+        trust
+            .add_trust_anchor(&bytes)
+            .map_err(|e| ServeError::Config(format!("trust anchor {}: {e}", path.display())))?;
+    }
+    let mut config = SubmissionConfig::new(trust);
+    if let Some(hours) = options.freshness_hours {
+        config.freshness_window = time::Duration::hours(hours);
+    }
+    if let Some(path) = &options.seal_key {
+        config.seal_key = Some(load_seal_key(path)?);
+    }
+
+    let tokens = match &options.terminal_tokens {
+        Some(path) => {
+            let bytes = read(path, "terminal tokens")?;
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                ServeError::Config(format!("terminal tokens {}: not UTF-8", path.display()))
+            })?;
+            TerminalTokens::parse(text).map_err(|e| {
+                ServeError::Config(format!("terminal tokens {}: {e}", path.display()))
+            })?
+        }
+        None => TerminalTokens::default(),
+    };
+    if tokens.is_empty() {
+        eprintln!("mynalink-server: no terminal tokens configured; every API call will be 401");
+    }
+
+    let path = match DatabaseUrl::parse(&options.database) {
+        Ok(DatabaseUrl::Sqlite(path)) => path,
+        Ok(DatabaseUrl::Postgres(_)) => {
+            return Err(ServeError::Config(
+                "PostgreSQL is not available in this build".into(),
+            ))
+        }
+        Err(e) => return Err(ServeError::Config(e.to_string())),
+    };
+    let pool = StorePool::open(path).map_err(|e| ServeError::Config(e.to_string()))?;
+
+    let tls = match (&options.tls_cert, &options.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
+    };
+
+    Ok(Prepared {
+        state: AppState {
+            pool,
+            config: Arc::new(config),
+            tokens: Arc::new(tokens),
+        },
+        tls,
+    })
+}
+
+fn load_seal_key(path: &Path) -> Result<SealKey, ServeError> {
+    let bytes = read(path, "seal key")?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ServeError::Config(format!("seal key {}: not UTF-8 PEM", path.display())))?;
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(text.trim()).map_err(|_| {
+        ServeError::Config(format!(
+            "seal key {}: not an RSA private key in PKCS#8 PEM (BEGIN PRIVATE KEY)",
+            path.display()
+        ))
+    })?;
+    let bits = key.n().bits();
+    if bits < mynalink_link::seal::MIN_RSA_BITS {
+        return Err(ServeError::Config(format!(
+            "seal key {}: {bits} bits; at least {} are required",
+            path.display(),
+            mynalink_link::seal::MIN_RSA_BITS
+        )));
+    }
+    Ok(SealKey(Arc::new(key)))
+}
+
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServeError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| ServeError::Config(format!("TLS certificate {}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(ServeError::Config(format!(
+            "TLS certificate {}: no CERTIFICATE in the PEM file",
+            cert.display()
+        )));
+    }
+    let private = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ServeError::Config(format!("TLS key {}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, private))
+        .map_err(|e| ServeError::Config(format!("TLS certificate and key: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Binds, prints `listening on URL` as the only line on standard output, and serves until
+/// SIGTERM or SIGINT.
+pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeError> {
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| ServeError::Runtime(format!("cannot listen on {}: {e}", options.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServeError::Runtime(format!("listening socket: {e}")))?;
+    let scheme = if prepared.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        // Tests and supervisors read the port from this line; it must leave at once.
+        writeln!(out, "listening on {scheme}://{local}")
+            .and_then(|()| out.flush())
+            .map_err(|e| ServeError::Runtime(format!("standard output: {e}")))?;
+    }
+
+    let app = router(prepared.state);
+    let graceful = GracefulShutdown::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, _peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait rather than spin.
+                        eprintln!("mynalink-server: accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(connection(tcp, prepared.tls.clone(), app.clone(), graceful.watcher()));
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    eprintln!("mynalink-server: shutting down");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            eprintln!("mynalink-server: requests still open after {SHUTDOWN_GRACE:?}; stopping");
+        }
+    }
+    Ok(())
+}
+
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    watcher: Watcher,
+) {
+    match tls {
+        Some(acceptor) => {
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            {
+                serve_http(TokioIo::new(stream), app, watcher).await;
+            }
+        }
+        None => serve_http(TokioIo::new(tcp), app, watcher).await,
+    }
+}
+
+async fn serve_http<I>(io: I, app: Router, watcher: Watcher)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(io, TowerToHyperService::new(app));
+    // A client that goes away mid-request is not the server's error.
+    let _ = watcher.watch(conn).await;
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &str) -> Result<ServeOptions, String> {
+        let args: Vec<String> = args.split_whitespace().map(str::to_string).collect();
+        ServeOptions::parse(&args)
+    }
+
+    #[test]
+    fn options() {
+        let o = parse(
+            "--listen 127.0.0.1:0 --database=sqlite:/tmp/x.db --tls-cert c.pem --tls-key k.pem \
+             --trust-anchor a.pem --trust-anchor b.der --freshness-hours 24",
+        )
+        .expect("parse");
+        assert_eq!(o.listen.port(), 0);
+        assert_eq!(o.trust_anchors.len(), 2);
+        assert_eq!(o.freshness_hours, Some(24));
+        assert!(!o.insecure_loopback_http);
+
+        let o = parse("--listen [::1]:8080 --database sqlite:x --insecure-loopback-http")
+            .expect("plain on loopback");
+        assert!(o.insecure_loopback_http && o.tls_cert.is_none());
+    }
+
+    #[test]
+    fn refusals() {
+        for (args, needle) in [
+            ("--database sqlite:x --insecure-loopback-http", "--listen"),
+            (
+                "--listen 127.0.0.1:1 --insecure-loopback-http",
+                "--database",
+            ),
+            ("--listen 127.0.0.1:1 --database sqlite:x", "--tls-cert"),
+            (
+                "--listen 127.0.0.1:1 --database sqlite:x --tls-cert c",
+                "--tls-key",
+            ),
+            (
+                "--listen 0.0.0.0:1 --database sqlite:x --insecure-loopback-http",
+                "loopback",
+            ),
+            (
+                "--listen 10.0.0.5:1 --database sqlite:x --insecure-loopback-http",
+                "loopback",
+            ),
+            (
+                "--listen 127.0.0.1:1 --database sqlite:x --insecure-loopback-http --tls-cert c",
+                "combined",
+            ),
+            ("--listen localhost:1 --database sqlite:x", "IP:PORT"),
+            (
+                "--listen 127.0.0.1:1 --listen 127.0.0.1:2 --database sqlite:x",
+                "twice",
+            ),
+            (
+                "--listen 127.0.0.1:1 --database sqlite:x --freshness-hours 0",
+                "freshness",
+            ),
+            (
+                "--listen 127.0.0.1:1 --database sqlite:x --bogus",
+                "unknown",
+            ),
+            ("--listen", "needs a value"),
+        ] {
+            let e = parse(args).expect_err(args);
+            assert!(e.contains(needle), "{args}: {e}");
+        }
+    }
+}

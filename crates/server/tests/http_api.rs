@@ -1,0 +1,373 @@
+//! The HTTP API end to end: the real binary over TLS on 127.0.0.1, driven by the
+//! terminal's own client (`mynalink_link::backend::Backend`) with submissions signed by
+//! the simulated card.
+
+mod common;
+mod http_support;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use common::{license, request_for, sim_signer, statement_for, TERMINAL};
+use http_support::*;
+use mynalink_link::api::{ApiError, BindingRequest, LicenseStatus, LinkedVia};
+use mynalink_link::backend::Submitted;
+use mynalink_simcard::Validity;
+use reqwest::StatusCode;
+use time::{Duration, OffsetDateTime};
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("whole seconds")
+}
+
+/// A fresh statement for `number` from `terminal`, signed by the simulated card.
+fn signed(number: &str, terminal: &str) -> BindingRequest {
+    let signer = sim_signer(Validity::Current);
+    let statement = statement_for(&signer, number, terminal, now() - Duration::minutes(1));
+    request_for(&signer, &statement)
+}
+
+fn rejected_code(outcome: Submitted) -> String {
+    match outcome {
+        Submitted::Rejected(error) => error.code,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+fn api_error(response: reqwest::blocking::Response) -> ApiError {
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    response.json().expect("ApiError body")
+}
+
+#[test]
+fn the_api_over_tls_with_the_terminal_client() {
+    let linked = license(1);
+    let someone_else = license(2);
+    let files = Files::new(&format!(
+        "{linked},myna_only,\"試験　花子\",1990-01-02,valid\n\
+         {someone_else},myna_and_card,\"見本　太郎\",1985-04-01,valid\n"
+    ));
+    let server = Server::start(&files.tls_args());
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    assert!(!server.url.ends_with(":0/"));
+
+    let backend = files.backend(&server.url, TOKEN);
+    let http = files.http();
+    assert!(backend.healthy());
+    let health = http
+        .get(format!("{}healthz", server.url))
+        .send()
+        .expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.text().expect("body"), "ok");
+
+    // The API description, without authentication.
+    let doc: serde_json::Value = http
+        .get(format!("{}openapi.json", server.url))
+        .send()
+        .expect("openapi")
+        .json()
+        .expect("openapi.json is JSON");
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3.1"));
+    for path in [
+        "/v1/bindings",
+        "/v1/bindings/{id}",
+        "/v1/licenses/{number}/status",
+        "/healthz",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path}");
+    }
+
+    // Before linking: the first stage is required.
+    let status = backend.license_status(&linked).expect("status");
+    assert!(!status.linked && status.first_stage_needed && status.eligible);
+    assert_eq!(status.reason, "required");
+
+    // Submit: 201, then the same statement again: 200 with the same binding.
+    let request = signed(&linked, TERMINAL);
+    let Submitted::Linked { accepted, repeated } = backend.submit(&request).expect("submit") else {
+        panic!("not linked");
+    };
+    assert!(!repeated);
+    assert_eq!(accepted.license_number, linked);
+    assert_eq!(accepted.certificate_serial, "9c4e21075a");
+    let Submitted::Linked {
+        accepted: again,
+        repeated,
+    } = backend.submit(&request).expect("submit again")
+    else {
+        panic!("not linked again");
+    };
+    assert!(repeated);
+    assert_eq!(again.binding_id, accepted.binding_id);
+
+    // A new statement for the linked record: 409 with how it was linked.
+    assert_eq!(
+        backend.submit(&signed(&linked, TERMINAL)).expect("submit"),
+        Submitted::AlreadyLinked {
+            via: Some(LinkedVia::Counter)
+        }
+    );
+    // The same card for another person's license: 422 identity_mismatch.
+    assert_eq!(
+        rejected_code(
+            backend
+                .submit(&signed(&someone_else, TERMINAL))
+                .expect("submit")
+        ),
+        "identity_mismatch"
+    );
+    // A license the server does not know: 422.
+    assert_eq!(
+        rejected_code(
+            backend
+                .submit(&signed(&license(3), TERMINAL))
+                .expect("submit")
+        ),
+        "license_not_found"
+    );
+    // Another configured terminal sending a statement signed for this one.
+    let kiosk = files.backend(&server.url, OTHER_TOKEN);
+    assert_eq!(
+        rejected_code(
+            kiosk
+                .submit(&signed(&license(4), TERMINAL))
+                .expect("submit")
+        ),
+        "terminal_mismatch"
+    );
+    // A token no terminal has: 401 unauthenticated.
+    let stranger = files.backend(&server.url, "not-a-configured-token");
+    assert_eq!(
+        rejected_code(stranger.submit(&request).expect("submit")),
+        "unauthenticated"
+    );
+    assert!(stranger.license_status(&linked).is_err());
+    let response = http
+        .post(format!("{}v1/bindings", server.url))
+        .json(&request)
+        .send()
+        .expect("no auth");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer")
+    );
+    assert_eq!(api_error(response).code, "unauthenticated");
+    // A sealed certificate to a server without a seal key.
+    let mut sealed = request.clone();
+    sealed.certificate = None;
+    sealed.sealed_certificate = Some("{}".into());
+    assert_eq!(
+        rejected_code(backend.submit(&sealed).expect("submit")),
+        "malformed_request"
+    );
+
+    // Bodies that are not a binding request: 422 malformed_request as ApiError JSON.
+    let post = |body: Vec<u8>| {
+        http.post(format!("{}v1/bindings", server.url))
+            .bearer_auth(TOKEN)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .expect("post")
+    };
+    for body in [&b"{not json"[..], b"[]", b"{\"statement\": 5}", b""] {
+        let response = post(body.to_vec());
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let error = api_error(response);
+        assert_eq!(error.code, "malformed_request");
+        assert!(error.detail.is_some() && !error.message_ja.is_empty());
+    }
+    let response = post(vec![b' '; 70 * 1024]);
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(api_error(response).code, "malformed_request");
+
+    // Status: linked at the counter; unknown records are 404.
+    let status: LicenseStatus = backend.license_status(&linked).expect("status");
+    assert!(status.linked && !status.first_stage_needed);
+    assert_eq!(status.linked_via, Some(LinkedVia::Counter));
+    assert_eq!(status.reason, "already_linked");
+    let response = http
+        .get(format!("{}v1/licenses/{}/status", server.url, license(3)))
+        .bearer_auth(TOKEN)
+        .send()
+        .expect("status");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(api_error(response).code, "license_not_found");
+    let response = http
+        .get(format!("{}v1/licenses/123/status", server.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .expect("status");
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(api_error(response).code, "license_number_invalid");
+
+    // Cancellation (§6): 200, again 200 already_cancelled, unknown 404.
+    let delete = |id: &str, token: &str| {
+        http.delete(format!("{}v1/bindings/{id}", server.url))
+            .bearer_auth(token)
+            .send()
+            .expect("delete")
+    };
+    let response = delete(&accepted.binding_id, "wrong");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = delete(&accepted.binding_id, TOKEN);
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().expect("json");
+    assert_eq!(body["code"], "cancelled");
+    assert_eq!(body["binding_id"], accepted.binding_id.as_str());
+    assert_eq!(body["license_number"], linked.as_str());
+    assert!(body["cancelled_at"].is_string());
+    let response = delete(&accepted.binding_id, TOKEN);
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().expect("json");
+    assert_eq!(body["code"], "already_cancelled");
+    let response = delete("00000000000000000000000000000000", TOKEN);
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(api_error(response).code, "binding_not_found");
+
+    // After cancelling: the old statement is spent and the holder relinks from Mynaportal.
+    assert_eq!(
+        rejected_code(backend.submit(&request).expect("submit")),
+        "statement_reused"
+    );
+    let status = backend.license_status(&linked).expect("status");
+    assert!(!status.linked && !status.first_stage_needed);
+    assert_eq!(status.reason, "relink_from_mynaportal");
+
+    // Every decision was audited under the authenticated terminal.
+    let conn = rusqlite::Connection::open(files.path("server.sqlite")).expect("open");
+    let created: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE code = 'created' AND terminal_id = ?1",
+            [TERMINAL],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(created, 1);
+    let malformed: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE code = 'malformed_request' AND terminal_id = ?1",
+            [TERMINAL],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(malformed, 5);
+
+    // SIGTERM: a graceful stop with status 0.
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_sealed_certificate_is_opened_with_the_seal_key() {
+    use rsa::pkcs8::EncodePrivateKey;
+
+    let number = license(11);
+    let files = Files::new(&format!(
+        "{number},history_myna_only,\"試験　花子\",1990-01-02,valid\n"
+    ));
+    let mut rng = rand::thread_rng();
+    let key = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("seal key");
+    let pem = key
+        .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+        .expect("PKCS#8 PEM");
+    let key_path = files.path("seal.pem");
+    std::fs::write(&key_path, pem.as_bytes()).expect("write key");
+
+    let mut args = files.tls_args();
+    args.extend(["--seal-key".to_string(), path_arg(&key_path)]);
+    let server = Server::start(&args);
+    let backend = files.backend(&server.url, TOKEN);
+
+    let signer = sim_signer(Validity::Current);
+    let statement = statement_for(&signer, &number, TERMINAL, now() - Duration::minutes(1));
+    let bytes = statement.canonical_bytes();
+    let sealed = mynalink_link::seal::seal(
+        &key.to_public_key(),
+        &signer.cert_der,
+        &mynalink_link::outbox::certificate_aad(&bytes),
+    )
+    .expect("seal");
+    let mut request = common::request_for_bytes(&signer, &bytes);
+    request.certificate = None;
+    request.sealed_certificate = Some(sealed.to_json());
+
+    let Submitted::Linked { accepted, repeated } = backend.submit(&request).expect("submit") else {
+        panic!("sealed submission not linked");
+    };
+    assert!(!repeated);
+    assert_eq!(accepted.license_number, number);
+
+    // Sealed for another statement (the associated data differs): refused.
+    let other = statement_for(&signer, &number, TERMINAL, now() - Duration::minutes(2));
+    let mut moved = common::request_for(&signer, &other);
+    moved.certificate = None;
+    moved.sealed_certificate = request.sealed_certificate.clone();
+    let error = match backend.submit(&moved).expect("submit") {
+        Submitted::Rejected(error) => error,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(error.code, "malformed_request");
+    assert!(error
+        .detail
+        .unwrap_or_default()
+        .contains("sealed_certificate"));
+
+    // Plain and sealed together is not a request either.
+    let mut both = request.clone();
+    both.certificate = Some(BASE64.encode(&signer.cert_der));
+    assert_eq!(
+        rejected_code(backend.submit(&both).expect("submit")),
+        "malformed_request"
+    );
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn concurrent_submissions_of_one_statement_store_one_binding() {
+    let number = license(21);
+    let files = Files::new(&format!(
+        "{number},myna_only,\"試験　花子\",1990-01-02,valid\n"
+    ));
+    let server = Server::start(&files.tls_args());
+    let request = signed(&number, TERMINAL);
+    let results: Vec<(bool, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let backend = files.backend(&server.url, TOKEN);
+                    match backend.submit(&request).expect("submit") {
+                        Submitted::Linked { accepted, repeated } => (repeated, accepted.binding_id),
+                        other => panic!("{other:?}"),
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(results.iter().filter(|(repeated, _)| !repeated).count(), 1);
+    assert!(results.iter().all(|(_, id)| *id == results[0].1));
+    assert!(server.terminate().success());
+}
