@@ -187,3 +187,30 @@ fn broken_backend_settings_stop_before_the_card() {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+#[test]
+fn a_queued_binding_goes_out_with_the_next_run() {
+    let dir = temp_dir();
+    let backend_dir = dir.path().join("backend");
+    let backend = start(&backend_dir, 0);
+    let port = backend.port();
+    let client = Client::new(&backend, &dir.path().join("outbox.db"));
+    backend.stop();
+    assert_eq!(
+        client.headless(LICENSE, "TEST1234\n").json()["outcome"],
+        "queued"
+    );
+
+    // The next person's run (here one the backend rejects) first delivers what was waiting.
+    let backend = start(&backend_dir, port);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let next = client.headless("729913281071", "TEST1234\n").json();
+    assert_eq!(next["error"]["code"], "not_eligible", "{next}");
+    assert_eq!(
+        client.outbox("list")["entries"].as_array().map(Vec::len),
+        Some(0)
+    );
+    let again = client.headless(LICENSE, "TEST1234\n").json();
+    assert_eq!(again["outcome"], "already_linked", "{again}");
+    backend.remove();
+}
