@@ -104,14 +104,37 @@ fn linked_then_already_linked_then_a_final_rejection() {
     backend.remove();
 }
 
-#[test]
-fn backend_down_at_upload_is_queued_then_delivered_once() {
+/// A backend that was set up and then went down; it comes back with `start(dir, port)`.
+struct Down {
+    dir: tempfile::TempDir,
+    backend_dir: std::path::PathBuf,
+    port: u16,
+    client: Client,
+}
+
+fn backend_down() -> Down {
     let dir = temp_dir();
     let backend_dir = dir.path().join("backend");
     let backend = start(&backend_dir, 0);
     let port = backend.port();
     let client = Client::new(&backend, &dir.path().join("outbox.db"));
     backend.stop();
+    Down {
+        dir,
+        backend_dir,
+        port,
+        client,
+    }
+}
+
+#[test]
+fn backend_down_at_upload_is_queued_then_delivered_once() {
+    let Down {
+        dir,
+        backend_dir,
+        port,
+        client,
+    } = backend_down();
 
     let run = client.headless(LICENSE, "TEST1234\n");
     let json = run.json();
@@ -190,12 +213,12 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[test]
 fn a_queued_binding_goes_out_with_the_next_run() {
-    let dir = temp_dir();
-    let backend_dir = dir.path().join("backend");
-    let backend = start(&backend_dir, 0);
-    let port = backend.port();
-    let client = Client::new(&backend, &dir.path().join("outbox.db"));
-    backend.stop();
+    let Down {
+        dir: _dir,
+        backend_dir,
+        port,
+        client,
+    } = backend_down();
     assert_eq!(
         client.headless(LICENSE, "TEST1234\n").json()["outcome"],
         "queued"
