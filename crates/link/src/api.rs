@@ -247,6 +247,10 @@ pub struct LicenseStatus {
     /// `relink_from_mynaportal`, `required`.
     pub reason: String,
     pub services: Vec<ServiceStatus>,
+    /// Whether the active binding completed the second stage from Mynaportal (§4);
+    /// absent from older servers, read as `false`.
+    #[serde(default)]
+    pub second_stage_done: bool,
 }
 
 #[cfg(test)]

@@ -38,10 +38,27 @@ pub enum Code {
     Unauthenticated,
     /// 500: the server could not complete the request (e.g. the database failed).
     ServerError,
+    /// 403: a valid credential of the wrong kind (a terminal on a Mynaportal endpoint or
+    /// the reverse).
+    CredentialNotAllowed,
+    /// 202: second stage, Mynaportal's card-info basic-4 is held until the signature.
+    Basic4Received,
+    /// 200: second stage complete; the binding is linked with Mynaportal.
+    MynaportalLinked,
+    /// 200: the same second-stage statement again.
+    SecondStageRepeated,
+    /// 409: the license has no active first-stage binding.
+    FirstStageMissing,
+    /// 409: the binding already completed the second stage.
+    SecondStageDone,
+    /// 404: no pending second stage has this id (unknown, expired or already decided).
+    SecondStageNotFound,
+    /// 422: the certificate's basic-4 differs from the card-info basic-4.
+    Basic4Mismatch,
 }
 
 impl Code {
-    pub const ALL: [Code; 24] = [
+    pub const ALL: [Code; 32] = [
         Code::Created,
         Code::Repeated,
         Code::Cancelled,
@@ -66,6 +83,14 @@ impl Code {
         Code::BindingNotFound,
         Code::Unauthenticated,
         Code::ServerError,
+        Code::CredentialNotAllowed,
+        Code::Basic4Received,
+        Code::MynaportalLinked,
+        Code::SecondStageRepeated,
+        Code::FirstStageMissing,
+        Code::SecondStageDone,
+        Code::SecondStageNotFound,
+        Code::Basic4Mismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +119,14 @@ impl Code {
             Code::BindingNotFound => "binding_not_found",
             Code::Unauthenticated => "unauthenticated",
             Code::ServerError => "server_error",
+            Code::CredentialNotAllowed => "credential_not_allowed",
+            Code::Basic4Received => "basic4_received",
+            Code::MynaportalLinked => "mynaportal_linked",
+            Code::SecondStageRepeated => "second_stage_repeated",
+            Code::FirstStageMissing => "first_stage_missing",
+            Code::SecondStageDone => "second_stage_done",
+            Code::SecondStageNotFound => "second_stage_not_found",
+            Code::Basic4Mismatch => "basic4_mismatch",
         }
     }
 
@@ -104,12 +137,19 @@ impl Code {
     /// The HTTP status the code is answered with on `POST /v1/bindings` and
     /// `DELETE /v1/bindings/{id}`: every failed check of a submission is 422 (the body was
     /// understood, its content refused). `GET /v1/licenses/{number}/status` answers
-    /// `license_not_found` with 404 instead.
+    /// `license_not_found` with 404 instead. The second-stage endpoints use the same table.
     pub fn http_status(self) -> u16 {
         match self {
             Code::Created => 201,
-            Code::Repeated | Code::Cancelled | Code::AlreadyCancelled => 200,
-            Code::AlreadyLinked => 409,
+            Code::Repeated
+            | Code::Cancelled
+            | Code::AlreadyCancelled
+            | Code::MynaportalLinked
+            | Code::SecondStageRepeated => 200,
+            Code::Basic4Received => 202,
+            Code::AlreadyLinked | Code::FirstStageMissing | Code::SecondStageDone => 409,
+            Code::CredentialNotAllowed => 403,
+            Code::SecondStageNotFound => 404,
             Code::RateLimited => 429,
             Code::BindingNotFound => 404,
             Code::Unauthenticated => 401,
@@ -122,7 +162,13 @@ impl Code {
     pub fn is_success(self) -> bool {
         matches!(
             self,
-            Code::Created | Code::Repeated | Code::Cancelled | Code::AlreadyCancelled
+            Code::Created
+                | Code::Repeated
+                | Code::Cancelled
+                | Code::AlreadyCancelled
+                | Code::Basic4Received
+                | Code::MynaportalLinked
+                | Code::SecondStageRepeated
         )
     }
 
@@ -186,6 +232,22 @@ impl Code {
             Code::ServerError => {
                 "サーバーで処理を完了できませんでした。しばらくしてからお試しください。"
             }
+            Code::CredentialNotAllowed => "この認証情報ではこの手続を利用できません。",
+            Code::Basic4Received => {
+                "基本4情報を受け付けました。署名用電子証明書を提出してください。"
+            }
+            Code::MynaportalLinked => "マイナポータルとの連携が完了しました。",
+            Code::SecondStageRepeated => "この提出は処理済みです（同じ内容の再送信）。",
+            Code::FirstStageMissing => {
+                "免許センター等での1回目の署名用電子証明書の提出が完了していません。"
+            }
+            Code::SecondStageDone => "この免許情報は既にマイナポータルとの連携が完了しています。",
+            Code::SecondStageNotFound => {
+                "受付情報が見つかりません（期限切れ又は処理済み）。最初からやり直してください。"
+            }
+            Code::Basic4Mismatch => {
+                "電子証明書の基本4情報がカードから読み取った基本4情報と一致しません。"
+            }
         }
     }
 
@@ -231,6 +293,24 @@ impl Code {
             Code::BindingNotFound => "No binding has this id.",
             Code::Unauthenticated => "The terminal could not be authenticated.",
             Code::ServerError => "The server could not complete the request; try again later.",
+            Code::CredentialNotAllowed => "This credential may not use this endpoint.",
+            Code::Basic4Received => {
+                "The basic-4 information was received; submit the signing certificate next."
+            }
+            Code::MynaportalLinked => "The license record is now linked with Mynaportal.",
+            Code::SecondStageRepeated => {
+                "This submission was already decided (same statement sent again)."
+            }
+            Code::FirstStageMissing => {
+                "The first stage (signing certificate submitted at a license center) is missing."
+            }
+            Code::SecondStageDone => "This license record already completed the second stage.",
+            Code::SecondStageNotFound => {
+                "No pending second stage has this id (expired or already decided); start again."
+            }
+            Code::Basic4Mismatch => {
+                "The certificate's basic-4 information differs from the card's."
+            }
         }
     }
 }

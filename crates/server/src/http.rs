@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 
 use crate::code::{Code, Rejection};
 use crate::pool::{PoolError, StorePool};
+use crate::second_stage::{receive_basic4, submit_signature, Basic4Request, SignatureRequest};
 use crate::status::{cancel_binding, license_status};
 use crate::submission::{reject_unreadable, submit, Outcome, SubmissionConfig};
 use crate::tokens::{bearer_token, TerminalTokens};
@@ -35,6 +36,9 @@ pub struct AppState {
     pub pool: StorePool,
     pub config: Arc<SubmissionConfig>,
     pub tokens: Arc<TerminalTokens>,
+    /// Mynaportal's credentials, kept apart from the terminals': only they reach the
+    /// second stage, and they cannot submit a first stage.
+    pub mynaportal: Arc<TerminalTokens>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -42,6 +46,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/bindings", post(post_binding))
         .route("/v1/bindings/{id}", delete(delete_binding))
         .route("/v1/licenses/{number}/status", get(get_status))
+        .route(
+            "/v1/second-stage/{license_number}/basic4",
+            post(post_basic4),
+        )
+        .route("/v1/second-stage/{id}/signature", post(post_signature))
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -87,20 +96,84 @@ impl IntoResponse for Unauthenticated {
     }
 }
 
+/// The authenticated Mynaportal caller's id.
+pub struct Mynaportal(pub String);
+
+/// Either kind of caller (read-only endpoints).
+pub enum Caller {
+    Terminal(String),
+    Mynaportal(String),
+}
+
+/// Why a caller was refused: no valid credential (401) or one of the other kind (403).
+pub enum AuthRefused {
+    Unauthenticated,
+    WrongKind,
+}
+
+impl IntoResponse for AuthRefused {
+    fn into_response(self) -> Response {
+        match self {
+            AuthRefused::Unauthenticated => Unauthenticated.into_response(),
+            AuthRefused::WrongKind => error_response(
+                StatusCode::FORBIDDEN,
+                &Rejection::new(Code::CredentialNotAllowed),
+            ),
+        }
+    }
+}
+
+fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, AuthRefused> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or(AuthRefused::Unauthenticated)?;
+    let token = bearer_token(header.as_bytes()).ok_or(AuthRefused::Unauthenticated)?;
+    if let Some(id) = state.tokens.authenticate(token) {
+        return Ok(Caller::Terminal(id.to_string()));
+    }
+    if let Some(id) = state.mynaportal.authenticate(token) {
+        return Ok(Caller::Mynaportal(id.to_string()));
+    }
+    Err(AuthRefused::Unauthenticated)
+}
+
 impl FromRequestParts<AppState> for Terminal {
-    type Rejection = Unauthenticated;
+    type Rejection = AuthRefused;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or(Unauthenticated)?;
-        let token = bearer_token(header.as_bytes()).ok_or(Unauthenticated)?;
-        state
-            .tokens
-            .authenticate(token)
-            .map(|id| Terminal(id.to_string()))
-            .ok_or(Unauthenticated)
+        match authenticate(parts, state)? {
+            Caller::Terminal(id) => Ok(Terminal(id)),
+            Caller::Mynaportal(_) => Err(AuthRefused::WrongKind),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Mynaportal {
+    type Rejection = AuthRefused;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match authenticate(parts, state)? {
+            Caller::Mynaportal(id) => Ok(Mynaportal(id)),
+            Caller::Terminal(_) => Err(AuthRefused::WrongKind),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AuthRefused;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate(parts, state)
     }
 }
 
@@ -158,7 +231,7 @@ async fn post_binding(
 
 async fn get_status(
     State(state): State<AppState>,
-    Terminal(_terminal): Terminal,
+    _caller: Caller,
     Path(number): Path<String>,
 ) -> Response {
     match state
@@ -210,6 +283,78 @@ async fn delete_binding(
     }
 }
 
+/// A JSON body of type `T`, or the response refusing it (never audited content).
+fn json_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Box<Response>> {
+    let body = body.map_err(|rejection| {
+        let detail = rejection.body_text();
+        Box::new(error_response(
+            rejection.status(),
+            &Rejection::with_detail(Code::MalformedRequest, detail),
+        ))
+    })?;
+    serde_json::from_slice(&body).map_err(|e| {
+        // serde's message may quote the input; only its position is kept.
+        let detail = format!(
+            "the body is not the expected JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        );
+        Box::new(rejection_response(&Rejection::with_detail(
+            Code::MalformedRequest,
+            detail,
+        )))
+    })
+}
+
+fn second_stage_response<T: Serialize>(
+    result: Result<Result<T, Rejection>, PoolError>,
+    success: StatusCode,
+) -> Response {
+    match result {
+        Ok(Ok(body)) => (success, Json(body)).into_response(),
+        Ok(Err(rejection)) => rejection_response(&rejection),
+        Err(e) => server_error(e),
+    }
+}
+
+async fn post_basic4(
+    State(state): State<AppState>,
+    Mynaportal(caller): Mynaportal,
+    Path(license_number): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request = match json_body::<Basic4Request>(body) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    let config = Arc::clone(&state.config);
+    let result = state
+        .pool
+        .run(move |store| receive_basic4(store, &config, &license_number, &request, &caller, now()))
+        .await;
+    second_stage_response(result, StatusCode::ACCEPTED)
+}
+
+async fn post_signature(
+    State(state): State<AppState>,
+    Mynaportal(caller): Mynaportal,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request = match json_body::<SignatureRequest>(body) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    let config = Arc::clone(&state.config);
+    let result = state
+        .pool
+        .run(move |store| submit_signature(store, &config, &id, &request, &caller, now()))
+        .await;
+    second_stage_response(result, StatusCode::OK)
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -237,6 +382,8 @@ mod tests {
             "/v1/bindings",
             "/v1/bindings/{id}",
             "/v1/licenses/{number}/status",
+            "/v1/second-stage/{license_number}/basic4",
+            "/v1/second-stage/{id}/signature",
             "/healthz",
             "/openapi.json",
         ] {

@@ -3,6 +3,7 @@
 //! certificate (issuer key id and serial number).
 //!
 //! - [`submission`]: the checks of `POST /v1/bindings` and what they store;
+//! - [`second_stage`]: the second stage from Mynaportal (§4);
 //! - [`status`]: `GET /v1/licenses/{number}/status` and cancellation (§6);
 //! - [`import`]: license records from CSV;
 //! - [`store`]: the schema, its migrations and every database operation;
@@ -18,6 +19,7 @@ pub mod http;
 pub mod identity;
 pub mod import;
 pub mod pool;
+pub mod second_stage;
 pub mod serve;
 pub mod status;
 pub mod store;

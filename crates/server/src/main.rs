@@ -10,7 +10,7 @@ use mynalink_server::Store;
 const USAGE: &str = "usage:
   mynalink-server import-licenses --database URL FILE.csv
   mynalink-server serve --listen ADDR --database URL [--tls-cert FILE --tls-key FILE]
-        [--terminal-tokens FILE] [--trust-anchor FILE]... [--seal-key FILE]
+        [--terminal-tokens FILE] [--mynaportal-tokens FILE] [--trust-anchor FILE]... [--seal-key FILE]
         [--insecure-loopback-http] [--freshness-hours N]
 
 URL is sqlite:PATH. The CSV needs the header license_number,holding,name,birth_date,status.

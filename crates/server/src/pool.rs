@@ -113,7 +113,10 @@ mod tests {
             }));
         }
         for task in tasks {
-            assert_eq!(task.await.expect("join").expect("run"), 1);
+            assert_eq!(
+                task.await.expect("join").expect("run"),
+                crate::store::latest_schema_version()
+            );
         }
         let idle = pool.inner.idle.lock().expect("lock").len();
         assert!((1..=MAX_CONNECTIONS).contains(&idle), "{idle}");

@@ -43,6 +43,8 @@ pub struct ServeOptions {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub terminal_tokens: Option<PathBuf>,
+    /// Mynaportal's credentials (same file format), for the second stage.
+    pub mynaportal_tokens: Option<PathBuf>,
     pub trust_anchors: Vec<PathBuf>,
     pub seal_key: Option<PathBuf>,
     pub insecure_loopback_http: bool,
@@ -57,6 +59,7 @@ impl ServeOptions {
         let mut tls_cert = None;
         let mut tls_key = None;
         let mut terminal_tokens = None;
+        let mut mynaportal_tokens = None;
         let mut trust_anchors = Vec::new();
         let mut seal_key = None;
         let mut insecure_loopback_http = false;
@@ -99,6 +102,9 @@ impl ServeOptions {
                 "--tls-cert" => once(&mut tls_cert, name, PathBuf::from(value()?))?,
                 "--tls-key" => once(&mut tls_key, name, PathBuf::from(value()?))?,
                 "--terminal-tokens" => once(&mut terminal_tokens, name, PathBuf::from(value()?))?,
+                "--mynaportal-tokens" => {
+                    once(&mut mynaportal_tokens, name, PathBuf::from(value()?))?
+                }
                 "--trust-anchor" => trust_anchors.push(PathBuf::from(value()?)),
                 "--seal-key" => once(&mut seal_key, name, PathBuf::from(value()?))?,
                 "--freshness-hours" => {
@@ -146,6 +152,7 @@ impl ServeOptions {
             tls_cert,
             tls_key,
             terminal_tokens,
+            mynaportal_tokens,
             trust_anchors,
             seal_key,
             insecure_loopback_http,
@@ -197,18 +204,13 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
         config.seal_key = Some(load_seal_key(path)?);
     }
 
-    let tokens = match &options.terminal_tokens {
-        Some(path) => {
-            let bytes = read(path, "terminal tokens")?;
-            let text = std::str::from_utf8(&bytes).map_err(|_| {
-                ServeError::Config(format!("terminal tokens {}: not UTF-8", path.display()))
-            })?;
-            TerminalTokens::parse(text).map_err(|e| {
-                ServeError::Config(format!("terminal tokens {}: {e}", path.display()))
-            })?
-        }
-        None => TerminalTokens::default(),
-    };
+    let tokens = read_tokens(options.terminal_tokens.as_deref(), "terminal tokens")?;
+    let mynaportal = read_tokens(options.mynaportal_tokens.as_deref(), "mynaportal tokens")?;
+    if tokens.overlaps(&mynaportal) {
+        return Err(ServeError::Config(
+            "the terminal and Mynaportal token files share an id or a token".into(),
+        ));
+    }
     if tokens.is_empty() {
         eprintln!("mynalink-server: no terminal tokens configured; every API call will be 401");
     }
@@ -234,9 +236,21 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
             pool,
             config: Arc::new(config),
             tokens: Arc::new(tokens),
+            mynaportal: Arc::new(mynaportal),
         },
         tls,
     })
+}
+
+fn read_tokens(path: Option<&Path>, what: &str) -> Result<TerminalTokens, ServeError> {
+    let Some(path) = path else {
+        return Ok(TerminalTokens::default());
+    };
+    let bytes = read(path, what)?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ServeError::Config(format!("{what} {}: not UTF-8", path.display())))?;
+    TerminalTokens::parse(text)
+        .map_err(|e| ServeError::Config(format!("{what} {}: {e}", path.display())))
 }
 
 fn load_seal_key(path: &Path) -> Result<SealKey, ServeError> {

@@ -79,6 +79,11 @@ pub fn license_status(
         },
     };
 
+    let second_stage_done = match &active {
+        Some(binding) => store.mynaportal_link(&binding.binding_id)?.is_some(),
+        None => false,
+    };
+
     Ok(Ok(LicenseStatus {
         license_number: license.as_str().to_string(),
         holding,
@@ -89,6 +94,7 @@ pub fn license_status(
         first_stage_needed,
         reason: reason.to_string(),
         services: ServiceStatus::for_holder(holding, state),
+        second_stage_done,
     }))
 }
 

@@ -66,9 +66,10 @@ impl DatabaseUrl {
 
 /// The migrations, in order. A database records each applied version in
 /// `schema_migrations`; a version once released never changes.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE license_records (
     license_number TEXT PRIMARY KEY,
     holding TEXT NOT NULL CHECK (holding IN ('myna_only', 'myna_and_card', 'card_only',
@@ -139,7 +140,58 @@ CREATE TABLE abuse_flags (
     PRIMARY KEY (subject_kind, subject)
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- Second stage (§4): the basic-4 information Mynaportal read from the card-info AP, kept
+-- only until the holder's signature is checked against it or the row expires. At most one
+-- pending row per license; the row is deleted in the transaction that decides it.
+CREATE TABLE second_stage_pending (
+    second_stage_id TEXT PRIMARY KEY,
+    license_number TEXT NOT NULL UNIQUE REFERENCES license_records (license_number),
+    binding_id TEXT NOT NULL REFERENCES bindings (binding_id),
+    caller_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    address TEXT NOT NULL,
+    birth_date TEXT NOT NULL,
+    sex TEXT NOT NULL CHECK (sex IN ('1', '2', '9')),
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX second_stage_pending_expires ON second_stage_pending (expires_at);
+
+-- The binding's second stage: identifiers of the certificate and statement only.
+ALTER TABLE bindings ADD COLUMN mynaportal_linked_at TEXT;
+ALTER TABLE bindings ADD COLUMN mynaportal_certificate_serial TEXT;
+ALTER TABLE bindings ADD COLUMN mynaportal_issuer_key_id TEXT;
+ALTER TABLE bindings ADD COLUMN mynaportal_statement_sha256 TEXT;
+CREATE UNIQUE INDEX bindings_mynaportal_statement ON bindings (mynaportal_statement_sha256)
+    WHERE mynaportal_statement_sha256 IS NOT NULL;
+
+-- New audit operations: the CHECK constraint is rebuilt with the table.
+CREATE TABLE audit_v2 (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    operation TEXT NOT NULL CHECK (operation IN ('submit', 'cancel', 'one_stop',
+        'second_stage_basic4', 'second_stage_signature')),
+    decision TEXT NOT NULL CHECK (decision IN ('accepted', 'rejected')),
+    code TEXT NOT NULL,
+    http_status INTEGER NOT NULL,
+    terminal_id TEXT,
+    license_number TEXT,
+    binding_id TEXT
+);
+INSERT INTO audit_v2 (id, at, operation, decision, code, http_status, terminal_id,
+    license_number, binding_id)
+    SELECT id, at, operation, decision, code, http_status, terminal_id, license_number,
+        binding_id FROM audit;
+DROP TABLE audit;
+ALTER TABLE audit_v2 RENAME TO audit;
+CREATE INDEX audit_at ON audit (at);
+"#,
+    ),
+];
 
 /// The newest schema version this build knows.
 pub fn latest_schema_version() -> i64 {
@@ -368,6 +420,10 @@ pub enum Operation {
     Submit,
     Cancel,
     OneStop,
+    /// Mynaportal sent the card-info basic-4 (second stage).
+    SecondStageBasic4,
+    /// The holder's signed submission of the second stage.
+    SecondStageSignature,
 }
 
 impl Operation {
@@ -376,6 +432,8 @@ impl Operation {
             Operation::Submit => "submit",
             Operation::Cancel => "cancel",
             Operation::OneStop => "one_stop",
+            Operation::SecondStageBasic4 => "second_stage_basic4",
+            Operation::SecondStageSignature => "second_stage_signature",
         }
     }
 }
@@ -464,6 +522,72 @@ pub struct UpsertCounts {
     pub inserted: usize,
     pub updated: usize,
     pub unchanged: usize,
+}
+
+/// The basic-4 information as the card-info AP (券面事項入力補助AP) holds it, sent by
+/// Mynaportal for the second stage. Personal data: `Debug` hides it and it is wiped when
+/// dropped.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct CardBasic4 {
+    pub name: String,
+    pub address: String,
+    /// `YYYYMMDD`, Gregorian.
+    pub birth_date: String,
+    /// `1` male, `2` female, `9` not applicable.
+    pub sex: String,
+}
+
+impl fmt::Debug for CardBasic4 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CardBasic4 { .. redacted }")
+    }
+}
+
+/// A second stage waiting for the holder's signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSecondStage {
+    pub second_stage_id: String,
+    pub license_number: String,
+    /// The active first-stage binding when the basic-4 arrived.
+    pub binding_id: String,
+    /// The authenticated Mynaportal caller.
+    pub caller_id: String,
+    pub basic4: CardBasic4,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+/// What storing a pending second stage did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PendingOutcome {
+    /// Stored; `replaced` when an earlier pending one of the license was deleted for it.
+    Stored { binding_id: String, replaced: bool },
+    /// The license has no active first-stage binding.
+    FirstStageMissing,
+    /// The active binding already completed the second stage.
+    AlreadyDone { binding_id: String },
+}
+
+/// The second stage of a binding: identifiers only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MynaportalLink {
+    pub linked_at: String,
+    pub certificate_serial: String,
+    pub issuer_key_id: Option<String>,
+    pub statement_sha256: String,
+}
+
+/// What deciding a pending second stage did. Its row is gone in every case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishOutcome {
+    /// The binding is now linked with Mynaportal.
+    Linked,
+    /// Deleted without linking (a rejection).
+    Deleted,
+    /// No such pending row (expired, decided by another request, or never existed).
+    NotPending,
+    /// The binding was cancelled or completed meanwhile; the row was deleted.
+    BindingChanged,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -873,6 +997,226 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+impl Store {
+    // -- second stage (§4) --------------------------------------------------------------
+
+    /// Deletes pending second stages that expired at or before `now`; returns how many.
+    pub fn purge_expired_second_stage(&mut self, now: &str) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM second_stage_pending WHERE expires_at <= ?1",
+            params![now],
+        )?)
+    }
+
+    /// Stores Mynaportal's basic-4 for a license that has an active first-stage binding,
+    /// replacing a pending one of the same license, and audits the decision with the code
+    /// that fits the outcome (`audit.code` is used for a stored row).
+    pub fn insert_second_stage(
+        &mut self,
+        new: &PendingSecondStage,
+        mut audit: AuditEntry,
+        missing: Code,
+        done: Code,
+    ) -> Result<PendingOutcome, StoreError> {
+        let tx = self.immediate()?;
+        tx.execute(
+            "DELETE FROM second_stage_pending WHERE expires_at <= ?1",
+            params![new.created_at],
+        )?;
+        let active = query_binding(
+            &tx,
+            "license_number = ?1 AND cancelled_at IS NULL",
+            &new.license_number,
+        )?;
+        let Some(active) = active else {
+            // A row left from a binding cancelled since is of no use any more.
+            tx.execute(
+                "DELETE FROM second_stage_pending WHERE license_number = ?1",
+                params![new.license_number],
+            )?;
+            audit.code = missing;
+            insert_audit(&tx, &audit)?;
+            tx.commit()?;
+            return Ok(PendingOutcome::FirstStageMissing);
+        };
+        audit.binding_id = Some(active.binding_id.clone());
+        if mynaportal_link_in(&tx, &active.binding_id)?.is_some() {
+            audit.code = done;
+            insert_audit(&tx, &audit)?;
+            tx.commit()?;
+            return Ok(PendingOutcome::AlreadyDone {
+                binding_id: active.binding_id,
+            });
+        }
+        let replaced = tx.execute(
+            "DELETE FROM second_stage_pending WHERE license_number = ?1",
+            params![new.license_number],
+        )? > 0;
+        tx.execute(
+            "INSERT INTO second_stage_pending (second_stage_id, license_number, binding_id,
+                 caller_id, name, address, birth_date, sex, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                new.second_stage_id,
+                new.license_number,
+                active.binding_id,
+                new.caller_id,
+                new.basic4.name,
+                new.basic4.address,
+                new.basic4.birth_date,
+                new.basic4.sex,
+                new.created_at,
+                new.expires_at
+            ],
+        )?;
+        insert_audit(&tx, &audit)?;
+        tx.commit()?;
+        Ok(PendingOutcome::Stored {
+            binding_id: active.binding_id,
+            replaced,
+        })
+    }
+
+    /// A pending second stage that has not expired at `now`.
+    pub fn pending_second_stage(
+        &self,
+        second_stage_id: &str,
+        now: &str,
+    ) -> Result<Option<PendingSecondStage>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT second_stage_id, license_number, binding_id, caller_id, name, address,
+                     birth_date, sex, created_at, expires_at
+                 FROM second_stage_pending WHERE second_stage_id = ?1 AND expires_at > ?2",
+                params![second_stage_id, now],
+                |r| {
+                    Ok(PendingSecondStage {
+                        second_stage_id: r.get(0)?,
+                        license_number: r.get(1)?,
+                        binding_id: r.get(2)?,
+                        caller_id: r.get(3)?,
+                        basic4: CardBasic4 {
+                            name: r.get(4)?,
+                            address: r.get(5)?,
+                            birth_date: r.get(6)?,
+                            sex: r.get(7)?,
+                        },
+                        created_at: r.get(8)?,
+                        expires_at: r.get(9)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Decides a pending second stage in one transaction: its row (and so both sets of
+    /// basic-4 as far as this system ever held them) is deleted, the binding is marked
+    /// when `link` is given, and the decision is audited. `audit.code` is used as given
+    /// unless the row or the binding changed meanwhile, when `not_pending` or
+    /// `binding_changed` is recorded instead.
+    pub fn finish_second_stage(
+        &mut self,
+        second_stage_id: &str,
+        link: Option<(&str, &MynaportalLink)>,
+        mut audit: AuditEntry,
+        not_pending: Code,
+        binding_changed: Code,
+    ) -> Result<FinishOutcome, StoreError> {
+        let tx = self.immediate()?;
+        let deleted = tx.execute(
+            "DELETE FROM second_stage_pending WHERE second_stage_id = ?1",
+            params![second_stage_id],
+        )?;
+        let outcome = match link {
+            _ if deleted == 0 => {
+                if link.is_some() {
+                    audit.code = not_pending;
+                }
+                FinishOutcome::NotPending
+            }
+            None => FinishOutcome::Deleted,
+            Some((binding_id, link)) => {
+                let updated = tx.execute(
+                    "UPDATE bindings SET mynaportal_linked_at = ?2,
+                         mynaportal_certificate_serial = ?3, mynaportal_issuer_key_id = ?4,
+                         mynaportal_statement_sha256 = ?5
+                     WHERE binding_id = ?1 AND cancelled_at IS NULL
+                         AND mynaportal_linked_at IS NULL",
+                    params![
+                        binding_id,
+                        link.linked_at,
+                        link.certificate_serial,
+                        link.issuer_key_id,
+                        link.statement_sha256
+                    ],
+                )?;
+                if updated == 1 {
+                    FinishOutcome::Linked
+                } else {
+                    audit.code = binding_changed;
+                    FinishOutcome::BindingChanged
+                }
+            }
+        };
+        insert_audit(&tx, &audit)?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// The second stage of a binding, if it was completed.
+    pub fn mynaportal_link(&self, binding_id: &str) -> Result<Option<MynaportalLink>, StoreError> {
+        mynaportal_link_in(&self.conn, binding_id)
+    }
+
+    /// The binding whose second stage was completed with this statement.
+    pub fn binding_by_mynaportal_statement(
+        &self,
+        sha256_hex: &str,
+    ) -> Result<Option<Binding>, StoreError> {
+        query_binding(&self.conn, "mynaportal_statement_sha256 = ?1", sha256_hex)
+    }
+
+    /// Records a decision of the second stage that touches no row (e.g. a refused request
+    /// for an unknown id).
+    pub fn audit_only(&mut self, audit: &AuditEntry) -> Result<(), StoreError> {
+        insert_audit(&self.conn, audit)
+    }
+}
+
+fn mynaportal_link_in(
+    conn: &Connection,
+    binding_id: &str,
+) -> Result<Option<MynaportalLink>, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT mynaportal_linked_at, mynaportal_certificate_serial,
+                 mynaportal_issuer_key_id, mynaportal_statement_sha256
+             FROM bindings WHERE binding_id = ?1",
+            params![binding_id],
+            |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    Ok(match row {
+        Some((Some(linked_at), Some(certificate_serial), issuer_key_id, Some(sha))) => {
+            Some(MynaportalLink {
+                linked_at,
+                certificate_serial,
+                issuer_key_id,
+                statement_sha256: sha,
+            })
+        }
+        _ => None,
+    })
 }
 
 fn license_in(

@@ -71,6 +71,8 @@ pub struct SubmissionConfig {
     /// How far a statement's time may be ahead of the server's clock.
     pub future_tolerance: Duration,
     pub abuse: AbusePolicy,
+    /// How long Mynaportal's card-info basic-4 waits for the second-stage signature.
+    pub second_stage_ttl: Duration,
 }
 
 impl SubmissionConfig {
@@ -81,6 +83,7 @@ impl SubmissionConfig {
             freshness_window: Duration::hours(72),
             future_tolerance: Duration::minutes(5),
             abuse: AbusePolicy::default(),
+            second_stage_ttl: Duration::minutes(30),
         }
     }
 }

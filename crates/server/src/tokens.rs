@@ -71,6 +71,14 @@ impl TerminalTokens {
         self.entries.is_empty()
     }
 
+    /// Whether another set shares an id or a token hash with this one: the Mynaportal
+    /// and terminal credentials must be told apart.
+    pub fn overlaps(&self, other: &TerminalTokens) -> bool {
+        self.entries
+            .iter()
+            .any(|(id, hash)| other.entries.iter().any(|(i, h)| i == id || h == hash))
+    }
+
     /// The terminal whose token this is. Every entry is compared in constant time and none
     /// is skipped, so the time taken does not depend on how much of a hash matched.
     pub fn authenticate(&self, token: &[u8]) -> Option<&str> {

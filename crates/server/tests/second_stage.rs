@@ -1,0 +1,391 @@
+//! The second stage (§4) in process: Mynaportal's card-info basic-4, then the holder's
+//! signed statement, against a store with a first-stage binding.
+
+mod common;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use common::{good_request, license, sim_signer, Bench, Signer};
+use mynalink_link::api::{Holding, LicenseState};
+use mynalink_link::certificate::{Sex, SigningCertificate};
+use mynalink_link::statement::{format_time, Statement, TermsRef, VERSION};
+use mynalink_server::second_stage::{
+    receive_basic4, submit_signature, Basic4Request, SignatureRequest, PURPOSE,
+};
+use mynalink_server::status::license_status;
+use mynalink_server::{Code, Outcome};
+use mynalink_simcard::Validity;
+use time::{Duration, OffsetDateTime};
+
+const PORTAL: &str = "mynaportal";
+
+/// The simulated holder's basic-4 as the card-info AP would give it.
+fn card_basic4() -> Basic4Request {
+    let cert = SigningCertificate::parse(&sim_signer(Validity::Current).cert_der).expect("cert");
+    let b4 = cert.basic4().expect("basic4");
+    Basic4Request {
+        name: b4.name.clone(),
+        address: b4.address.clone().expect("address"),
+        birth_date: "19900102".into(),
+        sex: match b4.sex {
+            Some(Sex::Male) => "1",
+            Some(Sex::Female) => "2",
+            _ => "9",
+        }
+        .into(),
+    }
+}
+
+fn signature_request(
+    signer: &Signer,
+    number: &str,
+    id: &str,
+    caller: &str,
+    time: OffsetDateTime,
+) -> SignatureRequest {
+    let cert = SigningCertificate::parse(&signer.cert_der).expect("cert");
+    let statement = Statement {
+        purpose: PURPOSE.into(),
+        version: VERSION,
+        license_number: number.into(),
+        certificate_sha256: hex::encode(cert.sha256()),
+        certificate_serial: cert.serial_hex(),
+        issuer_key_id: cert.authority_key_id().map(hex::encode),
+        terminal_id: caller.into(),
+        operator_id: None,
+        nonce: id.into(),
+        time: format_time(time),
+        terms: Some(TermsRef {
+            version: "2025-03".into(),
+            sha256: "cd".repeat(32),
+        }),
+    };
+    let bytes = statement.canonical_bytes();
+    SignatureRequest {
+        statement: BASE64.encode(&bytes),
+        signature: BASE64.encode(common::sign(&signer.key, &bytes)),
+        certificate: BASE64.encode(&signer.cert_der),
+        ca_certificate: None,
+    }
+}
+
+/// A bench with a license linked by the first stage.
+fn linked_bench(serial: u32) -> (Bench, String) {
+    let mut bench = Bench::new();
+    let number = license(serial);
+    bench.record(&number, Holding::MynaOnly, LicenseState::Valid);
+    let request = good_request(&bench, &number);
+    assert!(matches!(bench.submit(&request), Outcome::Accepted(_)));
+    (bench, number)
+}
+
+fn basic4(bench: &mut Bench, number: &str, body: &Basic4Request) -> Result<String, Code> {
+    receive_basic4(
+        &mut bench.store,
+        &bench.config,
+        number,
+        body,
+        PORTAL,
+        bench.now,
+    )
+    .expect("store works")
+    .map(|a| a.second_stage_id)
+    .map_err(|r| r.code)
+}
+
+fn signature(bench: &mut Bench, id: &str, request: &SignatureRequest) -> Result<String, Code> {
+    submit_signature(
+        &mut bench.store,
+        &bench.config,
+        id,
+        request,
+        PORTAL,
+        bench.now,
+    )
+    .expect("store works")
+    .map(|l| l.code)
+    .map_err(|r| r.code)
+}
+
+fn pending_rows(bench: &Bench) -> i64 {
+    bench.count("SELECT COUNT(*) FROM second_stage_pending")
+}
+
+/// Parts of the basic-4 as they appear in a dump (whose text escapes U+3000).
+fn basic4_needles() -> Vec<String> {
+    let b4 = card_basic4();
+    vec![
+        "花子".to_string(),
+        b4.address.chars().take(3).collect(),
+        b4.birth_date.clone(),
+    ]
+}
+
+/// No table but license_records holds the name or the address.
+fn assert_no_basic4_left(bench: &Bench) {
+    let dump = bench.dump_tables(false);
+    for needle in basic4_needles() {
+        assert!(
+            !dump.contains(needle.as_str()),
+            "{needle:?} left in:\n{dump}"
+        );
+    }
+}
+
+#[test]
+fn happy_path_links_and_deletes_both_sets() {
+    let (mut bench, number) = linked_bench(10);
+    let id = basic4(&mut bench, &number, &card_basic4()).expect("received");
+    assert_eq!(pending_rows(&bench), 1);
+    let dump = bench.dump_tables(false);
+    assert!(basic4_needles().iter().all(|n| dump.contains(n.as_str())));
+
+    let signer = sim_signer(Validity::Current);
+    let request = signature_request(&signer, &number, &id, PORTAL, bench.now);
+    assert_eq!(
+        signature(&mut bench, &id, &request).as_deref(),
+        Ok("mynaportal_linked")
+    );
+    assert_eq!(pending_rows(&bench), 0);
+    assert_no_basic4_left(&bench);
+    assert!(
+        license_status(&bench.store, &number)
+            .expect("store")
+            .expect("status")
+            .second_stage_done
+    );
+
+    // The same statement again: idempotent.
+    assert_eq!(
+        signature(&mut bench, &id, &request).as_deref(),
+        Ok("second_stage_repeated")
+    );
+    // Starting again after completion is refused.
+    assert_eq!(
+        basic4(&mut bench, &number, &card_basic4()),
+        Err(Code::SecondStageDone)
+    );
+    assert_eq!(pending_rows(&bench), 0);
+
+    // Audit rows hold codes and identifiers only.
+    let audit = bench.store.audit_rows().expect("audit");
+    let ops: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|r| (r.operation.as_str(), r.code.as_str()))
+        .collect();
+    assert!(ops.contains(&("second_stage_basic4", "basic4_received")));
+    assert!(ops.contains(&("second_stage_signature", "mynaportal_linked")));
+    assert!(ops.contains(&("second_stage_signature", "second_stage_repeated")));
+    assert!(ops.contains(&("second_stage_basic4", "second_stage_done")));
+}
+
+#[test]
+fn mismatch_is_refused_and_deleted() {
+    for field in ["name", "address", "birth_date", "sex"] {
+        let (mut bench, number) = linked_bench(11);
+        let mut body = card_basic4();
+        match field {
+            "name" => body.name = "試験　花代".into(),
+            "address" => body.address = "大阪府大阪市北区試験町１".into(),
+            "birth_date" => body.birth_date = "19900103".into(),
+            _ => {
+                body.sex = if body.sex == "1" {
+                    "2".into()
+                } else {
+                    "1".into()
+                }
+            }
+        }
+        let id = basic4(&mut bench, &number, &body).expect("received");
+        let signer = sim_signer(Validity::Current);
+        let request = signature_request(&signer, &number, &id, PORTAL, bench.now);
+        assert_eq!(
+            signature(&mut bench, &id, &request),
+            Err(Code::Basic4Mismatch),
+            "{field}"
+        );
+        assert_eq!(pending_rows(&bench), 0, "{field}");
+        assert_no_basic4_left(&bench);
+        assert!(!bench.dump_tables(false).contains("花代"));
+        assert!(
+            !license_status(&bench.store, &number)
+                .expect("store")
+                .expect("status")
+                .second_stage_done
+        );
+        // The session is over.
+        assert_eq!(
+            signature(&mut bench, &id, &request),
+            Err(Code::SecondStageNotFound)
+        );
+    }
+}
+
+#[test]
+fn folding_accepts_width_and_spacing_differences() {
+    let (mut bench, number) = linked_bench(12);
+    let mut body = card_basic4();
+    body.name = body.name.replace('\u{3000}', "");
+    body.address = body
+        .address
+        .chars()
+        .map(|c| match c {
+            '0'..='9' => char::from_u32(u32::from(c) + 0xFEE0).unwrap_or(c),
+            _ => c,
+        })
+        .collect();
+    let id = basic4(&mut bench, &number, &body).expect("received");
+    let request = signature_request(
+        &sim_signer(Validity::Current),
+        &number,
+        &id,
+        PORTAL,
+        bench.now,
+    );
+    assert_eq!(
+        signature(&mut bench, &id, &request).as_deref(),
+        Ok("mynaportal_linked")
+    );
+}
+
+#[test]
+fn expired_rows_are_refused_and_purged() {
+    let (mut bench, number) = linked_bench(13);
+    let id = basic4(&mut bench, &number, &card_basic4()).expect("received");
+    let signed_at = bench.now;
+    bench.now += Duration::minutes(31);
+    let request = signature_request(
+        &sim_signer(Validity::Current),
+        &number,
+        &id,
+        PORTAL,
+        signed_at,
+    );
+    assert_eq!(
+        signature(&mut bench, &id, &request),
+        Err(Code::SecondStageNotFound)
+    );
+    // The refusal removed the row; a purge finds nothing more.
+    assert_eq!(pending_rows(&bench), 0);
+    assert_no_basic4_left(&bench);
+
+    // An expired row of another license goes with the next purge.
+    let (mut other, number2) = linked_bench(14);
+    basic4(&mut other, &number2, &card_basic4()).expect("received");
+    let later = format_time(other.now + Duration::minutes(30));
+    assert_eq!(
+        other
+            .store
+            .purge_expired_second_stage(&later)
+            .expect("purge"),
+        1
+    );
+    assert_eq!(pending_rows(&other), 0);
+}
+
+#[test]
+fn without_a_first_stage_nothing_is_kept() {
+    let mut bench = Bench::new();
+    let number = license(15);
+    bench.record(&number, Holding::MynaOnly, LicenseState::Valid);
+    assert_eq!(
+        basic4(&mut bench, &number, &card_basic4()),
+        Err(Code::FirstStageMissing)
+    );
+    assert_eq!(
+        basic4(&mut bench, &license(16), &card_basic4()),
+        Err(Code::LicenseNotFound)
+    );
+    assert_eq!(
+        basic4(&mut bench, "123", &card_basic4()),
+        Err(Code::LicenseNumberInvalid)
+    );
+    let mut bad = card_basic4();
+    bad.sex = "3".into();
+    assert_eq!(
+        basic4(&mut bench, &number, &bad),
+        Err(Code::MalformedRequest)
+    );
+    assert_eq!(pending_rows(&bench), 0);
+    assert_no_basic4_left(&bench);
+}
+
+#[test]
+fn the_statement_is_bound_to_the_session_and_caller() {
+    let (mut bench, number) = linked_bench(17);
+    let signer = sim_signer(Validity::Current);
+    // A first-stage statement is not a second-stage one.
+    let id = basic4(&mut bench, &number, &card_basic4()).expect("received");
+    let first = good_request(&bench, &number);
+    let wrong_purpose = SignatureRequest {
+        statement: first.statement.clone(),
+        signature: first.signature.clone(),
+        certificate: first.certificate.clone().expect("cert"),
+        ca_certificate: None,
+    };
+    assert_eq!(
+        signature(&mut bench, &id, &wrong_purpose),
+        Err(Code::StatementInvalid)
+    );
+    // Any decision ends the session.
+    assert_eq!(pending_rows(&bench), 0);
+
+    // Another session's id in the nonce.
+    let id = basic4(&mut bench, &number, &card_basic4()).expect("received");
+    let other = signature_request(&signer, &number, &"ab".repeat(16), PORTAL, bench.now);
+    assert_eq!(
+        signature(&mut bench, &id, &other),
+        Err(Code::StatementInvalid)
+    );
+
+    // Signed for another caller.
+    let id = basic4(&mut bench, &number, &card_basic4()).expect("received");
+    let other = signature_request(&signer, &number, &id, "someone-else", bench.now);
+    assert_eq!(
+        signature(&mut bench, &id, &other),
+        Err(Code::TerminalMismatch)
+    );
+
+    // A replaced session is gone: one pending row per license.
+    let old = basic4(&mut bench, &number, &card_basic4()).expect("received");
+    let new = basic4(&mut bench, &number, &card_basic4()).expect("received");
+    assert_eq!(pending_rows(&bench), 1);
+    let request = signature_request(&signer, &number, &old, PORTAL, bench.now);
+    assert_eq!(
+        signature(&mut bench, &old, &request),
+        Err(Code::SecondStageNotFound)
+    );
+    let request = signature_request(&signer, &number, &new, PORTAL, bench.now);
+    assert_eq!(
+        signature(&mut bench, &new, &request).as_deref(),
+        Ok("mynaportal_linked")
+    );
+    assert_eq!(pending_rows(&bench), 0);
+}
+
+#[test]
+fn cancellation_before_the_signature_ends_the_session() {
+    let (mut bench, number) = linked_bench(18);
+    let id = basic4(&mut bench, &number, &card_basic4()).expect("received");
+    let binding = bench
+        .store
+        .active_binding(&number)
+        .expect("read")
+        .expect("binding");
+    bench
+        .store
+        .cancel_binding(&binding.binding_id, &format_time(bench.now), None)
+        .expect("cancel");
+    let request = signature_request(
+        &sim_signer(Validity::Current),
+        &number,
+        &id,
+        PORTAL,
+        bench.now,
+    );
+    assert_eq!(
+        signature(&mut bench, &id, &request),
+        Err(Code::FirstStageMissing)
+    );
+    assert_eq!(pending_rows(&bench), 0);
+}
