@@ -295,6 +295,9 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServeError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// How often expired second-stage basic-4 is deleted.
+pub const SECOND_STAGE_PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Binds, prints `listening on URL` as the only line on standard output, and serves until
 /// SIGTERM or SIGINT.
 pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeError> {
@@ -317,6 +320,23 @@ pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeE
             .and_then(|()| out.flush())
             .map_err(|e| ServeError::Runtime(format!("standard output: {e}")))?;
     }
+
+    // Card-info basic-4 of an abandoned second stage must not outlive its time limit, even
+    // when no further second-stage call comes to purge it.
+    let purge_pool = prepared.state.pool.clone();
+    let purger = tokio::spawn(async move {
+        let mut every = tokio::time::interval(SECOND_STAGE_PURGE_INTERVAL);
+        loop {
+            every.tick().await;
+            let now = crate::now_text();
+            if let Err(e) = purge_pool
+                .run(move |store| store.purge_expired_second_stage(&now))
+                .await
+            {
+                eprintln!("mynalink-server: purging expired second stages: {e}");
+            }
+        }
+    });
 
     let app = router(prepared.state);
     let graceful = GracefulShutdown::new();
@@ -341,6 +361,7 @@ pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeE
         }
     }
     drop(listener);
+    purger.abort();
     eprintln!("mynalink-server: shutting down");
     tokio::select! {
         () = graceful.shutdown() => {}
