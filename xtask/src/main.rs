@@ -2,6 +2,7 @@
 //! `cargo xtask fixtures`. Each installs the Debian packages it needs when they are missing.
 
 mod bench;
+mod bench_server;
 mod fixtures;
 mod pcscd;
 mod system;
@@ -31,14 +32,16 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "bench" => bench(rest),
         "bench-pcsc" => bench::run(rest),
+        "bench-server" => bench_server::run(rest),
         "fixtures" => fixtures::regenerate(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  demo       run the first stage on the built-in simulated card\n\
                  test       format check, clippy -D warnings, every test\n\
-                 bench      the PC/SC comparison with OpenSC, then benchmarks (criterion)\n\
+                 bench      the PC/SC comparison, the server load test, then criterion\n\
                  bench-pcsc only the PC/SC comparison: mynalink vs OpenSC through pcscd\n\
+                 bench-server only the backend load test: bindings/s and latency on SQLite\n\
                  fixtures   re-record the APDU fixtures in fixtures/ from the simulated card"
             );
             return if task == "help" {
@@ -116,13 +119,27 @@ fn bench(rest: &[String]) -> Result<(), String> {
     step("comparing the first stage with OpenSC through pcscd");
     // A comparison that cannot run (e.g. a host pcscd in the way) must not hide criterion's.
     let comparison = bench::compare(bench::RUNS);
+    step("load-testing the reference backend");
+    let server = bench_server::measure(
+        bench_server::REQUESTS,
+        bench_server::RATE,
+        bench_server::THREADS,
+    );
     step("running benchmarks (cargo bench)");
     let mut args = vec!["bench", "--workspace"];
     args.extend(rest.iter().map(String::as_str));
     let criterion = cargo(&args);
-    match (comparison, criterion) {
-        (Ok(()), criterion) => criterion,
-        (Err(e), Ok(())) => Err(format!("PC/SC comparison: {e}")),
-        (Err(e), Err(c)) => Err(format!("PC/SC comparison: {e}; {c}")),
+    let errors: Vec<String> = [
+        comparison.err().map(|e| format!("PC/SC comparison: {e}")),
+        server.err().map(|e| format!("server benchmark: {e}")),
+        criterion.err(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
     }
 }

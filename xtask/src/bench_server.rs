@@ -1,0 +1,142 @@
+//! `cargo xtask bench-server` (and part of `cargo xtask bench`): open-loop load on the
+//! reference backend — SQLite with durable commits (WAL, `synchronous=FULL`), plain HTTP on
+//! loopback — from the `load` example of `mynalink-server`, which runs backend and load
+//! generator in one process on the same cores.
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::system::{cargo, step};
+
+pub const REQUESTS: u64 = 3000;
+pub const RATE: f64 = 1000.0;
+pub const THREADS: u64 = 8;
+const TARGET_RATE: f64 = 1000.0;
+const TARGET_P99_MS: f64 = 50.0;
+/// The wall time runs from the first scheduled start to the last answer, so even a backend
+/// that keeps pace achieves slightly less than the offered rate.
+const KEEP_PACE: f64 = 0.98;
+
+/// `cargo xtask bench-server [--requests N] [--rate R] [--threads T]`.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let (mut requests, mut rate, mut threads) = (REQUESTS, RATE, THREADS);
+    let usage = "usage: cargo xtask bench-server [--requests N] [--rate R] [--threads T]";
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(usage)?;
+        let bad = || format!("{flag} needs a positive number, not {value:?}");
+        match flag.as_str() {
+            "--requests" => requests = value.parse().ok().filter(|&n| n > 0).ok_or_else(bad)?,
+            "--rate" => rate = value.parse().ok().filter(|&r| r > 0.0).ok_or_else(bad)?,
+            "--threads" => threads = value.parse().ok().filter(|&n| n > 0).ok_or_else(bad)?,
+            _ => return Err(usage.into()),
+        }
+    }
+    measure(requests, rate, threads)
+}
+
+/// Builds and runs the load generator, then prints the table and the verdict.
+pub fn measure(requests: u64, rate: f64, threads: u64) -> Result<(), String> {
+    step("building the load generator (cargo build --release -p mynalink-server --example load)");
+    cargo(&[
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "mynalink-server",
+        "--example",
+        "load",
+    ])?;
+    let binary = crate::target_dir().join("release/examples/load");
+    step(&format!(
+        "sending {requests} binding requests at {rate}/s from {threads} threads"
+    ));
+    let output = Command::new(&binary)
+        .args([
+            "--requests",
+            &requests.to_string(),
+            "--rate",
+            &rate.to_string(),
+            "--threads",
+            &threads.to_string(),
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str(line).ok())
+        .ok_or_else(|| format!("the load generator printed no report ({})", output.status))?;
+    print_report(&report);
+    if !output.status.success() {
+        return Err(format!(
+            "the load generator failed ({}): the store does not hold exactly {requests} bindings",
+            output.status
+        ));
+    }
+    Ok(())
+}
+
+fn print_report(report: &Value) {
+    let num = |path: &[&str]| {
+        path.iter()
+            .fold(report, |v, key| &v[*key])
+            .as_f64()
+            .unwrap_or(f64::NAN)
+    };
+    let requests = num(&["requests"]);
+    let offered = num(&["offered_rate_per_s"]);
+    let achieved = num(&["achieved_bindings_per_s"]);
+    let p99 = num(&["latency_ms", "p99"]);
+    let statuses = report["status_counts"]
+        .as_object()
+        .map(|counts| {
+            counts
+                .iter()
+                .map(|(status, n)| format!("{status}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!();
+    println!(
+        "Reference backend, embedded: SQLite with durable commits (WAL, synchronous=FULL), plain \
+         HTTP on loopback; open-loop load, latency from each request's scheduled start (service: from the \
+         actual send). \
+         {cores} cores, shared by the backend and the load generator in the same process."
+    );
+    println!();
+    println!(
+        "| requests | threads | offered /s | achieved bindings/s | statuses | p50 ms | p90 ms \
+         | p99 ms | max ms | service p50 / p99 ms | stored bindings |"
+    );
+    println!("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| {requests} | {} | {offered} | {achieved:.1} | {statuses} | {:.1} | {:.1} | {p99:.1} \
+         | {:.1} | {:.1} / {:.1} | {} |",
+        num(&["threads"]),
+        num(&["latency_ms", "p50"]),
+        num(&["latency_ms", "p90"]),
+        num(&["latency_ms", "max"]),
+        num(&["service_ms", "p50"]),
+        num(&["service_ms", "p99"]),
+        num(&["stored_bindings"]),
+    );
+    println!();
+    let all_created = report["status_counts"]["201"].as_f64() == Some(requests)
+        && report["verified"].as_bool() == Some(true);
+    let rate_ok = offered >= TARGET_RATE && achieved >= KEEP_PACE * offered && all_created;
+    let verdict = |ok: bool| if ok { "holds" } else { "NOT MET" };
+    println!(
+        "Target: ≥ {TARGET_RATE:.0} bindings/s (offered ≥ {TARGET_RATE:.0}/s, every request \
+         201 and stored, achieved ≥ {:.0}% of offered) — {}; p99 < {TARGET_P99_MS:.0} ms: \
+         {p99:.1} ms — {}.",
+        KEEP_PACE * 100.0,
+        verdict(rate_ok),
+        verdict(p99 < TARGET_P99_MS),
+    );
+}
