@@ -17,6 +17,10 @@ use std::time::Duration;
 
 use mynalink_link::api::{Holding, LicenseState, LinkedVia};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// One writer at a time within this process (see `Store::immediate`).
+static WRITERS: Mutex<()> = Mutex::new(());
 use thiserror::Error;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -680,10 +684,15 @@ impl Store {
         })
     }
 
-    fn immediate(&mut self) -> Result<Transaction<'_>, StoreError> {
-        Ok(self
+    /// A write transaction. Writers of this process queue on an in-process lock first:
+    /// SQLite's own busy handler sleeps in growing steps (1, 2, 5, 10 ms …) instead of
+    /// waking the next writer, which made the latency tail under load.
+    fn immediate(&mut self) -> Result<(MutexGuard<'static, ()>, Transaction<'_>), StoreError> {
+        let writer = WRITERS.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = self
             .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Ok((writer, tx))
     }
 
     // -- license records ----------------------------------------------------------------
@@ -694,7 +703,7 @@ impl Store {
         records: &[LicenseRecord],
         now: &str,
     ) -> Result<UpsertCounts, StoreError> {
-        let tx = self.immediate()?;
+        let (_writer, tx) = self.immediate()?;
         let mut counts = UpsertCounts::default();
         for record in records {
             let existing = license_in(&tx, &record.license_number)?;
@@ -791,7 +800,7 @@ impl Store {
         new: &NewBinding,
         audit: &AuditEntry,
     ) -> Result<InsertOutcome, StoreError> {
-        let tx = self.immediate()?;
+        let (_writer, tx) = self.immediate()?;
         if let Some(sha) = &new.statement_sha256 {
             if let Some(existing) = query_binding(&tx, "statement_sha256 = ?1", sha)? {
                 return Ok(if existing.is_active() {
@@ -844,7 +853,7 @@ impl Store {
         now: &str,
         terminal_id: Option<&str>,
     ) -> Result<CancelOutcome, StoreError> {
-        let tx = self.immediate()?;
+        let (_writer, tx) = self.immediate()?;
         let Some(binding) = query_binding(&tx, "binding_id = ?1", binding_id)? else {
             insert_audit(
                 &tx,
@@ -907,7 +916,7 @@ impl Store {
         failures: &[FailureCount<'_>],
         window_start: &str,
     ) -> Result<Vec<SubjectKind>, StoreError> {
-        let tx = self.immediate()?;
+        let (_writer, tx) = self.immediate()?;
         insert_audit(&tx, audit)?;
         let mut flagged = Vec::new();
         for failure in failures {
@@ -1020,7 +1029,7 @@ impl Store {
         missing: Code,
         done: Code,
     ) -> Result<PendingOutcome, StoreError> {
-        let tx = self.immediate()?;
+        let (_writer, tx) = self.immediate()?;
         tx.execute(
             "DELETE FROM second_stage_pending WHERE expires_at <= ?1",
             params![new.created_at],
@@ -1125,7 +1134,7 @@ impl Store {
         not_pending: Code,
         binding_changed: Code,
     ) -> Result<FinishOutcome, StoreError> {
-        let tx = self.immediate()?;
+        let (_writer, tx) = self.immediate()?;
         let deleted = tx.execute(
             "DELETE FROM second_stage_pending WHERE second_stage_id = ?1",
             params![second_stage_id],
