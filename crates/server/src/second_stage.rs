@@ -21,7 +21,7 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use mynalink_link::certificate::{Basic4, Sex, SigningCertificate, Validity, MAX_DER_LEN};
+use mynalink_link::certificate::{Basic4, Sex, SigningCertificate, MAX_DER_LEN};
 use mynalink_link::license::LicenseNumber;
 use mynalink_link::statement::{format_time, Statement, VERSION};
 use serde::{Deserialize, Serialize};
@@ -35,7 +35,9 @@ use crate::store::{
     AuditEntry, CardBasic4, FinishOutcome, MynaportalLink, Operation, PendingOutcome,
     PendingSecondStage, Store, StoreError,
 };
-use crate::submission::{SubmissionConfig, MAX_SIGNATURE_LEN, MAX_STATEMENT_LEN};
+use crate::submission::{
+    verify_signed_statement, SubmissionConfig, MAX_SIGNATURE_LEN, MAX_STATEMENT_LEN,
+};
 
 /// The statement purpose of the second stage; a first-stage statement is never accepted.
 pub const PURPOSE: &str = "mynalink/second-stage-mynaportal";
@@ -446,22 +448,14 @@ fn evaluate(
             "the statement does not name the certificate sent",
         )));
     }
-    check!(certificate
-        .verify_sha256_signature(&statement_bytes, &signature)
-        .map_err(|e| Rejection::with_detail(Code::SignatureInvalid, e.to_string())));
-    check!(config
-        .trust
-        .evaluate(&certificate, ca_der.as_deref(), statement_time)
-        .map_err(|e| Rejection::with_detail(Code::CertificateUntrusted, e.to_string())));
-    match certificate.is_valid_at(statement_time) {
-        Validity::Valid => {}
-        Validity::Expired => return Ok(Verdict::Reject(Rejection::new(Code::CertificateExpired))),
-        Validity::NotYetValid => {
-            return Ok(Verdict::Reject(Rejection::new(
-                Code::CertificateNotYetValid,
-            )))
-        }
-    }
+    check!(verify_signed_statement(
+        config,
+        &certificate,
+        &statement_bytes,
+        &signature,
+        ca_der.as_deref(),
+        statement_time
+    ));
 
     // The same statement again after it linked: answered without a pending row.
     let statement_sha256 = hex::encode(Sha256::digest(&statement_bytes));

@@ -447,28 +447,14 @@ fn evaluate(
     let certificate = check!(SigningCertificate::parse(&certificate_der)
         .map_err(|e| Rejection::with_detail(Code::CertificateInvalid, e.to_string())));
     check!(statement_names_certificate(&statement, &certificate));
-    check!(certificate
-        .verify_sha256_signature(&statement_bytes, &signature)
-        .map_err(|e| Rejection::with_detail(Code::SignatureInvalid, e.to_string())));
-    check!(config
-        .trust
-        .evaluate(&certificate, ca_der.as_deref(), statement_time)
-        .map_err(|e| Rejection::with_detail(Code::CertificateUntrusted, e.to_string())));
-    match certificate.is_valid_at(statement_time) {
-        Validity::Valid => {}
-        Validity::Expired => {
-            return Ok(Verdict::Reject(Rejection::with_detail(
-                Code::CertificateExpired,
-                format!("expired at {}", format_time(certificate.not_after())),
-            )))
-        }
-        Validity::NotYetValid => {
-            return Ok(Verdict::Reject(Rejection::with_detail(
-                Code::CertificateNotYetValid,
-                format!("valid from {}", format_time(certificate.not_before())),
-            )))
-        }
-    }
+    check!(verify_signed_statement(
+        config,
+        &certificate,
+        &statement_bytes,
+        &signature,
+        ca_der.as_deref(),
+        statement_time
+    ));
     if statement.terminal_id != terminal_id {
         return Ok(Verdict::Reject(Rejection::with_detail(
             Code::TerminalMismatch,
@@ -583,6 +569,36 @@ fn canonical_license_number(text: &str) -> Result<LicenseNumber, Rejection> {
         Err(e) => Err(Rejection::with_detail(
             Code::LicenseNumberInvalid,
             e.to_string(),
+        )),
+    }
+}
+
+/// What both stages check once the statement names the certificate: the card's signature
+/// over the statement, the chain to a trusted root, and validity at the statement's time.
+pub(crate) fn verify_signed_statement(
+    config: &SubmissionConfig,
+    certificate: &SigningCertificate,
+    statement_bytes: &[u8],
+    signature: &[u8],
+    ca_der: Option<&[u8]>,
+    statement_time: OffsetDateTime,
+) -> Result<(), Rejection> {
+    certificate
+        .verify_sha256_signature(statement_bytes, signature)
+        .map_err(|e| Rejection::with_detail(Code::SignatureInvalid, e.to_string()))?;
+    config
+        .trust
+        .evaluate(certificate, ca_der, statement_time)
+        .map_err(|e| Rejection::with_detail(Code::CertificateUntrusted, e.to_string()))?;
+    match certificate.is_valid_at(statement_time) {
+        Validity::Valid => Ok(()),
+        Validity::Expired => Err(Rejection::with_detail(
+            Code::CertificateExpired,
+            format!("expired at {}", format_time(certificate.not_after())),
+        )),
+        Validity::NotYetValid => Err(Rejection::with_detail(
+            Code::CertificateNotYetValid,
+            format!("valid from {}", format_time(certificate.not_before())),
         )),
     }
 }
