@@ -36,7 +36,8 @@ use crate::store::{
     PendingSecondStage, Store, StoreError,
 };
 use crate::submission::{
-    verify_signed_statement, SubmissionConfig, MAX_SIGNATURE_LEN, MAX_STATEMENT_LEN,
+    statement_names_certificate, verify_signed_statement, SubmissionConfig, MAX_SIGNATURE_LEN,
+    MAX_STATEMENT_LEN,
 };
 
 /// The statement purpose of the second stage; a first-stage statement is never accepted.
@@ -437,17 +438,9 @@ fn evaluate(
 
     let certificate = check!(SigningCertificate::parse(&certificate_der)
         .map_err(|e| Rejection::with_detail(Code::CertificateInvalid, e.to_string())));
+    check!(statement_names_certificate(&statement, &certificate));
     let serial = certificate.serial_hex();
     let issuer_key_id = certificate.authority_key_id().map(hex::encode);
-    if statement.certificate_sha256 != hex::encode(certificate.sha256())
-        || statement.certificate_serial != serial
-        || statement.issuer_key_id != issuer_key_id
-    {
-        return Ok(Verdict::Reject(Rejection::with_detail(
-            Code::StatementInvalid,
-            "the statement does not name the certificate sent",
-        )));
-    }
     check!(verify_signed_statement(
         config,
         &certificate,

@@ -179,15 +179,7 @@ pub fn submit(
     now: OffsetDateTime,
 ) -> Result<Outcome, StoreError> {
     let now_text = format_time(now);
-    let window_start = format_time(now.checked_sub(config.abuse.window).unwrap_or(EARLIEST));
-    let mut audit = AuditEntry {
-        at: now_text.clone(),
-        operation: Operation::Submit,
-        code: Code::MalformedRequest,
-        terminal_id: None,
-        license_number: None,
-        binding_id: None,
-    };
+    let (window_start, mut audit) = opening(config, now);
 
     if terminal_id.is_empty()
         || terminal_id.len() > MAX_TERMINAL_ID_LEN
@@ -202,13 +194,7 @@ pub fn submit(
     }
     audit.terminal_id = Some(terminal_id.to_string());
 
-    if store.failures_since(SubjectKind::Terminal, terminal_id, &window_start)?
-        >= config.abuse.max_failures_per_terminal
-    {
-        let rejection = Rejection::with_detail(
-            Code::RateLimited,
-            "too many failed submissions from this terminal",
-        );
+    if let Some(rejection) = terminal_limited(store, config, terminal_id, &window_start)? {
         return reject(store, config, audit, rejection, &window_start);
     }
 
@@ -267,6 +253,38 @@ pub fn submit(
     }
 }
 
+/// The start of the rate-limit window and a fresh audit entry, as both entry points begin.
+fn opening(config: &SubmissionConfig, now: OffsetDateTime) -> (String, AuditEntry) {
+    let window_start = format_time(now.checked_sub(config.abuse.window).unwrap_or(EARLIEST));
+    let audit = AuditEntry {
+        at: format_time(now),
+        operation: Operation::Submit,
+        code: Code::MalformedRequest,
+        terminal_id: None,
+        license_number: None,
+        binding_id: None,
+    };
+    (window_start, audit)
+}
+
+/// `Some(rate_limited)` when the terminal failed too often within the window.
+fn terminal_limited(
+    store: &Store,
+    config: &SubmissionConfig,
+    terminal_id: &str,
+    window_start: &str,
+) -> Result<Option<Rejection>, StoreError> {
+    let failures = store.failures_since(SubjectKind::Terminal, terminal_id, window_start)?;
+    Ok(
+        (failures >= config.abuse.max_failures_per_terminal).then(|| {
+            Rejection::with_detail(
+                Code::RateLimited,
+                "too many failed submissions from this terminal",
+            )
+        }),
+    )
+}
+
 /// A body that is not a [`BindingRequest`] at all (not JSON, wrong shape): audited and
 /// counted against the terminal like any other `malformed_request`, so that a terminal
 /// sending garbage meets the same rate limit as one sending forged statements.
@@ -277,27 +295,13 @@ pub fn reject_unreadable(
     detail: String,
     now: OffsetDateTime,
 ) -> Result<Outcome, StoreError> {
-    let window_start = format_time(now.checked_sub(config.abuse.window).unwrap_or(EARLIEST));
-    let mut audit = AuditEntry {
-        at: format_time(now),
-        operation: Operation::Submit,
-        code: Code::MalformedRequest,
-        terminal_id: None,
-        license_number: None,
-        binding_id: None,
-    };
+    let (window_start, mut audit) = opening(config, now);
     if !terminal_id.is_empty()
         && terminal_id.len() <= MAX_TERMINAL_ID_LEN
         && !terminal_id.chars().any(char::is_control)
     {
         audit.terminal_id = Some(terminal_id.to_string());
-        if store.failures_since(SubjectKind::Terminal, terminal_id, &window_start)?
-            >= config.abuse.max_failures_per_terminal
-        {
-            let rejection = Rejection::with_detail(
-                Code::RateLimited,
-                "too many failed submissions from this terminal",
-            );
+        if let Some(rejection) = terminal_limited(store, config, terminal_id, &window_start)? {
             return reject(store, config, audit, rejection, &window_start);
         }
     }
@@ -605,7 +609,7 @@ pub(crate) fn verify_signed_statement(
 
 /// The statement names the certificate it was signed with; a signature by one card over a
 /// statement naming another is refused.
-fn statement_names_certificate(
+pub(crate) fn statement_names_certificate(
     statement: &Statement,
     certificate: &SigningCertificate,
 ) -> Result<(), Rejection> {
