@@ -8,6 +8,7 @@ pub mod error;
 pub mod license;
 pub mod outbox;
 pub mod seal;
+pub mod sender;
 pub mod session;
 pub mod statement;
 pub mod trust;

@@ -8,9 +8,15 @@
 //! stored on the terminal; the outbox keeps it only sealed to the backend's public key
 //! ([`crate::seal`]), bound to the statement's SHA-256, so the terminal cannot read it back.
 //!
+//! Each entry also keeps what the upload needs besides the signed statement: whether staff
+//! confirmed the holder's identity (a certificate name with substitute characters cannot be
+//! matched by machine) and the issuing CA certificate when the terminal read it from the card.
+//! A delivery after a restart therefore sends exactly what the first attempt would have.
+//!
 //! Storage: one SQLite file (WAL, `synchronous=FULL` so that a returned commit survives power
 //! loss), mode 0600 for the file and its `-wal`/`-shm` companions. A statement's SHA-256 is
-//! unique, so adding the same signed statement twice keeps a single entry.
+//! unique, so adding the same signed statement twice keeps a single entry. Files written by an
+//! older version are migrated in place when opened; no entry is lost.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,7 +32,11 @@ use crate::session::SignedStatement;
 use crate::statement::Statement;
 
 /// The schema this code writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+///
+/// 1. entries with the statement, signature and sealed certificate;
+/// 2. plus `staff_confirmed_identity` and `ca_certificate` (rows of version 1 read as not
+///    confirmed, without a CA certificate: what they were sent with before).
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// First retry window of the backoff.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
@@ -93,6 +103,17 @@ pub struct EntrySummary {
     pub attempts: u32,
     pub next_attempt_at: OffsetDateTime,
     pub last_error: Option<String>,
+    pub staff_confirmed_identity: bool,
+}
+
+/// What an upload needs besides the signed statement, kept with the entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryOptions {
+    /// Staff checked the holder against the license record because the certificate's name
+    /// uses substitute characters (the backend asks for this instead of a name match).
+    pub staff_confirmed_identity: bool,
+    /// The issuing CA certificate (DER), when it was read from the card. Public data.
+    pub ca_certificate: Option<Vec<u8>>,
 }
 
 /// An entry ready for upload.
@@ -108,6 +129,18 @@ pub struct PendingEntry {
     pub sealed_certificate: SealedBox,
     pub license_number: String,
     pub attempts: u32,
+    pub staff_confirmed_identity: bool,
+    pub ca_certificate: Option<Vec<u8>>,
+}
+
+impl PendingEntry {
+    /// The options the entry was added with.
+    pub fn options(&self) -> EntryOptions {
+        EntryOptions {
+            staff_confirmed_identity: self.staff_confirmed_identity,
+            ca_certificate: self.ca_certificate.clone(),
+        }
+    }
 }
 
 /// The associated data a sealed certificate is bound to: the SHA-256 of the canonical
@@ -178,13 +211,19 @@ impl Outbox {
 
     /// Queues a signed binding, sealing its certificate to `recipient` (the backend's key).
     /// Returns the entry and whether it is new; the same statement again returns the existing
-    /// entry. When this returns `Ok`, the entry is on disk.
+    /// entry. When this returns `Ok`, the entry is on disk. Staff confirmation is not
+    /// recorded; see [`Outbox::add_with`].
     pub fn add(
         &mut self,
         signed: &SignedStatement,
         recipient: &RsaPublicKey,
     ) -> Result<(EntryId, bool), OutboxError> {
-        self.add_at(signed, recipient, OffsetDateTime::now_utc())
+        self.add_with(
+            signed,
+            recipient,
+            &EntryOptions::default(),
+            OffsetDateTime::now_utc(),
+        )
     }
 
     /// [`Outbox::add`] at a given time (the entry is due from then on).
@@ -192,6 +231,19 @@ impl Outbox {
         &mut self,
         signed: &SignedStatement,
         recipient: &RsaPublicKey,
+        now: OffsetDateTime,
+    ) -> Result<(EntryId, bool), OutboxError> {
+        self.add_with(signed, recipient, &EntryOptions::default(), now)
+    }
+
+    /// Queues a signed binding with what its upload needs (`options`), due from `now`.
+    /// Adding a statement that is already queued keeps the one entry; a staff confirmation
+    /// or a CA certificate given now is added to it (a confirmation is never withdrawn).
+    pub fn add_with(
+        &mut self,
+        signed: &SignedStatement,
+        recipient: &RsaPublicKey,
+        options: &EntryOptions,
         now: OffsetDateTime,
     ) -> Result<(EntryId, bool), OutboxError> {
         // The bytes are what the card signed and what the backend verifies, so they are the
@@ -207,6 +259,9 @@ impl Outbox {
         if signed.signature.is_empty() {
             return Err(OutboxError::InvalidStatement("the signature is empty"));
         }
+        if options.ca_certificate.as_ref().is_some_and(Vec::is_empty) {
+            return Err(OutboxError::InvalidStatement("the CA certificate is empty"));
+        }
         let aad = certificate_aad(&signed.bytes);
         let digest = hex::encode(aad);
         let sealed = seal::seal(recipient, &signed.certificate_der, &aad)?;
@@ -216,31 +271,50 @@ impl Outbox {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db("starting to add an entry"))?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO entries (statement_sha256, statement, signature, sealed_certificate,
-                                      license_number, created_at, attempts, next_attempt_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?6)
-                 ON CONFLICT (statement_sha256) DO NOTHING",
-                params![
-                    digest,
-                    signed.bytes,
-                    signed.signature,
-                    sealed.to_json(),
-                    statement.license_number,
-                    now_ms
-                ],
-            )
-            .map_err(db("adding an entry"))?;
-        let id: i64 = tx
+        let existing: Option<i64> = tx
             .query_row(
                 "SELECT id FROM entries WHERE statement_sha256 = ?1",
                 [&digest],
                 |row| row.get(0),
             )
+            .optional()
             .map_err(db("adding an entry"))?;
+        let (id, new) = match existing {
+            Some(id) => {
+                tx.execute(
+                    "UPDATE entries
+                     SET staff_confirmed_identity = MAX(staff_confirmed_identity, ?2),
+                         ca_certificate = COALESCE(ca_certificate, ?3)
+                     WHERE id = ?1",
+                    params![id, options.staff_confirmed_identity, options.ca_certificate],
+                )
+                .map_err(db("updating an entry"))?;
+                (id, false)
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO entries (statement_sha256, statement, signature,
+                                          sealed_certificate, license_number, created_at,
+                                          attempts, next_attempt_at,
+                                          staff_confirmed_identity, ca_certificate)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?6, ?7, ?8)",
+                    params![
+                        digest,
+                        signed.bytes,
+                        signed.signature,
+                        sealed.to_json(),
+                        statement.license_number,
+                        now_ms,
+                        options.staff_confirmed_identity,
+                        options.ca_certificate
+                    ],
+                )
+                .map_err(db("adding an entry"))?;
+                (tx.last_insert_rowid(), true)
+            }
+        };
         tx.commit().map_err(db("committing a new entry"))?;
-        Ok((EntryId(id), inserted == 1))
+        Ok((EntryId(id), new))
     }
 
     /// Every entry, oldest first.
@@ -249,7 +323,7 @@ impl Outbox {
             .conn
             .prepare(
                 "SELECT id, statement_sha256, license_number, created_at, attempts,
-                        next_attempt_at, last_error
+                        next_attempt_at, last_error, staff_confirmed_identity
                  FROM entries ORDER BY created_at, id",
             )
             .map_err(db("listing entries"))?;
@@ -263,6 +337,7 @@ impl Outbox {
                     attempts: row.get(4)?,
                     next_attempt_at: from_unix_ms(row.get(5)?),
                     last_error: row.get(6)?,
+                    staff_confirmed_identity: row.get(7)?,
                 })
             })
             .map_err(db("listing entries"))?;
@@ -272,16 +347,31 @@ impl Outbox {
 
     /// The entries whose next attempt is at or before `now`, the most overdue first.
     pub fn due(&self, now: OffsetDateTime) -> Result<Vec<PendingEntry>, OutboxError> {
+        self.pending_where("next_attempt_at <= ?1", unix_ms(now))
+    }
+
+    /// Every entry, due or not, in the order they would become due (an operator's "send
+    /// now").
+    pub fn all_pending(&self) -> Result<Vec<PendingEntry>, OutboxError> {
+        self.pending_where("id > ?1", 0)
+    }
+
+    /// One entry, if it is still queued.
+    pub fn get(&self, id: EntryId) -> Result<Option<PendingEntry>, OutboxError> {
+        Ok(self.pending_where("id = ?1", id.0)?.into_iter().next())
+    }
+
+    fn pending_where(&self, condition: &str, value: i64) -> Result<Vec<PendingEntry>, OutboxError> {
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT id, statement_sha256, statement, signature, sealed_certificate,
-                        license_number, attempts
-                 FROM entries WHERE next_attempt_at <= ?1 ORDER BY next_attempt_at, id",
-            )
-            .map_err(db("reading due entries"))?;
+                        license_number, attempts, staff_confirmed_identity, ca_certificate
+                 FROM entries WHERE {condition} ORDER BY next_attempt_at, id"
+            ))
+            .map_err(db("reading queued entries"))?;
         let rows = stmt
-            .query_map([unix_ms(now)], |row| {
+            .query_map([value], |row| {
                 Ok((
                     EntryId(row.get(0)?),
                     row.get::<_, String>(1)?,
@@ -290,16 +380,27 @@ impl Outbox {
                     row.get::<_, String>(4)?,
                     row.get::<_, String>(5)?,
                     row.get::<_, u32>(6)?,
+                    row.get::<_, bool>(7)?,
+                    row.get::<_, Option<Vec<u8>>>(8)?,
                 ))
             })
-            .map_err(db("reading due entries"))?;
-        let mut due = Vec::new();
+            .map_err(db("reading queued entries"))?;
+        let mut entries = Vec::new();
         for row in rows {
-            let (id, statement_sha256, statement, signature, sealed, license_number, attempts) =
-                row.map_err(db("reading due entries"))?;
+            let (
+                id,
+                statement_sha256,
+                statement,
+                signature,
+                sealed,
+                license_number,
+                attempts,
+                staff_confirmed_identity,
+                ca_certificate,
+            ) = row.map_err(db("reading queued entries"))?;
             let sealed_certificate =
                 SealedBox::from_json(&sealed).map_err(|_| OutboxError::CorruptEntry(id))?;
-            due.push(PendingEntry {
+            entries.push(PendingEntry {
                 id,
                 statement_sha256,
                 statement,
@@ -307,9 +408,11 @@ impl Outbox {
                 sealed_certificate,
                 license_number,
                 attempts,
+                staff_confirmed_identity,
+                ca_certificate,
             });
         }
-        Ok(due)
+        Ok(entries)
     }
 
     /// When the earliest entry becomes due, or `None` when the outbox is empty.
@@ -391,7 +494,8 @@ impl Outbox {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), OutboxError> {
-    // IMMEDIATE: two processes opening a fresh file must not both create the schema.
+    // IMMEDIATE: two processes opening a fresh (or older) file must not both change the
+    // schema. Every step runs in this one transaction: a crash leaves the old version intact.
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db("starting the schema check"))?;
@@ -402,17 +506,21 @@ fn migrate(conn: &mut Connection) -> Result<(), OutboxError> {
             row.get(0)
         })
         .map_err(db("reading the schema version"))?;
-    match found {
+    let mut version = match found {
         Some(v) if v > SCHEMA_VERSION => {
             return Err(OutboxError::UnsupportedSchema {
                 found: v,
                 supported: SCHEMA_VERSION,
             })
         }
-        Some(_) => {}
-        None => {
+        Some(v) => v,
+        None => 0,
+    };
+    while version < SCHEMA_VERSION {
+        let (action, sql) = match version {
             // AUTOINCREMENT keeps ids from being reused after a removal.
-            tx.execute_batch(
+            0 => (
+                "creating the schema",
                 "CREATE TABLE entries (
                      id INTEGER PRIMARY KEY AUTOINCREMENT,
                      statement_sha256 TEXT NOT NULL UNIQUE,
@@ -426,14 +534,22 @@ fn migrate(conn: &mut Connection) -> Result<(), OutboxError> {
                      last_error TEXT
                  );
                  CREATE INDEX entries_next_attempt ON entries (next_attempt_at);",
-            )
-            .map_err(db("creating the schema"))?;
-            tx.execute(
-                "INSERT INTO schema_version (version) VALUES (?1)",
-                [SCHEMA_VERSION],
-            )
-            .map_err(db("recording the schema version"))?;
-        }
+            ),
+            1 => (
+                "adding the upload options to the schema",
+                "ALTER TABLE entries
+                     ADD COLUMN staff_confirmed_identity INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE entries ADD COLUMN ca_certificate BLOB;",
+            ),
+            _ => ("migrating the schema", ""),
+        };
+        tx.execute_batch(sql).map_err(db(action))?;
+        version += 1;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [version],
+        )
+        .map_err(db("recording the schema version"))?;
     }
     tx.commit().map_err(db("committing the schema"))
 }
@@ -499,6 +615,81 @@ mod tests {
             }
         }
         assert!(backoff(u32::MAX, &mut rng) <= BACKOFF_CAP);
+    }
+
+    /// A file exactly as version 1 wrote it, with one entry.
+    fn write_version_1(path: &Path, sealed: &SealedBox) {
+        let conn = Connection::open(path).expect("sqlite");
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version (version) VALUES (1);
+             CREATE TABLE entries (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 statement_sha256 TEXT NOT NULL UNIQUE,
+                 statement BLOB NOT NULL,
+                 signature BLOB NOT NULL,
+                 sealed_certificate TEXT NOT NULL,
+                 license_number TEXT NOT NULL,
+                 created_at INTEGER NOT NULL,
+                 attempts INTEGER NOT NULL DEFAULT 0,
+                 next_attempt_at INTEGER NOT NULL,
+                 last_error TEXT
+             );
+             CREATE INDEX entries_next_attempt ON entries (next_attempt_at);",
+        )
+        .expect("version 1 schema");
+        conn.execute(
+            "INSERT INTO entries (statement_sha256, statement, signature, sealed_certificate,
+                                  license_number, created_at, attempts, next_attempt_at,
+                                  last_error)
+             VALUES ('ab', x'7b7d', x'0102', ?1, '729913281070', 1000, 3, 2000, 'timed out')",
+            [sealed.to_json()],
+        )
+        .expect("version 1 row");
+    }
+
+    #[test]
+    fn a_version_1_outbox_is_migrated_without_losing_its_entries() {
+        use rand::SeedableRng;
+        let key = rsa::RsaPrivateKey::new(&mut rand::rngs::StdRng::seed_from_u64(1), 2048)
+            .expect("keygen");
+        let sealed = seal::seal(&key.to_public_key(), b"certificate", &[7u8; 32]).expect("seal");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("outbox.db");
+        write_version_1(&path, &sealed);
+
+        let mut outbox = Outbox::open(&path).expect("open migrates");
+        let version: i64 = outbox
+            .conn
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        let listed = outbox.list().expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].statement_sha256, "ab");
+        assert_eq!(listed[0].attempts, 3);
+        assert_eq!(listed[0].last_error.as_deref(), Some("timed out"));
+        assert!(!listed[0].staff_confirmed_identity);
+        let entry = outbox.get(listed[0].id).expect("get").expect("still there");
+        assert_eq!(entry.statement, b"{}");
+        assert_eq!(entry.signature, [1, 2]);
+        assert_eq!(entry.sealed_certificate, sealed);
+        assert_eq!(entry.options(), EntryOptions::default());
+        assert_eq!(outbox.due(from_unix_ms(2000)).expect("due").len(), 1);
+        assert_eq!(outbox.due(from_unix_ms(1999)).expect("due").len(), 0);
+        assert_eq!(outbox.all_pending().expect("all").len(), 1);
+
+        // New ids continue after the old ones; reopening does not migrate twice.
+        assert!(outbox.remove(entry.id).expect("remove"));
+        drop(outbox);
+        let outbox = Outbox::open(&path).expect("reopen");
+        let versions: i64 = outbox
+            .conn
+            .query_row("SELECT COUNT(*) FROM schema_version", [], |r| r.get(0))
+            .expect("versions");
+        assert_eq!(versions, 2);
+        assert!(outbox.is_empty().expect("len"));
     }
 
     #[test]

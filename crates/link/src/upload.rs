@@ -2,6 +2,10 @@
 //! first, uploaded, and removed only when the backend has decided (linked, already linked, or
 //! a final rejection). When the backend cannot decide now, the entry stays for a later
 //! attempt with backoff.
+//!
+//! A refusal of the terminal's own credentials (`unauthenticated`, `credential_not_allowed`)
+//! is not a decision about the binding: the entry stays queued until the terminal is
+//! configured correctly.
 
 use base64::Engine;
 use rsa::RsaPublicKey;
@@ -9,8 +13,11 @@ use time::OffsetDateTime;
 
 use crate::api::{ApiError, BindingRequest, LinkedVia};
 use crate::backend::{Backend, Submitted};
-use crate::outbox::{EntryId, Outbox, OutboxError, PendingEntry};
+use crate::outbox::{EntryId, EntryOptions, Outbox, OutboxError, PendingEntry};
 use crate::session::SignedStatement;
+
+/// Backend codes that refuse the terminal rather than the binding.
+pub const CREDENTIAL_CODES: [&str; 2] = ["unauthenticated", "credential_not_allowed"];
 
 /// What became of one binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,10 +29,18 @@ pub enum Delivery {
     AlreadyLinked {
         via: Option<LinkedVia>,
     },
+    /// A final decision: the entry was removed.
     Rejected(ApiError),
-    /// Still in the outbox; the reason is for the operator.
+    /// Still in the outbox (backend unreachable, 5xx, 429); the reason is for the operator.
     Queued {
         reason: String,
+        next_attempt_at: OffsetDateTime,
+    },
+    /// The backend refused this terminal's credentials; the binding stays in the outbox
+    /// and goes out once the terminal's token is fixed.
+    CredentialsRefused {
+        error: ApiError,
+        next_attempt_at: OffsetDateTime,
     },
 }
 
@@ -35,40 +50,46 @@ impl Delivery {
         match self {
             Delivery::Linked { .. } => "linked",
             Delivery::AlreadyLinked { .. } => "already_linked",
-            Delivery::Rejected(_) => "failed",
+            Delivery::Rejected(_) | Delivery::CredentialsRefused { .. } => "failed",
             Delivery::Queued { .. } => "queued",
         }
     }
+
+    /// Whether the entry is still in the outbox after this delivery.
+    pub fn still_queued(&self) -> bool {
+        matches!(
+            self,
+            Delivery::Queued { .. } | Delivery::CredentialsRefused { .. }
+        )
+    }
 }
 
-/// The upload body for an outbox entry: the certificate stays sealed to the backend.
-pub fn request_for(entry: &PendingEntry, staff_confirmed_identity: bool) -> BindingRequest {
+/// The upload body for an outbox entry: the certificate stays sealed to the backend; the
+/// staff confirmation and the CA certificate are the ones stored with the entry.
+pub fn request_for(entry: &PendingEntry) -> BindingRequest {
     let b64 = base64::engine::general_purpose::STANDARD;
     BindingRequest {
         statement: b64.encode(&entry.statement),
         signature: b64.encode(&entry.signature),
         certificate: None,
         sealed_certificate: Some(entry.sealed_certificate.to_json()),
-        ca_certificate: None,
-        staff_confirmed_identity,
+        ca_certificate: entry.ca_certificate.as_ref().map(|der| b64.encode(der)),
+        staff_confirmed_identity: entry.staff_confirmed_identity,
     }
 }
 
-/// Writes the binding to the outbox (durably) and then tries to upload it once.
+/// Writes the binding to the outbox (durably, with `options`) and then tries to upload it
+/// once.
 pub fn submit(
     outbox: &mut Outbox,
     backend: &Backend,
     signed: &SignedStatement,
     recipient: &RsaPublicKey,
-    staff_confirmed_identity: bool,
+    options: &EntryOptions,
 ) -> Result<(EntryId, Delivery), OutboxError> {
-    let (id, _) = outbox.add(signed, recipient)?;
-    let entry = outbox
-        .due(far_future())?
-        .into_iter()
-        .find(|e| e.id == id)
-        .ok_or(OutboxError::NotFound(id))?;
-    let delivery = deliver(outbox, backend, &entry, staff_confirmed_identity)?;
+    let (id, _) = outbox.add_with(signed, recipient, options, OffsetDateTime::now_utc())?;
+    let entry = outbox.get(id)?.ok_or(OutboxError::NotFound(id))?;
+    let delivery = deliver(outbox, backend, &entry)?;
     Ok((id, delivery))
 }
 
@@ -77,24 +98,26 @@ pub fn deliver(
     outbox: &mut Outbox,
     backend: &Backend,
     entry: &PendingEntry,
-    staff_confirmed_identity: bool,
 ) -> Result<Delivery, OutboxError> {
-    let delivery = match backend.submit(&request_for(entry, staff_confirmed_identity)) {
+    let delivery = match backend.submit(&request_for(entry)) {
         Ok(Submitted::Linked { accepted, repeated }) => Delivery::Linked {
             binding_id: accepted.binding_id,
             repeated,
         },
         Ok(Submitted::AlreadyLinked { via }) => Delivery::AlreadyLinked { via },
+        Ok(Submitted::Rejected(error)) if CREDENTIAL_CODES.contains(&error.code.as_str()) => {
+            let next_attempt_at = postpone(outbox, entry.id, &error.code)?;
+            return Ok(Delivery::CredentialsRefused {
+                error,
+                next_attempt_at,
+            });
+        }
         Ok(Submitted::Rejected(error)) => Delivery::Rejected(error),
         Err(unavailable) => {
-            outbox.record_failure(
-                entry.id,
-                &unavailable.0,
-                OffsetDateTime::now_utc(),
-                &mut rand::thread_rng(),
-            )?;
+            let next_attempt_at = postpone(outbox, entry.id, &unavailable.0)?;
             return Ok(Delivery::Queued {
                 reason: unavailable.0,
+                next_attempt_at,
             });
         }
     };
@@ -103,20 +126,42 @@ pub fn deliver(
     Ok(delivery)
 }
 
-/// Uploads every entry that is due now (`mynalink outbox flush`, the background sender).
+fn postpone(outbox: &mut Outbox, id: EntryId, reason: &str) -> Result<OffsetDateTime, OutboxError> {
+    outbox.record_failure(
+        id,
+        reason,
+        OffsetDateTime::now_utc(),
+        &mut rand::thread_rng(),
+    )
+}
+
+/// Uploads every entry that is due at `now` (`mynalink outbox flush`, the next run).
 pub fn flush(
     outbox: &mut Outbox,
     backend: &Backend,
     now: OffsetDateTime,
 ) -> Result<Vec<(EntryId, Delivery)>, OutboxError> {
-    let mut results = Vec::new();
-    for entry in outbox.due(now)? {
-        let delivery = deliver(outbox, backend, &entry, false)?;
+    deliver_all(outbox, backend, outbox.due(now)?)
+}
+
+/// Uploads every entry now, whether its next attempt is due or not (an operator's
+/// "send now").
+pub fn flush_all(
+    outbox: &mut Outbox,
+    backend: &Backend,
+) -> Result<Vec<(EntryId, Delivery)>, OutboxError> {
+    deliver_all(outbox, backend, outbox.all_pending()?)
+}
+
+fn deliver_all(
+    outbox: &mut Outbox,
+    backend: &Backend,
+    entries: Vec<PendingEntry>,
+) -> Result<Vec<(EntryId, Delivery)>, OutboxError> {
+    let mut results = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let delivery = deliver(outbox, backend, &entry)?;
         results.push((entry.id, delivery));
     }
     Ok(results)
-}
-
-fn far_future() -> OffsetDateTime {
-    OffsetDateTime::now_utc() + time::Duration::days(3650)
 }

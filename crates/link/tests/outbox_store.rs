@@ -411,7 +411,7 @@ fn a_newer_schema_is_refused() {
         Outbox::open(&path),
         Err(OutboxError::UnsupportedSchema {
             found: 99,
-            supported: 1
+            supported: mynalink_link::outbox::SCHEMA_VERSION
         })
     ));
 }
