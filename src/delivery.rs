@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use mynalink_link::backend::Backend;
-use mynalink_link::outbox::Outbox;
+use mynalink_link::outbox::{EntryId, EntryOptions, Outbox, OutboxError};
+use mynalink_link::statement::format_time;
 use mynalink_link::upload::{self, Delivery};
 use mynalink_link::{ErrorCode, FlowError, SignedStatement};
 use rsa::RsaPublicKey;
@@ -86,9 +87,16 @@ pub fn prepare(args: &BackendArgs, config: &Config) -> Result<Option<Uploader>, 
 
 /// Delivers what earlier runs left waiting (e.g. after a crash), then this run's binding.
 pub fn deliver(uploader: &mut Uploader, signed: &SignedStatement) -> Result<Delivery, FlowError> {
-    let outbox_error = |e: mynalink_link::outbox::OutboxError| {
-        FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string())
-    };
+    deliver_with(uploader, signed, &EntryOptions::default())
+}
+
+/// [`deliver`] with what the upload needs besides the statement (staff confirmation of the
+/// holder, the CA certificate), kept with the outbox entry for every later attempt.
+pub fn deliver_with(
+    uploader: &mut Uploader,
+    signed: &SignedStatement,
+    options: &EntryOptions,
+) -> Result<Delivery, FlowError> {
     let now = time::OffsetDateTime::now_utc();
     upload::flush(&mut uploader.outbox, &uploader.backend, now).map_err(outbox_error)?;
     let (_, delivery) = upload::submit(
@@ -96,10 +104,46 @@ pub fn deliver(uploader: &mut Uploader, signed: &SignedStatement) -> Result<Deli
         &uploader.backend,
         signed,
         &uploader.recipient,
-        false,
+        options,
     )
     .map_err(outbox_error)?;
     Ok(delivery)
+}
+
+fn outbox_error(e: OutboxError) -> FlowError {
+    FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string())
+}
+
+/// One delivery as `outbox flush --json` prints it.
+fn delivery_row(id: EntryId, delivery: &Delivery) -> serde_json::Value {
+    let mut row = json!({ "id": id.0, "outcome": delivery.outcome() });
+    match delivery {
+        Delivery::Linked {
+            binding_id,
+            repeated,
+        } => {
+            row["binding_id"] = json!(binding_id);
+            row["repeated"] = json!(repeated);
+        }
+        Delivery::AlreadyLinked { via } => row["linked_via"] = json!(via),
+        Delivery::Rejected(e) => row["error"] = json!(e),
+        Delivery::Queued {
+            reason,
+            next_attempt_at,
+        } => {
+            row["queued_reason"] = json!(reason);
+            row["next_attempt_at"] = json!(format_time(*next_attempt_at));
+        }
+        Delivery::CredentialsRefused {
+            error,
+            next_attempt_at,
+        } => {
+            row["error"] = json!(error);
+            row["queued_reason"] = json!(error.code);
+            row["next_attempt_at"] = json!(format_time(*next_attempt_at));
+        }
+    }
+    row
 }
 
 /// `mynalink outbox list|flush`.
@@ -134,9 +178,7 @@ fn execute(args: &OutboxArgs, config_path: Option<&std::path::Path>) -> Result<i
     match args.action {
         OutboxAction::List => {
             let outbox = open_outbox(&args.backend, &config)?;
-            let entries = outbox.list().map_err(|e| {
-                FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string())
-            })?;
+            let entries = outbox.list().map_err(outbox_error)?;
             let rows: Vec<_> = entries
                 .iter()
                 .map(|e| {
@@ -144,10 +186,11 @@ fn execute(args: &OutboxArgs, config_path: Option<&std::path::Path>) -> Result<i
                         "id": e.id.0,
                         "license_number": e.license_number,
                         "statement_sha256": e.statement_sha256,
-                        "created_at": mynalink_link::statement::format_time(e.created_at),
+                        "created_at": format_time(e.created_at),
                         "attempts": e.attempts,
-                        "next_attempt_at": mynalink_link::statement::format_time(e.next_attempt_at),
+                        "next_attempt_at": format_time(e.next_attempt_at),
                         "last_error": e.last_error,
+                        "staff_confirmed_identity": e.staff_confirmed_identity,
                     })
                 })
                 .collect();
@@ -172,26 +215,10 @@ fn execute(args: &OutboxArgs, config_path: Option<&std::path::Path>) -> Result<i
             let mut uploader = prepare(&args.backend, &config)?
                 .ok_or_else(|| invalid("no backend: give --backend URL or set backend_url"))?;
             let now = time::OffsetDateTime::now_utc();
-            let results =
-                upload::flush(&mut uploader.outbox, &uploader.backend, now).map_err(|e| {
-                    FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string())
-                })?;
-            let remaining = uploader.outbox.len().unwrap_or(0);
-            let rows: Vec<_> = results
-                .iter()
-                .map(|(id, d)| {
-                    let mut row = json!({ "id": id.0, "outcome": d.outcome() });
-                    match d {
-                        Delivery::Linked { binding_id, .. } => {
-                            row["binding_id"] = json!(binding_id)
-                        }
-                        Delivery::AlreadyLinked { via } => row["linked_via"] = json!(via),
-                        Delivery::Rejected(e) => row["error"] = json!(e),
-                        Delivery::Queued { reason } => row["queued_reason"] = json!(reason),
-                    }
-                    row
-                })
-                .collect();
+            let results = upload::flush(&mut uploader.outbox, &uploader.backend, now)
+                .map_err(outbox_error)?;
+            let remaining = uploader.outbox.len().map_err(outbox_error)?;
+            let rows: Vec<_> = results.iter().map(|(id, d)| delivery_row(*id, d)).collect();
             if args.json {
                 println!("{}", json!({ "delivered": rows, "remaining": remaining }));
             } else {

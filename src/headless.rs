@@ -107,7 +107,13 @@ fn execute(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> Report
                 }
                 Delivery::AlreadyLinked { via } => (outcome, Ok(()), None, via, None),
                 Delivery::Rejected(e) => (outcome, Err(e.into()), None, None, None),
-                Delivery::Queued { reason } => (outcome, Ok(()), None, None, Some(reason)),
+                Delivery::Queued { reason, .. } => (outcome, Ok(()), None, None, Some(reason)),
+                // The terminal's token was refused: a failed run, but the binding stays in
+                // the outbox and goes out once the token is fixed.
+                Delivery::CredentialsRefused { error, .. } => {
+                    let kept = format!("{}: kept in the outbox", error.code);
+                    (outcome, Err(error.into()), None, None, Some(kept))
+                }
             }
         }
     };
