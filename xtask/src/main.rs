@@ -2,10 +2,12 @@
 //! `cargo xtask fixtures`. Each installs the Debian packages it needs when they are missing.
 
 mod bench;
+mod bench_gui;
 mod bench_server;
 mod fixtures;
 mod pcscd;
 mod system;
+mod xvfb;
 
 use std::process::ExitCode;
 
@@ -23,6 +25,24 @@ const TEST_PACKAGES: &[&str] = &[
     "openssl",
 ];
 
+/// Needed by the window tests and `cargo xtask bench-gui`: the X server, `xwd` and
+/// `xwininfo`/`xprop`, a Japanese font, and the X11 libraries winit and softbuffer load at run
+/// time with dlopen (nothing links them, so nothing else pulls them in).
+const GUI_TEST_PACKAGES: &[&str] = &[
+    "xvfb",
+    "x11-apps",
+    "x11-utils",
+    "fonts-noto-cjk",
+    "libx11-6",
+    "libx11-xcb1",
+    "libxcb1",
+    "libxcursor1",
+    "libxi6",
+    "libxrandr2",
+    "libxkbcommon0",
+    "libxkbcommon-x11-0",
+];
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let task = args.first().map(String::as_str).unwrap_or("help");
@@ -33,15 +53,17 @@ fn main() -> ExitCode {
         "bench" => bench(rest),
         "bench-pcsc" => bench::run(rest),
         "bench-server" => bench_server::run(rest),
+        "bench-gui" => bench_gui::run(rest),
         "fixtures" => fixtures::regenerate(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  demo       run the first stage on the built-in simulated card\n\
                  test       format check, clippy -D warnings, every test\n\
-                 bench      the PC/SC comparison, the server load test, then criterion\n\
+                 bench      the PC/SC comparison, the server load test, the window start-up, then criterion\n\
                  bench-pcsc only the PC/SC comparison: mynalink vs OpenSC through pcscd\n\
                  bench-server only the backend load test: bindings/s and latency on SQLite\n\
+                 bench-gui  only the window start-up: first frame and memory under Xvfb\n\
                  fixtures   re-record the APDU fixtures in fixtures/ from the simulated card"
             );
             return if task == "help" {
@@ -79,6 +101,7 @@ fn demo(rest: &[String]) -> Result<(), String> {
 fn test(rest: &[String]) -> Result<(), String> {
     ensure_packages(BUILD_PACKAGES)?;
     ensure_packages(TEST_PACKAGES)?;
+    ensure_packages(GUI_TEST_PACKAGES)?;
     step("checking formatting (cargo fmt --check)");
     cargo(&["fmt", "--all", "--", "--check"])?;
     step("linting (cargo clippy -D warnings)");
@@ -97,10 +120,16 @@ fn test(rest: &[String]) -> Result<(), String> {
     // Stopped when this guard drops, whether the tests pass or not.
     let pcscd = pcscd::Pcscd::start(&dir)?;
     std::env::set_var("MYNALINK_TEST_PCSCD", pcscd.pid().to_string());
+    // The window tests (tests/gui_window.rs) open real windows on this X server; stopped
+    // when the guard drops. The iced_test simulator tests are pinned to tiny-skia.
+    let xvfb = xvfb::Xvfb::start(&target_dir().join("xvfb-test"))?;
+    std::env::set_var("MYNALINK_TEST_DISPLAY", xvfb.display());
+    std::env::set_var("ICED_TEST_BACKEND", "tiny-skia");
     step("running every test (the end-to-end ones through pcscd)");
     let mut args = vec!["test", "--workspace", "--all-targets", "--no-fail-fast"];
     args.extend(rest.iter().map(String::as_str));
     let tests = cargo(&args);
+    drop(xvfb);
     drop(pcscd);
     tests?;
     step("running documentation tests");
@@ -116,6 +145,7 @@ fn target_dir() -> std::path::PathBuf {
 fn bench(rest: &[String]) -> Result<(), String> {
     ensure_packages(BUILD_PACKAGES)?;
     ensure_packages(TEST_PACKAGES)?;
+    ensure_packages(GUI_TEST_PACKAGES)?;
     step("comparing the first stage with OpenSC through pcscd");
     // A comparison that cannot run (e.g. a host pcscd in the way) must not hide criterion's.
     let comparison = bench::compare(bench::RUNS);
@@ -125,6 +155,8 @@ fn bench(rest: &[String]) -> Result<(), String> {
         bench_server::RATE,
         bench_server::THREADS,
     );
+    step("measuring the windows' start-up under Xvfb");
+    let gui = bench_gui::measure(bench_gui::RUNS, false);
     step("running benchmarks (cargo bench)");
     let mut args = vec!["bench", "--workspace"];
     args.extend(rest.iter().map(String::as_str));
@@ -132,6 +164,7 @@ fn bench(rest: &[String]) -> Result<(), String> {
     let errors: Vec<String> = [
         comparison.err().map(|e| format!("PC/SC comparison: {e}")),
         server.err().map(|e| format!("server benchmark: {e}")),
+        gui.err().map(|e| format!("window benchmark: {e}")),
         criterion.err(),
     ]
     .into_iter()
