@@ -6,6 +6,7 @@ mod bench_gui;
 mod bench_server;
 mod fixtures;
 mod pcscd;
+mod postgres;
 mod system;
 mod xvfb;
 
@@ -16,13 +17,15 @@ use system::{cargo, ensure_packages, step};
 /// Needed to build at all: the `pcsc` crate links libpcsclite and finds it with pkg-config.
 const BUILD_PACKAGES: &[&str] = &["pkgconf", "libpcsclite-dev"];
 /// Needed by the end-to-end tests: the real PC/SC daemon, the vpcd virtual reader, and
-/// OpenSC / pcsc-tools / openssl as independent reference clients.
+/// OpenSC / pcsc-tools / openssl as independent reference clients; PostgreSQL for the
+/// server tests.
 const TEST_PACKAGES: &[&str] = &[
     "pcscd",
     "vsmartcard-vpcd",
     "opensc",
     "pcsc-tools",
     "openssl",
+    postgres::PACKAGE,
 ];
 
 /// Needed by the window tests and `cargo xtask bench-gui`: the X server, `xwd` and
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         "bench-server" => bench_server::run(rest),
         "bench-gui" => bench_gui::run(rest),
         "fixtures" => fixtures::regenerate(),
+        "postgres" => postgres::run_by_hand(&target_dir().join("pg-dev")),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -62,9 +66,10 @@ fn main() -> ExitCode {
                  test       format check, clippy -D warnings, every test\n\
                  bench      the PC/SC comparison, the server load test, the window start-up, then criterion\n\
                  bench-pcsc only the PC/SC comparison: mynalink vs OpenSC through pcscd\n\
-                 bench-server only the backend load test: bindings/s and latency on SQLite\n\
+                 bench-server only the backend load test: bindings/s and latency, SQLite and PostgreSQL\n\
                  bench-gui  only the window start-up: first frame and memory under Xvfb\n\
-                 fixtures   re-record the APDU fixtures in fixtures/ from the simulated card"
+                 fixtures   re-record the APDU fixtures in fixtures/ from the simulated card\n\
+                 postgres   a private PostgreSQL for running the server tests by hand (until Enter)"
             );
             return if task == "help" {
                 ExitCode::SUCCESS
@@ -120,6 +125,9 @@ fn test(rest: &[String]) -> Result<(), String> {
     // Stopped when this guard drops, whether the tests pass or not.
     let pcscd = pcscd::Pcscd::start(&dir)?;
     std::env::set_var("MYNALINK_TEST_PCSCD", pcscd.pid().to_string());
+    // The server tests run on SQLite and on this PostgreSQL; stopped when the guard drops.
+    let postgres = postgres::Postgres::start(&target_dir().join("pg-test"))?;
+    std::env::set_var("MYNALINK_TEST_POSTGRES", postgres.url());
     // The window tests (tests/gui_window.rs) open real windows on this X server; stopped
     // when the guard drops. The iced_test simulator tests are pinned to tiny-skia.
     let xvfb = xvfb::Xvfb::start(&target_dir().join("xvfb-test"))?;
@@ -130,6 +138,7 @@ fn test(rest: &[String]) -> Result<(), String> {
     args.extend(rest.iter().map(String::as_str));
     let tests = cargo(&args);
     drop(xvfb);
+    drop(postgres);
     drop(pcscd);
     tests?;
     step("running documentation tests");

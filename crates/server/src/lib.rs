@@ -11,7 +11,8 @@
 //! - [`identity`]: comparing the certificate's holder with the license record;
 //! - [`http`]: the routes, which authenticate the terminal ([`tokens`]), decode JSON and
 //!   map these results to responses; [`pool`] runs the blocking database calls;
-//! - [`serve`]: the `serve` command's options, TLS and accept loop.
+//! - [`serve`]: the `serve` command's options, TLS and accept loop;
+//! - [`scratch`]: throw-away databases for tests and load tests.
 
 pub mod code;
 pub mod embedded;
@@ -19,6 +20,7 @@ pub mod http;
 pub mod identity;
 pub mod import;
 pub mod pool;
+pub mod scratch;
 pub mod second_stage;
 pub mod serve;
 pub mod status;

@@ -1,14 +1,13 @@
-//! Database access from async handlers. rusqlite blocks, so every operation runs on
-//! tokio's blocking threads with a connection of its own; idle connections are kept for
-//! reuse. WAL lets the readers run beside the one writer, and the busy timeout makes
-//! concurrent writers wait for each other.
+//! Database access from async handlers. Both database clients block, so every operation
+//! runs on tokio's blocking threads with a connection of its own; idle connections are
+//! kept for reuse. SQLite's WAL lets the readers run beside the one writer; PostgreSQL
+//! runs them all side by side.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
 
-use crate::store::{Store, StoreError};
+use crate::store::{DatabaseUrl, Store, StoreError};
 
 /// Connections in use at once; more requests wait for a permit instead of opening more.
 pub const MAX_CONNECTIONS: usize = 8;
@@ -28,18 +27,18 @@ pub struct StorePool {
 
 #[derive(Debug)]
 struct Inner {
-    path: PathBuf,
+    url: DatabaseUrl,
     idle: Mutex<Vec<Store>>,
     permits: Semaphore,
 }
 
 impl StorePool {
     /// Opens (and migrates) the database once, so that configuration errors show at start.
-    pub fn open(path: PathBuf) -> Result<StorePool, StoreError> {
-        let first = Store::open_sqlite(&path)?;
+    pub fn open(url: DatabaseUrl) -> Result<StorePool, StoreError> {
+        let first = Store::open(&url)?;
         Ok(StorePool {
             inner: Arc::new(Inner {
-                path,
+                url,
                 idle: Mutex::new(vec![first]),
                 permits: Semaphore::new(MAX_CONNECTIONS),
             }),
@@ -62,7 +61,7 @@ impl StorePool {
         tokio::task::spawn_blocking(move || {
             let mut store = match inner.take() {
                 Some(store) => store,
-                None => Store::open_sqlite(&inner.path)?,
+                None => Store::open(&inner.url)?,
             };
             let result = f(&mut store);
             // A connection that failed may be in a bad state: let it close.
@@ -73,6 +72,22 @@ impl StorePool {
         })
         .await
         .map_err(|e| PoolError::Task(e.to_string()))?
+    }
+}
+
+impl Drop for Inner {
+    /// The PostgreSQL client closes its connection by running a runtime of its own, which
+    /// cannot happen on one of tokio's threads: idle connections are closed on a thread of
+    /// their own when the pool goes away inside the server's runtime.
+    fn drop(&mut self) {
+        let idle = std::mem::take(
+            self.idle
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::spawn(move || drop(idle)).join();
+        }
     }
 }
 
@@ -101,23 +116,36 @@ impl Inner {
 mod tests {
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_tasks_share_the_database() {
-        let dir = tempfile::tempdir().expect("dir");
-        let pool = StorePool::open(dir.path().join("db.sqlite")).expect("open");
-        let mut tasks = Vec::new();
-        for _ in 0..20 {
-            let pool = pool.clone();
-            tasks.push(tokio::spawn(async move {
-                pool.run(|store| store.schema_version()).await
-            }));
-        }
-        for task in tasks {
-            assert_eq!(
-                task.await.expect("join").expect("run"),
-                crate::store::latest_schema_version()
-            );
-        }
+    use crate::scratch::{Backend, ScratchDatabase};
+
+    crate::on_both_databases!(concurrent_tasks_share_the_database);
+
+    fn concurrent_tasks_share_the_database(backend: Backend) {
+        let db = ScratchDatabase::create(backend).expect("scratch database");
+        let url = DatabaseUrl::parse(db.url()).expect("url");
+        // Opened and dropped outside the runtime, as the server does: the PostgreSQL client
+        // blocks.
+        let pool = StorePool::open(url).expect("open");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let mut tasks = Vec::new();
+            for _ in 0..20 {
+                let pool = pool.clone();
+                tasks.push(tokio::spawn(async move {
+                    pool.run(|store| store.schema_version()).await
+                }));
+            }
+            for task in tasks {
+                assert_eq!(
+                    task.await.expect("join").expect("run"),
+                    crate::store::latest_schema_version()
+                );
+            }
+        });
+        drop(runtime);
         let idle = pool.inner.idle.lock().expect("lock").len();
         assert!((1..=MAX_CONNECTIONS).contains(&idle), "{idle}");
     }

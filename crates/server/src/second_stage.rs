@@ -395,7 +395,7 @@ fn parse_statement(bytes: &[u8]) -> Result<Statement, Rejection> {
 }
 
 fn evaluate(
-    store: &Store,
+    store: &mut Store,
     config: &SubmissionConfig,
     second_stage_id: &str,
     request: &SignatureRequest,

@@ -215,16 +215,9 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
         eprintln!("mynalink-server: no terminal tokens configured; every API call will be 401");
     }
 
-    let path = match DatabaseUrl::parse(&options.database) {
-        Ok(DatabaseUrl::Sqlite(path)) => path,
-        Ok(DatabaseUrl::Postgres(_)) => {
-            return Err(ServeError::Config(
-                "PostgreSQL is not available in this build".into(),
-            ))
-        }
-        Err(e) => return Err(ServeError::Config(e.to_string())),
-    };
-    let pool = StorePool::open(path).map_err(|e| ServeError::Config(e.to_string()))?;
+    let url =
+        DatabaseUrl::parse(&options.database).map_err(|e| ServeError::Config(e.to_string()))?;
+    let pool = StorePool::open(url).map_err(|e| ServeError::Config(e.to_string()))?;
 
     let tls = match (&options.tls_cert, &options.tls_key) {
         (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),

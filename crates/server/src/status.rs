@@ -38,7 +38,7 @@ fn is_history(holding: Holding) -> bool {
 /// The status of a license record. `Ok(Err(_))` is `license_number_invalid` or
 /// `license_not_found` (answered 404 on this endpoint).
 pub fn license_status(
-    store: &Store,
+    store: &mut Store,
     number: &str,
 ) -> Result<Result<LicenseStatus, Rejection>, StoreError> {
     let license = match LicenseNumber::parse(number) {

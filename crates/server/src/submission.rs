@@ -269,7 +269,7 @@ fn opening(config: &SubmissionConfig, now: OffsetDateTime) -> (String, AuditEntr
 
 /// `Some(rate_limited)` when the terminal failed too often within the window.
 fn terminal_limited(
-    store: &Store,
+    store: &mut Store,
     config: &SubmissionConfig,
     terminal_id: &str,
     window_start: &str,
@@ -401,7 +401,7 @@ macro_rules! check {
 
 #[allow(clippy::too_many_arguments)]
 fn evaluate(
-    store: &Store,
+    store: &mut Store,
     config: &SubmissionConfig,
     request: &BindingRequest,
     terminal_id: &str,

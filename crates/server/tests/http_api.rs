@@ -15,6 +15,15 @@ use mynalink_simcard::Validity;
 use reqwest::StatusCode;
 use time::{Duration, OffsetDateTime};
 
+use mynalink_server::scratch::Backend;
+
+mynalink_server::on_both_databases!(
+    the_api_over_tls_with_the_terminal_client,
+    a_sealed_certificate_is_opened_with_the_seal_key,
+    concurrent_submissions_of_one_statement_store_one_binding,
+    two_server_processes_on_one_database_store_one_binding,
+);
+
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
         .replace_nanosecond(0)
@@ -49,14 +58,16 @@ fn api_error(response: reqwest::blocking::Response) -> ApiError {
     response.json().expect("ApiError body")
 }
 
-#[test]
-fn the_api_over_tls_with_the_terminal_client() {
+fn the_api_over_tls_with_the_terminal_client(backend: Backend) {
     let linked = license(1);
     let someone_else = license(2);
-    let files = Files::new(&format!(
-        "{linked},myna_only,\"試験　花子\",1990-01-02,valid\n\
+    let files = Files::new(
+        backend,
+        &format!(
+            "{linked},myna_only,\"試験　花子\",1990-01-02,valid\n\
          {someone_else},myna_and_card,\"見本　太郎\",1985-04-01,valid\n"
-    ));
+        ),
+    );
     let server = Server::start(&files.tls_args());
     assert!(
         server.url.starts_with("https://127.0.0.1:"),
@@ -254,22 +265,19 @@ fn the_api_over_tls_with_the_terminal_client() {
     assert_eq!(status.reason, "relink_from_mynaportal");
 
     // Every decision was audited under the authenticated terminal.
-    let conn = rusqlite::Connection::open(files.path("server.sqlite")).expect("open");
-    let created: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM audit WHERE code = 'created' AND terminal_id = ?1",
-            [TERMINAL],
-            |r| r.get(0),
-        )
-        .expect("count");
+    let created = common::count(
+        &files.db,
+        &format!(
+            "SELECT COUNT(*) FROM audit WHERE code = 'created' AND terminal_id = '{TERMINAL}'"
+        ),
+    );
     assert_eq!(created, 1);
-    let malformed: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM audit WHERE code = 'malformed_request' AND terminal_id = ?1",
-            [TERMINAL],
-            |r| r.get(0),
-        )
-        .expect("count");
+    let malformed = common::count(
+        &files.db,
+        &format!(
+            "SELECT COUNT(*) FROM audit WHERE code = 'malformed_request' AND terminal_id = '{TERMINAL}'"
+        ),
+    );
     assert_eq!(malformed, 5);
 
     // SIGTERM: a graceful stop with status 0.
@@ -277,14 +285,14 @@ fn the_api_over_tls_with_the_terminal_client() {
     assert!(status.success(), "{status}");
 }
 
-#[test]
-fn a_sealed_certificate_is_opened_with_the_seal_key() {
+fn a_sealed_certificate_is_opened_with_the_seal_key(backend: Backend) {
     use rsa::pkcs8::EncodePrivateKey;
 
     let number = license(11);
-    let files = Files::new(&format!(
-        "{number},history_myna_only,\"試験　花子\",1990-01-02,valid\n"
-    ));
+    let files = Files::new(
+        backend,
+        &format!("{number},history_myna_only,\"試験　花子\",1990-01-02,valid\n"),
+    );
     let mut rng = rand::thread_rng();
     let key = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("seal key");
     let pem = key
@@ -342,12 +350,12 @@ fn a_sealed_certificate_is_opened_with_the_seal_key() {
     assert!(server.terminate().success());
 }
 
-#[test]
-fn concurrent_submissions_of_one_statement_store_one_binding() {
+fn concurrent_submissions_of_one_statement_store_one_binding(backend: Backend) {
     let number = license(21);
-    let files = Files::new(&format!(
-        "{number},myna_only,\"試験　花子\",1990-01-02,valid\n"
-    ));
+    let files = Files::new(
+        backend,
+        &format!("{number},myna_only,\"試験　花子\",1990-01-02,valid\n"),
+    );
     let server = Server::start(&files.tls_args());
     let request = signed(&number, TERMINAL);
     let results: Vec<(bool, String)> = std::thread::scope(|scope| {
@@ -370,4 +378,82 @@ fn concurrent_submissions_of_one_statement_store_one_binding() {
     assert_eq!(results.iter().filter(|(repeated, _)| !repeated).count(), 1);
     assert!(results.iter().all(|(_, id)| *id == results[0].1));
     assert!(server.terminate().success());
+}
+
+/// Two `mynalink-server` processes on the same database (as behind a load balancer) get
+/// the same signed statement at the same moment, twice each, round after round: exactly
+/// one binding per statement, and every answer names it.
+fn two_server_processes_on_one_database_store_one_binding(backend: Backend) {
+    const ROUNDS: u32 = 6;
+    const PER_SERVER: usize = 2;
+    let numbers: Vec<String> = (0..ROUNDS).map(|i| license(40 + i)).collect();
+    let rows: String = numbers
+        .iter()
+        .map(|n| format!("{n},myna_only,\"試験　花子\",1990-01-02,valid\n"))
+        .collect();
+    let files = Files::new(backend, &rows);
+    let servers = [
+        Server::start(&files.tls_args()),
+        Server::start(&files.tls_args()),
+    ];
+    assert_ne!(servers[0].url, servers[1].url);
+    let clients: Vec<_> = servers
+        .iter()
+        .flat_map(|server| (0..PER_SERVER).map(|_| files.backend(&server.url, TOKEN)))
+        .collect();
+    for number in &numbers {
+        let request = signed(number, TERMINAL);
+        let barrier = std::sync::Barrier::new(clients.len());
+        let results: Vec<(bool, String)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = clients
+                .iter()
+                .map(|client| {
+                    let (request, barrier) = (&request, &barrier);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        match client.submit(request).expect("submit") {
+                            Submitted::Linked { accepted, repeated } => {
+                                (repeated, accepted.binding_id)
+                            }
+                            other => panic!("{other:?}"),
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        assert_eq!(
+            results.iter().filter(|(repeated, _)| !repeated).count(),
+            1,
+            "{number}: {results:?}"
+        );
+        assert!(
+            results.iter().all(|(_, id)| *id == results[0].1),
+            "{results:?}"
+        );
+        assert_eq!(
+            common::count(
+                &files.db,
+                &format!("SELECT COUNT(*) FROM bindings WHERE license_number = '{number}'")
+            ),
+            1
+        );
+    }
+    assert_eq!(
+        common::count(&files.db, "SELECT COUNT(*) FROM bindings"),
+        i64::from(ROUNDS)
+    );
+    assert_eq!(
+        common::count(
+            &files.db,
+            "SELECT COUNT(*) FROM audit WHERE code = 'created'"
+        ),
+        i64::from(ROUNDS)
+    );
+    for server in servers {
+        assert!(server.terminate().success());
+    }
 }

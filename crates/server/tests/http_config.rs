@@ -7,16 +7,22 @@ mod http_support;
 use common::license;
 use http_support::*;
 
+use mynalink_server::scratch::Backend;
+
+mynalink_server::on_both_databases!(
+    plain_http_only_when_asked_for_and_only_on_loopback,
+    bad_tls_material_and_tokens_are_configuration_errors,
+);
+
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-#[test]
-fn plain_http_only_when_asked_for_and_only_on_loopback() {
-    let files = Files::new(&format!(
-        "{},myna_only,\"試験　花子\",1990-01-02,valid\n",
-        license(1)
-    ));
+fn plain_http_only_when_asked_for_and_only_on_loopback(backend: Backend) {
+    let files = Files::new(
+        backend,
+        &format!("{},myna_only,\"試験　花子\",1990-01-02,valid\n", license(1)),
+    );
     let db = files.database.as_str();
 
     for listen in ["0.0.0.0:0", "192.0.2.10:8080", "[::]:0"] {
@@ -65,9 +71,8 @@ fn plain_http_only_when_asked_for_and_only_on_loopback() {
     assert!(server.terminate().success());
 }
 
-#[test]
-fn bad_tls_material_and_tokens_are_configuration_errors() {
-    let files = Files::new("");
+fn bad_tls_material_and_tokens_are_configuration_errors(backend: Backend) {
+    let files = Files::new(backend, "");
     let missing = path_arg(&files.path("missing.pem"));
     let garbage = files.path("garbage.pem");
     std::fs::write(&garbage, "not a PEM file\n").expect("write");

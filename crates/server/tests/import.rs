@@ -8,6 +8,15 @@ use common::*;
 use mynalink_link::api::{Holding, LicenseState};
 use mynalink_server::import::{import_file, import_text, parse_records, ImportError};
 
+use mynalink_server::scratch::Backend;
+
+mynalink_server::on_both_databases!(
+    the_binary_imports_and_reports,
+    imports_and_upserts,
+    errors_are_reported_by_line_and_nothing_is_imported,
+    files_that_are_not_utf8_or_missing,
+);
+
 const HEADER: &str = "license_number,holding,name,birth_date,status\n";
 
 fn errors_of(text: &str) -> Vec<(usize, String)> {
@@ -18,9 +27,8 @@ fn errors_of(text: &str) -> Vec<(usize, String)> {
         .collect()
 }
 
-#[test]
-fn imports_and_upserts() {
-    let mut bench = Bench::new();
+fn imports_and_upserts(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let a = license(1);
     let b = license(2);
     let text = format!(
@@ -97,8 +105,7 @@ fn every_holding_and_status_name_is_accepted() {
     }
 }
 
-#[test]
-fn errors_are_reported_by_line_and_nothing_is_imported() {
+fn errors_are_reported_by_line_and_nothing_is_imported(backend: Backend) {
     let a = license(1);
     let b = license(2);
     let errors = errors_of(&format!(
@@ -123,7 +130,7 @@ fn errors_are_reported_by_line_and_nothing_is_imported() {
         .iter()
         .all(|(_, m)| !m.contains("名前") && !m.contains("1990")));
 
-    let mut bench = Bench::new();
+    let mut bench = Bench::new(backend);
     let text =
         format!("{HEADER}{a},myna_only,名前,1990-01-02,valid\n{b},nope,名前,1990-01-02,valid\n");
     match import_text(&mut bench.store, &text, "now") {
@@ -159,10 +166,10 @@ fn header_and_csv_syntax_errors() {
     assert_eq!(parse_records(HEADER).expect("empty").len(), 0);
 }
 
-#[test]
-fn files_that_are_not_utf8_or_missing() {
-    let mut bench = Bench::new();
-    let path = bench.dir.path().join("latin1.csv");
+fn files_that_are_not_utf8_or_missing(backend: Backend) {
+    let mut bench = Bench::new(backend);
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("latin1.csv");
     let mut bytes = HEADER.as_bytes().to_vec();
     bytes.extend_from_slice(b"301500000000,myna_only,\xe9,1990-01-02,valid\n");
     std::fs::write(&path, bytes).expect("write");
@@ -173,17 +180,16 @@ fn files_that_are_not_utf8_or_missing() {
         }
         other => panic!("{other:?}"),
     }
-    let missing = bench.dir.path().join("missing.csv");
+    let missing = dir.path().join("missing.csv");
     assert!(matches!(
         import_file(&mut bench.store, &missing, "now"),
         Err(ImportError::Io(_))
     ));
 }
 
-#[test]
-fn the_binary_imports_and_reports() {
+fn the_binary_imports_and_reports(backend: Backend) {
+    let database = mynalink_server::scratch::ScratchDatabase::create(backend).expect("database");
     let dir = tempfile::tempdir().expect("dir");
-    let db = dir.path().join("db.sqlite");
     let csv = dir.path().join("licenses.csv");
     std::fs::write(
         &csv,
@@ -194,7 +200,7 @@ fn the_binary_imports_and_reports() {
     )
     .expect("write");
     let bin = env!("CARGO_BIN_EXE_mynalink-server");
-    let url = format!("sqlite:{}", db.display());
+    let url = database.url().to_string();
 
     let out = Command::new(bin)
         .args(["import-licenses", "--database", &url])
@@ -237,4 +243,42 @@ fn the_binary_imports_and_reports() {
     assert_eq!(out.status.code(), Some(2));
     let out = Command::new(bin).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn an_unreachable_postgresql_is_named_without_its_password() {
+    let dir = tempfile::tempdir().expect("dir");
+    let csv = dir.path().join("licenses.csv");
+    std::fs::write(&csv, HEADER).expect("write");
+    let bin = env!("CARGO_BIN_EXE_mynalink-server");
+    let url = format!(
+        "postgres://linker:hunter2@/links?host={}&port=1",
+        dir.path().display()
+    );
+    for args in [
+        vec![
+            "import-licenses",
+            "--database",
+            &url,
+            csv.to_str().expect("path"),
+        ],
+        vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-loopback-http",
+            "--database",
+            &url,
+        ],
+    ] {
+        let out = Command::new(bin).args(&args).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("cannot connect to the database postgres://linker:***@/links?host="),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
 }

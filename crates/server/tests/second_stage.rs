@@ -17,6 +17,18 @@ use mynalink_server::{Code, Outcome};
 use mynalink_simcard::Validity;
 use time::{Duration, OffsetDateTime};
 
+use mynalink_server::scratch::Backend;
+
+mynalink_server::on_both_databases!(
+    happy_path_links_and_deletes_both_sets,
+    mismatch_is_refused_and_deleted,
+    folding_accepts_width_and_spacing_differences,
+    expired_rows_are_refused_and_purged,
+    the_statement_is_bound_to_the_session_and_caller,
+    cancellation_before_the_signature_ends_the_session,
+    without_a_first_stage_nothing_is_kept,
+);
+
 const PORTAL: &str = "mynaportal";
 
 /// The simulated holder's basic-4 as the card-info AP would give it.
@@ -70,8 +82,8 @@ fn signature_request(
 }
 
 /// A bench with a license linked by the first stage.
-fn linked_bench(serial: u32) -> (Bench, String) {
-    let mut bench = Bench::new();
+fn linked_bench(backend: Backend, serial: u32) -> (Bench, String) {
+    let mut bench = Bench::new(backend);
     let number = license(serial);
     bench.record(&number, Holding::MynaOnly, LicenseState::Valid);
     let request = good_request(&bench, &number);
@@ -132,9 +144,8 @@ fn assert_no_basic4_left(bench: &Bench) {
     }
 }
 
-#[test]
-fn happy_path_links_and_deletes_both_sets() {
-    let (mut bench, number) = linked_bench(10);
+fn happy_path_links_and_deletes_both_sets(backend: Backend) {
+    let (mut bench, number) = linked_bench(backend, 10);
     let id = basic4(&mut bench, &number, &card_basic4()).expect("received");
     assert_eq!(pending_rows(&bench), 1);
     let dump = bench.dump_tables(false);
@@ -149,7 +160,7 @@ fn happy_path_links_and_deletes_both_sets() {
     assert_eq!(pending_rows(&bench), 0);
     assert_no_basic4_left(&bench);
     assert!(
-        license_status(&bench.store, &number)
+        license_status(&mut bench.store, &number)
             .expect("store")
             .expect("status")
             .second_stage_done
@@ -179,10 +190,9 @@ fn happy_path_links_and_deletes_both_sets() {
     assert!(ops.contains(&("second_stage_basic4", "second_stage_done")));
 }
 
-#[test]
-fn mismatch_is_refused_and_deleted() {
+fn mismatch_is_refused_and_deleted(backend: Backend) {
     for field in ["name", "address", "birth_date", "sex"] {
-        let (mut bench, number) = linked_bench(11);
+        let (mut bench, number) = linked_bench(backend, 11);
         let mut body = card_basic4();
         match field {
             "name" => body.name = "試験　花代".into(),
@@ -208,7 +218,7 @@ fn mismatch_is_refused_and_deleted() {
         assert_no_basic4_left(&bench);
         assert!(!bench.dump_tables(false).contains("花代"));
         assert!(
-            !license_status(&bench.store, &number)
+            !license_status(&mut bench.store, &number)
                 .expect("store")
                 .expect("status")
                 .second_stage_done
@@ -221,9 +231,8 @@ fn mismatch_is_refused_and_deleted() {
     }
 }
 
-#[test]
-fn folding_accepts_width_and_spacing_differences() {
-    let (mut bench, number) = linked_bench(12);
+fn folding_accepts_width_and_spacing_differences(backend: Backend) {
+    let (mut bench, number) = linked_bench(backend, 12);
     let mut body = card_basic4();
     body.name = body.name.replace('\u{3000}', "");
     body.address = body
@@ -248,9 +257,8 @@ fn folding_accepts_width_and_spacing_differences() {
     );
 }
 
-#[test]
-fn expired_rows_are_refused_and_purged() {
-    let (mut bench, number) = linked_bench(13);
+fn expired_rows_are_refused_and_purged(backend: Backend) {
+    let (mut bench, number) = linked_bench(backend, 13);
     let id = basic4(&mut bench, &number, &card_basic4()).expect("received");
     let signed_at = bench.now;
     bench.now += Duration::minutes(31);
@@ -270,7 +278,7 @@ fn expired_rows_are_refused_and_purged() {
     assert_no_basic4_left(&bench);
 
     // An expired row of another license goes with the next purge.
-    let (mut other, number2) = linked_bench(14);
+    let (mut other, number2) = linked_bench(backend, 14);
     basic4(&mut other, &number2, &card_basic4()).expect("received");
     let later = format_time(other.now + Duration::minutes(30));
     assert_eq!(
@@ -283,9 +291,8 @@ fn expired_rows_are_refused_and_purged() {
     assert_eq!(pending_rows(&other), 0);
 }
 
-#[test]
-fn without_a_first_stage_nothing_is_kept() {
-    let mut bench = Bench::new();
+fn without_a_first_stage_nothing_is_kept(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let number = license(15);
     bench.record(&number, Holding::MynaOnly, LicenseState::Valid);
     assert_eq!(
@@ -310,9 +317,8 @@ fn without_a_first_stage_nothing_is_kept() {
     assert_no_basic4_left(&bench);
 }
 
-#[test]
-fn the_statement_is_bound_to_the_session_and_caller() {
-    let (mut bench, number) = linked_bench(17);
+fn the_statement_is_bound_to_the_session_and_caller(backend: Backend) {
+    let (mut bench, number) = linked_bench(backend, 17);
     let signer = sim_signer(Validity::Current);
     // A first-stage statement is not a second-stage one.
     let id = basic4(&mut bench, &number, &card_basic4()).expect("received");
@@ -363,9 +369,8 @@ fn the_statement_is_bound_to_the_session_and_caller() {
     assert_eq!(pending_rows(&bench), 0);
 }
 
-#[test]
-fn cancellation_before_the_signature_ends_the_session() {
-    let (mut bench, number) = linked_bench(18);
+fn cancellation_before_the_signature_ends_the_session(backend: Backend) {
+    let (mut bench, number) = linked_bench(backend, 18);
     let id = basic4(&mut bench, &number, &card_basic4()).expect("received");
     let binding = bench
         .store

@@ -16,6 +16,13 @@ use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use mynalink_server::scratch::Backend;
+
+mynalink_server::on_both_databases!(
+    second_stage_over_https_with_separate_credentials,
+    overlapping_credentials_are_refused_at_start,
+);
+
 const PORTAL: &str = "mynaportal";
 const PORTAL_TOKEN: &str = "mynaportal-token-00112233445566778899";
 
@@ -78,12 +85,12 @@ fn post(
         .expect("request")
 }
 
-#[test]
-fn second_stage_over_https_with_separate_credentials() {
+fn second_stage_over_https_with_separate_credentials(backend: Backend) {
     let number = license(40);
-    let files = Files::new(&format!(
-        "{number},myna_only,\"試験　花子\",1990-01-02,valid\n"
-    ));
+    let files = Files::new(
+        backend,
+        &format!("{number},myna_only,\"試験　花子\",1990-01-02,valid\n"),
+    );
     let portal_tokens = files.path("mynaportal-tokens");
     std::fs::write(
         &portal_tokens,
@@ -105,7 +112,7 @@ fn second_stage_over_https_with_separate_credentials() {
     );
 
     // Mynaportal cannot submit a first stage; the terminal can.
-    let bench = Bench::new();
+    let bench = Bench::new(backend);
     let first = good_request(&bench, &number);
     let r = http
         .post(format!("{}v1/bindings", server.url))
@@ -186,9 +193,8 @@ fn second_stage_over_https_with_separate_credentials() {
     server.terminate();
 }
 
-#[test]
-fn overlapping_credentials_are_refused_at_start() {
-    let files = Files::new("");
+fn overlapping_credentials_are_refused_at_start(backend: Backend) {
+    let files = Files::new(backend, "");
     let portal_tokens = files.path("mynaportal-tokens");
     std::fs::write(
         &portal_tokens,

@@ -9,8 +9,20 @@ use mynalink_server::store::LICENSE_STATES;
 use mynalink_server::{Code, Outcome};
 use time::Duration;
 
-fn status(bench: &Bench, number: &str) -> LicenseStatus {
-    license_status(&bench.store, number)
+use mynalink_server::scratch::Backend;
+
+mynalink_server::on_both_databases!(
+    unlinked_records_for_every_holding_and_state,
+    linked_records_for_every_linkable_holding_and_state,
+    the_link_carries_over_when_the_holding_changes,
+    cancellation_and_relink,
+    a_lapse_before_the_cancellation_does_not_require_the_counter,
+    a_cancelled_record_that_is_no_longer_eligible,
+    status_errors,
+);
+
+fn status(bench: &mut Bench, number: &str) -> LicenseStatus {
+    license_status(&mut bench.store, number)
         .expect("store")
         .expect("status")
 }
@@ -30,16 +42,15 @@ fn link(bench: &mut Bench, number: &str) -> String {
     }
 }
 
-#[test]
-fn unlinked_records_for_every_holding_and_state() {
-    let mut bench = Bench::new();
+fn unlinked_records_for_every_holding_and_state(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let mut serial = 1000;
     for holding in Holding::ALL {
         for state in LICENSE_STATES {
             serial += 1;
             let n = license(serial);
             bench.record(&n, holding, state);
-            let s = status(&bench, &n);
+            let s = status(&mut bench, &n);
             let case = format!("{holding:?}/{state:?}");
             assert_eq!(s.license_number, n, "{case}");
             assert_eq!(s.holding, holding, "{case}");
@@ -66,16 +77,15 @@ fn unlinked_records_for_every_holding_and_state() {
     // Spot checks of §2(2) through the status.
     let n = license(2001);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
-    assert_eq!(services(&status(&bench, &n)), [1, 2, 3, 4, 5]);
+    assert_eq!(services(&status(&mut bench, &n)), [1, 2, 3, 4, 5]);
     bench.record(&n, Holding::MynaOnly, LicenseState::Suspended);
-    assert_eq!(services(&status(&bench, &n)), [3, 4, 5]);
+    assert_eq!(services(&status(&mut bench, &n)), [3, 4, 5]);
     bench.record(&n, Holding::HistoryMynaAndCard, LicenseState::Valid);
-    assert_eq!(services(&status(&bench, &n)), [1, 5]);
+    assert_eq!(services(&status(&mut bench, &n)), [1, 5]);
 }
 
-#[test]
-fn linked_records_for_every_linkable_holding_and_state() {
-    let mut bench = Bench::new();
+fn linked_records_for_every_linkable_holding_and_state(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let mut serial = 3000;
     for holding in Holding::ALL.into_iter().filter(|h| h.can_link()) {
         for state in LICENSE_STATES {
@@ -83,7 +93,7 @@ fn linked_records_for_every_linkable_holding_and_state() {
             let n = license(serial);
             bench.record(&n, holding, state);
             link(&mut bench, &n);
-            let s = status(&bench, &n);
+            let s = status(&mut bench, &n);
             let case = format!("{holding:?}/{state:?}");
             assert!(s.linked, "{case}");
             assert_eq!(s.linked_via, Some(LinkedVia::Counter), "{case}");
@@ -93,26 +103,25 @@ fn linked_records_for_every_linkable_holding_and_state() {
     }
 }
 
-#[test]
-fn the_link_carries_over_when_the_holding_changes() {
-    let mut bench = Bench::new();
+fn the_link_carries_over_when_the_holding_changes(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(4001);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     link(&mut bench, &n);
     // Back to the plastic license only: kept with the record.
     bench.record(&n, Holding::CardOnly, LicenseState::Valid);
-    let s = status(&bench, &n);
+    let s = status(&mut bench, &n);
     assert!(s.linked && !s.eligible && !s.first_stage_needed);
     assert_eq!(s.reason, "carried_over");
     assert_eq!(services(&s), Vec::<u8>::new());
     // A マイナ免許証 again: linked as before.
     bench.record(&n, Holding::MynaAndCard, LicenseState::Valid);
-    let s = status(&bench, &n);
+    let s = status(&mut bench, &n);
     assert!(s.linked && !s.first_stage_needed);
     assert_eq!(s.reason, "already_linked");
     // Returned the license, now a マイナ経歴証明書: carried over (§5).
     bench.record(&n, Holding::HistoryMynaOnly, LicenseState::Valid);
-    let s = status(&bench, &n);
+    let s = status(&mut bench, &n);
     assert!(s.linked && s.eligible && !s.first_stage_needed);
     assert_eq!(s.reason, "carried_over");
     assert_eq!(services(&s), [1, 4, 5]);
@@ -127,16 +136,15 @@ fn the_link_carries_over_when_the_holding_changes() {
     bench.record(&m, Holding::HistoryMynaAndCard, LicenseState::Valid);
     link(&mut bench, &m);
     bench.record(&m, Holding::HistoryCardOnly, LicenseState::Valid);
-    assert_eq!(status(&bench, &m).reason, "carried_over");
+    assert_eq!(status(&mut bench, &m).reason, "carried_over");
     bench.record(&m, Holding::MynaOnly, LicenseState::Valid);
-    let s = status(&bench, &m);
+    let s = status(&mut bench, &m);
     assert!(s.linked && !s.first_stage_needed);
     assert_eq!(s.reason, "carried_over");
 }
 
-#[test]
-fn cancellation_and_relink() {
-    let mut bench = Bench::new();
+fn cancellation_and_relink(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(5001);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let id = link(&mut bench, &n);
@@ -153,27 +161,27 @@ fn cancellation_and_relink() {
     assert_eq!(missing.code.http_status(), 404);
 
     // §6: relink from Mynaportal, no counter visit.
-    let s = status(&bench, &n);
+    let s = status(&mut bench, &n);
     assert!(!s.linked && s.eligible && !s.first_stage_needed);
     assert_eq!(s.reason, "relink_from_mynaportal");
     // Suspension does not change that.
     bench.record(&n, Holding::MynaOnly, LicenseState::Suspended);
-    assert_eq!(status(&bench, &n).reason, "relink_from_mynaportal");
+    assert_eq!(status(&mut bench, &n).reason, "relink_from_mynaportal");
     // The license lapses: the counter is needed again…
     bench.now += Duration::days(1);
     bench.record(&n, Holding::MynaOnly, LicenseState::Lapsed);
-    let s = status(&bench, &n);
+    let s = status(&mut bench, &n);
     assert!(s.first_stage_needed);
     assert_eq!(s.reason, "required");
     // …also once a new license is held.
     bench.now += Duration::days(1);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
-    let s = status(&bench, &n);
+    let s = status(&mut bench, &n);
     assert!(s.first_stage_needed);
     assert_eq!(s.reason, "required");
     // And the counter links it.
     link(&mut bench, &n);
-    assert_eq!(status(&bench, &n).reason, "already_linked");
+    assert_eq!(status(&mut bench, &n).reason, "already_linked");
 
     let audit = bench.store.audit_rows().expect("audit");
     let cancels: Vec<&str> = audit
@@ -187,9 +195,8 @@ fn cancellation_and_relink() {
     );
 }
 
-#[test]
-fn a_lapse_before_the_cancellation_does_not_require_the_counter() {
-    let mut bench = Bench::new();
+fn a_lapse_before_the_cancellation_does_not_require_the_counter(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(5002);
     bench.record(&n, Holding::MynaOnly, LicenseState::Revoked);
     bench.now += Duration::days(1);
@@ -197,33 +204,31 @@ fn a_lapse_before_the_cancellation_does_not_require_the_counter() {
     let id = link(&mut bench, &n);
     bench.now += Duration::days(1);
     cancel_binding(&mut bench.store, &id, None, bench.now).expect("cancel");
-    assert_eq!(status(&bench, &n).reason, "relink_from_mynaportal");
+    assert_eq!(status(&mut bench, &n).reason, "relink_from_mynaportal");
     // Revoked now: required.
     bench.record(&n, Holding::MynaOnly, LicenseState::Revoked);
-    assert_eq!(status(&bench, &n).reason, "required");
+    assert_eq!(status(&mut bench, &n).reason, "required");
 }
 
-#[test]
-fn a_cancelled_record_that_is_no_longer_eligible() {
-    let mut bench = Bench::new();
+fn a_cancelled_record_that_is_no_longer_eligible(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(5003);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let id = link(&mut bench, &n);
     cancel_binding(&mut bench.store, &id, None, bench.now).expect("cancel");
     bench.record(&n, Holding::CardOnly, LicenseState::Valid);
-    let s = status(&bench, &n);
+    let s = status(&mut bench, &n);
     assert!(!s.linked && !s.eligible && !s.first_stage_needed);
     assert_eq!(s.reason, "not_eligible");
 }
 
-#[test]
-fn status_errors() {
-    let bench = Bench::new();
-    let r = license_status(&bench.store, "12345")
+fn status_errors(backend: Backend) {
+    let mut bench = Bench::new(backend);
+    let r = license_status(&mut bench.store, "12345")
         .expect("store")
         .expect_err("invalid");
     assert_eq!(r.code, Code::LicenseNumberInvalid);
-    let r = license_status(&bench.store, &license(9999))
+    let r = license_status(&mut bench.store, &license(9999))
         .expect("store")
         .expect_err("missing");
     assert_eq!(r.code, Code::LicenseNotFound);
@@ -232,5 +237,5 @@ fn status_errors() {
     let n = license(9998);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let typed = format!("{}-{}", &n[..4], &n[4..]);
-    assert_eq!(status(&bench, &typed).license_number, n);
+    assert_eq!(status(&mut bench, &typed).license_number, n);
 }

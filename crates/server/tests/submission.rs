@@ -15,6 +15,29 @@ use mynalink_server::{Code, Outcome};
 use mynalink_simcard::Validity;
 use time::Duration;
 
+use mynalink_server::scratch::Backend;
+
+mynalink_server::on_both_databases!(
+    a_good_submission_is_stored_once_and_repeats_are_idempotent,
+    one_active_binding_per_license,
+    a_record_linked_by_the_one_stop_procedure_is_already_linked,
+    malformed_and_invalid_inputs,
+    signatures_must_verify,
+    trust_and_validity,
+    freshness_window,
+    the_statement_is_for_the_authenticated_terminal,
+    record_eligibility_and_identity,
+    substitute_characters_need_staff_confirmation,
+    a_cancelled_bindings_statement_cannot_be_reused,
+    every_code_is_reachable_and_audited,
+    no_personal_data_and_nothing_of_a_rejected_submission_is_kept,
+    repeated_failures_are_rate_limited_and_flagged,
+    a_license_attacked_from_many_terminals_is_rate_limited,
+    arbitrary_inputs_never_panic,
+    extreme_statement_times_are_refused_without_panicking,
+    concurrent_identical_submissions_store_one_binding,
+);
+
 fn code(outcome: &Outcome) -> &'static str {
     outcome.code().as_str()
 }
@@ -26,9 +49,8 @@ fn rejection(outcome: &Outcome) -> &mynalink_server::Rejection {
     }
 }
 
-#[test]
-fn a_good_submission_is_stored_once_and_repeats_are_idempotent() {
-    let mut bench = Bench::new();
+fn a_good_submission_is_stored_once_and_repeats_are_idempotent(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(1);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let request = good_request(&bench, &n);
@@ -77,9 +99,8 @@ fn a_good_submission_is_stored_once_and_repeats_are_idempotent() {
         && a.license_number.as_deref() == Some(n.as_str())));
 }
 
-#[test]
-fn one_active_binding_per_license() {
-    let mut bench = Bench::new();
+fn one_active_binding_per_license(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(2);
     bench.record(&n, Holding::MynaAndCard, LicenseState::Valid);
     assert_eq!(code(&bench.submit(&good_request(&bench, &n))), "created");
@@ -95,9 +116,8 @@ fn one_active_binding_per_license() {
     assert_eq!(bench.count("SELECT COUNT(*) FROM bindings"), 1);
 }
 
-#[test]
-fn a_record_linked_by_the_one_stop_procedure_is_already_linked() {
-    let mut bench = Bench::new();
+fn a_record_linked_by_the_one_stop_procedure_is_already_linked(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(3);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let at = mynalink_link::statement::format_time(bench.now - Duration::days(10));
@@ -136,9 +156,8 @@ fn a_record_linked_by_the_one_stop_procedure_is_already_linked() {
     assert_eq!(rejection(&outcome).linked_via, Some(LinkedVia::OneStop));
 }
 
-#[test]
-fn malformed_and_invalid_inputs() {
-    let mut bench = Bench::new();
+fn malformed_and_invalid_inputs(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(4);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let good = good_request(&bench, &n);
@@ -219,9 +238,8 @@ fn malformed_and_invalid_inputs() {
     assert_eq!(bench.count("SELECT COUNT(*) FROM bindings"), 0);
 }
 
-#[test]
-fn signatures_must_verify() {
-    let mut bench = Bench::new();
+fn signatures_must_verify(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(5);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let mut r = good_request(&bench, &n);
@@ -247,9 +265,8 @@ fn signatures_must_verify() {
     assert_eq!(code(&bench.submit(&r)), "signature_invalid");
 }
 
-#[test]
-fn trust_and_validity() {
-    let mut bench = Bench::new();
+fn trust_and_validity(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(6);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let good = good_request(&bench, &n);
@@ -287,9 +304,8 @@ fn trust_and_validity() {
     );
 }
 
-#[test]
-fn freshness_window() {
-    let mut bench = Bench::new();
+fn freshness_window(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(8);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let signer = sim_signer(Validity::Current);
@@ -316,9 +332,8 @@ fn freshness_window() {
     assert_eq!(code(&bench.submit(&ok)), "already_linked");
 }
 
-#[test]
-fn the_statement_is_for_the_authenticated_terminal() {
-    let mut bench = Bench::new();
+fn the_statement_is_for_the_authenticated_terminal(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(9);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let request = good_request(&bench, &n);
@@ -328,9 +343,8 @@ fn the_statement_is_for_the_authenticated_terminal() {
     assert_eq!(audit[0].terminal_id.as_deref(), Some("another-terminal"));
 }
 
-#[test]
-fn record_eligibility_and_identity() {
-    let mut bench = Bench::new();
+fn record_eligibility_and_identity(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let missing = license(10);
     assert_eq!(
         code(&bench.submit(&good_request(&bench, &missing))),
@@ -398,9 +412,8 @@ fn record_eligibility_and_identity() {
     assert_eq!(code(&bench.submit(&r)), "identity_mismatch");
 }
 
-#[test]
-fn substitute_characters_need_staff_confirmation() {
-    let mut bench = Bench::new();
+fn substitute_characters_need_staff_confirmation(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let (root, signer) = custom_signer("試験　〓子", "00010", "419900102");
     bench.config.trust.add_trust_anchor(&root).expect("anchor");
     let n = license(20);
@@ -435,9 +448,8 @@ fn substitute_characters_need_staff_confirmation() {
     assert_eq!(code(&bench.submit(&r)), "identity_mismatch");
 }
 
-#[test]
-fn a_cancelled_bindings_statement_cannot_be_reused() {
-    let mut bench = Bench::new();
+fn a_cancelled_bindings_statement_cannot_be_reused(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(30);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let request = good_request(&bench, &n);
@@ -462,10 +474,9 @@ fn a_cancelled_bindings_statement_cannot_be_reused() {
     );
 }
 
-#[test]
-fn every_code_is_reachable_and_audited() {
+fn every_code_is_reachable_and_audited(backend: Backend) {
     // The codes the submission tests above produce, each with an audit row.
-    let mut bench = Bench::new();
+    let mut bench = Bench::new(backend);
     let n = license(40);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let mut r = good_request(&bench, &n);
@@ -493,9 +504,8 @@ fn every_code_is_reachable_and_audited() {
     assert_eq!(audit[1].license_number.as_deref(), Some(n.as_str()));
 }
 
-#[test]
-fn no_personal_data_and_nothing_of_a_rejected_submission_is_kept() {
-    let mut bench = Bench::new();
+fn no_personal_data_and_nothing_of_a_rejected_submission_is_kept(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(50);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let rejected_license = license(51);
@@ -577,9 +587,8 @@ fn no_personal_data_and_nothing_of_a_rejected_submission_is_kept() {
     assert!(!everything.contains(&nonce_of(&forged.statement)));
 }
 
-#[test]
-fn repeated_failures_are_rate_limited_and_flagged() {
-    let mut bench = Bench::new();
+fn repeated_failures_are_rate_limited_and_flagged(backend: Backend) {
+    let mut bench = Bench::new(backend);
     bench.config.abuse.max_failures_per_terminal = 3;
     bench.config.abuse.max_failures_per_license = 100;
     bench.config.abuse.window = Duration::minutes(10);
@@ -625,9 +634,8 @@ fn repeated_failures_are_rate_limited_and_flagged() {
     assert_eq!(bench.count("SELECT COUNT(*) FROM bindings"), 1);
 }
 
-#[test]
-fn a_license_attacked_from_many_terminals_is_rate_limited() {
-    let mut bench = Bench::new();
+fn a_license_attacked_from_many_terminals_is_rate_limited(backend: Backend) {
+    let mut bench = Bench::new(backend);
     bench.config.abuse.max_failures_per_license = 2;
     let n = license(61);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
@@ -658,9 +666,8 @@ fn a_license_attacked_from_many_terminals_is_rate_limited() {
     );
 }
 
-#[test]
-fn arbitrary_inputs_never_panic() {
-    let mut bench = Bench::new();
+fn arbitrary_inputs_never_panic(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(70);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     bench.config.abuse.max_failures_per_terminal = u32::MAX;
@@ -698,9 +705,8 @@ fn arbitrary_inputs_never_panic() {
     assert_eq!(bench.count("SELECT COUNT(*) FROM bindings"), 0);
 }
 
-#[test]
-fn extreme_statement_times_are_refused_without_panicking() {
-    let mut bench = Bench::new();
+fn extreme_statement_times_are_refused_without_panicking(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(80);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let signer = sim_signer(Validity::Current);
@@ -722,24 +728,23 @@ fn extreme_statement_times_are_refused_without_panicking() {
     assert_eq!(code(&bench.submit(&good_request(&bench, &n))), "created");
 }
 
-#[test]
-fn concurrent_identical_submissions_store_one_binding() {
-    let mut bench = Bench::new();
+fn concurrent_identical_submissions_store_one_binding(backend: Backend) {
+    let mut bench = Bench::new(backend);
     let n = license(81);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let request = good_request(&bench, &n);
-    let path = bench.db_path();
     let config = bench.config.clone();
     let now = bench.now;
+    let barrier = std::sync::Barrier::new(4);
     let outcomes: Vec<Outcome> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
             .map(|_| {
-                let path = path.clone();
+                let mut store = bench.open_again();
                 let config = &config;
                 let request = &request;
+                let barrier = &barrier;
                 s.spawn(move || {
-                    let mut store =
-                        mynalink_server::Store::open_sqlite(&path).expect("second connection");
+                    barrier.wait();
                     mynalink_server::submit(&mut store, config, request, TERMINAL, now)
                         .expect("store works")
                 })

@@ -1,8 +1,6 @@
-//! Shared test bench: a temporary database, the simulated card's identity as the signer,
-//! and helpers that build real signed submissions.
+//! Shared test bench: a fresh database (SQLite or PostgreSQL), the simulated card's
+//! identity as the signer, and helpers that build real signed submissions.
 #![allow(dead_code)]
-
-use std::path::PathBuf;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -10,7 +8,8 @@ use mynalink_link::api::{BindingRequest, Holding, LicenseState};
 use mynalink_link::certificate::SigningCertificate;
 use mynalink_link::statement::{format_time, Statement, TermsRef, PURPOSE, VERSION};
 use mynalink_link::trust::TrustStore;
-use mynalink_server::store::{holding_str, state_str, LicenseRecord, Store};
+use mynalink_server::scratch::{Backend, ScratchDatabase};
+use mynalink_server::store::{holding_str, postgres_client, state_str, LicenseRecord, Store};
 use mynalink_server::{submit, Outcome, SubmissionConfig};
 use mynalink_simcard::der;
 use mynalink_simcard::{test_identity, Validity};
@@ -34,16 +33,17 @@ pub fn license(serial: u32) -> String {
 }
 
 pub struct Bench {
-    pub dir: tempfile::TempDir,
     pub store: Store,
     pub config: SubmissionConfig,
     pub now: OffsetDateTime,
+    /// Dropped last: the database goes away after the connection.
+    pub database: ScratchDatabase,
 }
 
 impl Bench {
-    pub fn new() -> Bench {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open_sqlite(&dir.path().join("server.sqlite")).expect("open store");
+    pub fn new(backend: Backend) -> Bench {
+        let database = ScratchDatabase::create(backend).expect("scratch database");
+        let store = Store::open_url(database.url()).expect("open store");
         let mut trust = TrustStore::new();
         trust
             .add_trust_anchor(mynalink_simcard::sign_test_root_der())
@@ -52,15 +52,16 @@ impl Bench {
             .replace_nanosecond(0)
             .expect("whole seconds");
         Bench {
-            dir,
             store,
             config: SubmissionConfig::new(trust),
             now,
+            database,
         }
     }
 
-    pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("server.sqlite")
+    /// A connection of its own to the same database.
+    pub fn open_again(&self) -> Store {
+        Store::open_url(self.database.url()).expect("another connection")
     }
 
     /// Adds (or replaces) a license record of the simulated holder.
@@ -105,42 +106,94 @@ impl Bench {
         submit(&mut self.store, &self.config, request, terminal, self.now).expect("store works")
     }
 
-    /// Every row of every table except `license_records`, as text.
+    /// Every row of every table (`license_records` only when asked), as text.
     pub fn dump_tables(&self, include_license_records: bool) -> String {
-        let conn = rusqlite::Connection::open(self.db_path()).expect("open dump");
-        let mut tables: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .expect("tables")
-            .query_map([], |r| r.get(0))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("names");
-        tables.sort();
-        let mut out = String::new();
-        for table in tables {
-            if table == "license_records" && !include_license_records {
-                continue;
-            }
-            let mut stmt = conn
-                .prepare(&format!("SELECT * FROM \"{table}\""))
-                .expect("select");
-            let columns = stmt.column_count();
-            let mut rows = stmt.query([]).expect("rows");
-            while let Some(row) = rows.next().expect("row") {
-                out.push_str(&table);
-                for i in 0..columns {
-                    let value: rusqlite::types::Value = row.get(i).expect("value");
-                    out.push_str(&format!(" | {value:?}"));
-                }
-                out.push('\n');
-            }
-        }
-        out
+        dump_tables(&self.database, include_license_records)
     }
 
+    /// The single integer a query returns (`SELECT COUNT(*) …`).
     pub fn count(&self, sql: &str) -> i64 {
-        let conn = rusqlite::Connection::open(self.db_path()).expect("open");
-        conn.query_row(sql, [], |r| r.get(0)).expect("count")
+        count(&self.database, sql)
+    }
+}
+
+/// Every row of every table of a database (`license_records` only when asked), as text, read
+/// with a connection of its own.
+pub fn dump_tables(database: &ScratchDatabase, include_license_records: bool) -> String {
+    let mut out = String::new();
+    match database.sqlite_path() {
+        Some(path) => {
+            let conn = rusqlite::Connection::open(path).expect("open dump");
+            let mut tables: Vec<String> = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .expect("tables")
+                .query_map([], |r| r.get(0))
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("names");
+            tables.sort();
+            for table in tables {
+                if table == "license_records" && !include_license_records {
+                    continue;
+                }
+                let mut stmt = conn
+                    .prepare(&format!("SELECT * FROM \"{table}\""))
+                    .expect("select");
+                let columns = stmt.column_count();
+                let mut rows = stmt.query([]).expect("rows");
+                while let Some(row) = rows.next().expect("row") {
+                    out.push_str(&table);
+                    for i in 0..columns {
+                        let value: rusqlite::types::Value = row.get(i).expect("value");
+                        out.push_str(&format!(" | {value:?}"));
+                    }
+                    out.push('\n');
+                }
+            }
+        }
+        None => {
+            let mut client = postgres_client(database.url()).expect("connect for the dump");
+            let mut tables: Vec<String> = client
+                .query(
+                    "SELECT table_name::text FROM information_schema.tables
+                     WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+                    &[],
+                )
+                .expect("tables")
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert!(tables.contains(&"bindings".to_string()), "{tables:?}");
+            tables.sort();
+            for table in tables {
+                if table == "license_records" && !include_license_records {
+                    continue;
+                }
+                // Each row as PostgreSQL writes a row value: every column as text.
+                for row in client
+                    .query(&format!("SELECT t::text FROM \"{table}\" t"), &[])
+                    .expect("select")
+                {
+                    let text: String = row.get(0);
+                    out.push_str(&format!("{table} | {text}\n"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The single integer a query returns, read with a connection of its own.
+pub fn count(database: &ScratchDatabase, sql: &str) -> i64 {
+    match database.sqlite_path() {
+        Some(path) => {
+            let conn = rusqlite::Connection::open(path).expect("open");
+            conn.query_row(sql, [], |r| r.get(0)).expect("count")
+        }
+        None => {
+            let mut client = postgres_client(database.url()).expect("connect");
+            client.query_one(sql, &[]).expect("count").get(0)
+        }
     }
 }
 

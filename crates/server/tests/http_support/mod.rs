@@ -9,6 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use mynalink_link::backend::Backend;
+use mynalink_server::scratch::{self, ScratchDatabase};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -27,12 +28,15 @@ pub struct Files {
     pub key: PathBuf,
     pub tokens: PathBuf,
     pub trust_anchor: PathBuf,
+    /// The `--database` URL.
     pub database: String,
+    pub db: ScratchDatabase,
 }
 
 impl Files {
-    /// Certificates, tokens and a database with the given CSV rows (after the header).
-    pub fn new(csv_rows: &str) -> Files {
+    /// Certificates, tokens and a fresh database of the given kind with the given CSV rows
+    /// (after the header), imported with the binary.
+    pub fn new(backend: scratch::Backend, csv_rows: &str) -> Files {
         let dir = tempfile::tempdir().expect("temp dir");
         let (ca_pem, cert_pem, key_pem) = tls_certificates();
         let cert = dir.path().join("server.pem");
@@ -56,7 +60,8 @@ impl Files {
         let trust_anchor = dir.path().join("sign-test-root.der");
         std::fs::write(&trust_anchor, mynalink_simcard::sign_test_root_der()).expect("root");
 
-        let database = format!("sqlite:{}", dir.path().join("server.sqlite").display());
+        let db = ScratchDatabase::create(backend).expect("scratch database");
+        let database = db.url().to_string();
         let csv = dir.path().join("licenses.csv");
         std::fs::write(
             &csv,
@@ -82,6 +87,7 @@ impl Files {
             tokens,
             trust_anchor,
             database,
+            db,
         }
     }
 

@@ -1,0 +1,307 @@
+//! License records, bindings and their cancellation.
+
+use super::audit::insert_audit;
+use super::model::*;
+use super::sql::{args, Conn, Row};
+use super::{Store, StoreError};
+use crate::code::Code;
+
+pub(crate) const BINDING_COLUMNS: &str = "binding_id, license_number, issuer_key_id, \
+     certificate_serial, certificate_not_before, certificate_not_after, terminal_id, \
+     operator_id, linked_via, holding_at_link, identity_check, linked_at, statement_time, \
+     statement_sha256, cancelled_at";
+
+fn binding_from_row(mut row: Row) -> Result<Binding, StoreError> {
+    let linked_via = row.text(8)?;
+    let holding = row.text(9)?;
+    let identity_check = row.text(10)?;
+    Ok(Binding {
+        binding_id: row.text(0)?,
+        license_number: row.text(1)?,
+        issuer_key_id: row.opt_text(2)?,
+        certificate_serial: row.text(3)?,
+        certificate_not_before: row.text(4)?,
+        certificate_not_after: row.text(5)?,
+        terminal_id: row.text(6)?,
+        operator_id: row.opt_text(7)?,
+        linked_via: parse_linked_via(&linked_via).ok_or(StoreError::Corrupt {
+            column: "bindings.linked_via",
+            value: linked_via.clone(),
+        })?,
+        holding_at_link: parse_holding(&holding).ok_or(StoreError::Corrupt {
+            column: "bindings.holding_at_link",
+            value: holding.clone(),
+        })?,
+        identity_check: IdentityCheck::parse(&identity_check).ok_or(StoreError::Corrupt {
+            column: "bindings.identity_check",
+            value: identity_check.clone(),
+        })?,
+        linked_at: row.text(11)?,
+        statement_time: row.opt_text(12)?,
+        statement_sha256: row.opt_text(13)?,
+        cancelled_at: row.opt_text(14)?,
+    })
+}
+
+/// The binding a condition with one argument (`?1`) selects.
+pub(crate) fn query_binding(
+    conn: &mut Conn,
+    condition: &str,
+    value: &str,
+) -> Result<Option<Binding>, StoreError> {
+    conn.query_opt(
+        &format!("SELECT {BINDING_COLUMNS} FROM bindings WHERE {condition}"),
+        args![value],
+    )?
+    .map(binding_from_row)
+    .transpose()
+}
+
+pub(crate) fn active_binding_in(
+    conn: &mut Conn,
+    license_number: &str,
+) -> Result<Option<Binding>, StoreError> {
+    query_binding(
+        conn,
+        "license_number = ?1 AND cancelled_at IS NULL",
+        license_number,
+    )
+}
+
+fn license_in(conn: &mut Conn, license_number: &str) -> Result<Option<StoredLicense>, StoreError> {
+    let row = conn.query_opt(
+        "SELECT license_number, holding, name, birth_date, status, lapsed_or_revoked_at,
+             updated_at
+         FROM license_records WHERE license_number = ?1",
+        args![license_number],
+    )?;
+    let Some(mut row) = row else {
+        return Ok(None);
+    };
+    let holding = row.text(1)?;
+    let holding = parse_holding(&holding).ok_or(StoreError::Corrupt {
+        column: "license_records.holding",
+        value: holding,
+    })?;
+    let status = row.text(4)?;
+    let state = parse_state(&status).ok_or(StoreError::Corrupt {
+        column: "license_records.status",
+        value: status,
+    })?;
+    Ok(Some(StoredLicense {
+        record: LicenseRecord {
+            license_number: row.text(0)?,
+            holding,
+            name: row.text(2)?,
+            birth_date: row.text(3)?,
+            state,
+        },
+        lapsed_or_revoked_at: row.opt_text(5)?,
+        updated_at: row.text(6)?,
+    }))
+}
+
+fn cancel_audit(
+    now: &str,
+    code: Code,
+    terminal_id: Option<&str>,
+    binding: Option<&Binding>,
+) -> AuditEntry {
+    AuditEntry {
+        at: now.to_string(),
+        operation: Operation::Cancel,
+        code,
+        terminal_id: terminal_id.map(str::to_string),
+        license_number: binding.map(|b| b.license_number.clone()),
+        binding_id: binding.map(|b| b.binding_id.clone()),
+    }
+}
+
+impl Store {
+    // -- license records ----------------------------------------------------------------
+
+    /// Inserts or updates license records in one transaction.
+    pub fn upsert_licenses(
+        &mut self,
+        records: &[LicenseRecord],
+        now: &str,
+    ) -> Result<UpsertCounts, StoreError> {
+        self.write(|conn| {
+            let mut counts = UpsertCounts::default();
+            for record in records {
+                let existing = license_in(conn, &record.license_number)?;
+                let ended_at = match &existing {
+                    // Only a change into lapsed/revoked moves the time; staying there keeps it.
+                    Some(old) if is_ended(old.record.state) && is_ended(record.state) => {
+                        old.lapsed_or_revoked_at.clone()
+                    }
+                    _ if is_ended(record.state) => Some(now.to_string()),
+                    Some(old) => old.lapsed_or_revoked_at.clone(),
+                    None => None,
+                };
+                let values = args![
+                    &record.license_number,
+                    holding_str(record.holding),
+                    &record.name,
+                    &record.birth_date,
+                    state_str(record.state),
+                    &ended_at,
+                    now
+                ];
+                match existing {
+                    Some(old) if old.record == *record => counts.unchanged += 1,
+                    Some(_) => {
+                        conn.execute(
+                            "UPDATE license_records SET holding = ?2, name = ?3, birth_date = ?4,
+                                 status = ?5, lapsed_or_revoked_at = ?6, updated_at = ?7
+                             WHERE license_number = ?1",
+                            values,
+                        )?;
+                        counts.updated += 1;
+                    }
+                    None => {
+                        conn.execute(
+                            "INSERT INTO license_records (license_number, holding, name,
+                                 birth_date, status, lapsed_or_revoked_at, updated_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                            values,
+                        )?;
+                        counts.inserted += 1;
+                    }
+                }
+            }
+            Ok(counts)
+        })
+    }
+
+    pub fn license(&mut self, license_number: &str) -> Result<Option<StoredLicense>, StoreError> {
+        license_in(&mut self.conn, license_number)
+    }
+
+    // -- bindings -----------------------------------------------------------------------
+
+    pub fn binding(&mut self, binding_id: &str) -> Result<Option<Binding>, StoreError> {
+        query_binding(&mut self.conn, "binding_id = ?1", binding_id)
+    }
+
+    pub fn active_binding(&mut self, license_number: &str) -> Result<Option<Binding>, StoreError> {
+        active_binding_in(&mut self.conn, license_number)
+    }
+
+    /// The most recently cancelled binding of a license, if any.
+    pub fn last_cancelled_binding(
+        &mut self,
+        license_number: &str,
+    ) -> Result<Option<Binding>, StoreError> {
+        query_binding(
+            &mut self.conn,
+            "license_number = ?1 AND cancelled_at IS NOT NULL
+             ORDER BY cancelled_at DESC, linked_at DESC LIMIT 1",
+            license_number,
+        )
+    }
+
+    pub fn binding_by_statement(
+        &mut self,
+        sha256_hex: &str,
+    ) -> Result<Option<Binding>, StoreError> {
+        query_binding(&mut self.conn, "statement_sha256 = ?1", sha256_hex)
+    }
+
+    /// How many bindings are active, and for how many distinct licenses (which the
+    /// database keeps equal).
+    pub fn active_binding_counts(&mut self) -> Result<(u64, u64), StoreError> {
+        let mut row = self.conn.query_one(
+            "SELECT COUNT(*), COUNT(DISTINCT license_number) FROM bindings
+             WHERE cancelled_at IS NULL",
+            &[],
+        )?;
+        Ok((row.int_as(0)?, row.int_as(1)?))
+    }
+
+    /// Stores a binding unless the statement was stored before or the license already has
+    /// an active binding; a created binding and its audit row commit together. The unique
+    /// constraints decide between concurrent submissions, also from other processes.
+    pub fn insert_binding(
+        &mut self,
+        new: &NewBinding,
+        audit: &AuditEntry,
+    ) -> Result<InsertOutcome, StoreError> {
+        self.write(|conn| {
+            if let Some(sha) = &new.statement_sha256 {
+                if let Some(existing) = query_binding(conn, "statement_sha256 = ?1", sha)? {
+                    return Ok(if existing.is_active() {
+                        InsertOutcome::Repeated(existing)
+                    } else {
+                        InsertOutcome::StatementReused(existing)
+                    });
+                }
+            }
+            if let Some(active) = active_binding_in(conn, &new.license_number)? {
+                return Ok(InsertOutcome::AlreadyLinked(active));
+            }
+            conn.execute(
+                &format!(
+                    "INSERT INTO bindings ({BINDING_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL)"
+                ),
+                args![
+                    &new.binding_id,
+                    &new.license_number,
+                    &new.issuer_key_id,
+                    &new.certificate_serial,
+                    &new.certificate_not_before,
+                    &new.certificate_not_after,
+                    &new.terminal_id,
+                    &new.operator_id,
+                    linked_via_str(new.linked_via),
+                    holding_str(new.holding_at_link),
+                    new.identity_check.as_str(),
+                    &new.linked_at,
+                    &new.statement_time,
+                    &new.statement_sha256,
+                ],
+            )?;
+            insert_audit(conn, audit)?;
+            let created = query_binding(conn, "binding_id = ?1", &new.binding_id)?
+                .ok_or(StoreError::NoRow)?;
+            Ok(InsertOutcome::Created(created))
+        })
+    }
+
+    /// Cancels a binding (§6) and audits it in the same transaction.
+    pub fn cancel_binding(
+        &mut self,
+        binding_id: &str,
+        now: &str,
+        terminal_id: Option<&str>,
+    ) -> Result<CancelOutcome, StoreError> {
+        self.write(|conn| {
+            let Some(binding) = query_binding(conn, "binding_id = ?1", binding_id)? else {
+                insert_audit(
+                    conn,
+                    &cancel_audit(now, Code::BindingNotFound, terminal_id, None),
+                )?;
+                return Ok(CancelOutcome::NotFound);
+            };
+            if !binding.is_active() {
+                insert_audit(
+                    conn,
+                    &cancel_audit(now, Code::AlreadyCancelled, terminal_id, Some(&binding)),
+                )?;
+                return Ok(CancelOutcome::AlreadyCancelled(binding));
+            }
+            conn.execute(
+                "UPDATE bindings SET cancelled_at = ?2 WHERE binding_id = ?1",
+                args![binding_id, now],
+            )?;
+            insert_audit(
+                conn,
+                &cancel_audit(now, Code::Cancelled, terminal_id, Some(&binding)),
+            )?;
+            let cancelled =
+                query_binding(conn, "binding_id = ?1", binding_id)?.ok_or(StoreError::NoRow)?;
+            Ok(CancelOutcome::Cancelled(cancelled))
+        })
+    }
+}

@@ -1,0 +1,311 @@
+//! The schema and its numbered migrations, one text per dialect side by side. A database
+//! records each applied version in `schema_migrations`; a version once released never
+//! changes. Both dialects keep the same tables, columns, constraints and indexes: text and
+//! integer columns, CHECK constraints, a partial unique index for the one active binding
+//! of a license. They differ only where the SQL must (SQLite's rowid keys against
+//! PostgreSQL's identity columns; SQLite rebuilds a table to change a CHECK constraint).
+//! Times are RFC 3339 UTC with whole seconds, which sort as text.
+
+use super::sql::{args, Conn, Dialect};
+use super::StoreError;
+
+pub(crate) struct Migration {
+    pub version: i64,
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+impl Migration {
+    fn sql(&self, dialect: Dialect) -> &'static str {
+        match dialect {
+            Dialect::Sqlite => self.sqlite,
+            Dialect::Postgres => self.postgres,
+        }
+    }
+}
+
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: r#"
+CREATE TABLE license_records (
+    license_number TEXT PRIMARY KEY,
+    holding TEXT NOT NULL CHECK (holding IN ('myna_only', 'myna_and_card', 'card_only',
+        'history_myna_only', 'history_myna_and_card', 'history_card_only')),
+    name TEXT NOT NULL,
+    birth_date TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('valid', 'suspended', 'provisionally_suspended',
+        'lapsed', 'revoked')),
+    -- When the record last became lapsed or revoked: a relink after cancellation needs the
+    -- first stage again if this happened after the cancellation (section 6).
+    lapsed_or_revoked_at TEXT,
+    updated_at TEXT NOT NULL
+);
+
+CREATE TABLE bindings (
+    binding_id TEXT PRIMARY KEY,
+    license_number TEXT NOT NULL REFERENCES license_records (license_number),
+    issuer_key_id TEXT,
+    certificate_serial TEXT NOT NULL,
+    certificate_not_before TEXT NOT NULL,
+    certificate_not_after TEXT NOT NULL,
+    terminal_id TEXT NOT NULL,
+    operator_id TEXT,
+    linked_via TEXT NOT NULL CHECK (linked_via IN ('counter', 'one_stop')),
+    holding_at_link TEXT NOT NULL,
+    identity_check TEXT NOT NULL CHECK (identity_check IN ('automatic', 'staff_confirmed',
+        'external')),
+    linked_at TEXT NOT NULL,
+    statement_time TEXT,
+    statement_sha256 TEXT UNIQUE,
+    cancelled_at TEXT
+);
+-- One active binding per license record; cancelled ones stay as history.
+CREATE UNIQUE INDEX bindings_one_active ON bindings (license_number)
+    WHERE cancelled_at IS NULL;
+
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    operation TEXT NOT NULL CHECK (operation IN ('submit', 'cancel', 'one_stop')),
+    decision TEXT NOT NULL CHECK (decision IN ('accepted', 'rejected')),
+    code TEXT NOT NULL,
+    http_status INTEGER NOT NULL,
+    terminal_id TEXT,
+    license_number TEXT,
+    binding_id TEXT
+);
+CREATE INDEX audit_at ON audit (at);
+
+-- Failures that count towards the rate limit, one row each; rows older than the window
+-- are pruned when the subject fails again.
+CREATE TABLE abuse_events (
+    id INTEGER PRIMARY KEY,
+    subject_kind TEXT NOT NULL CHECK (subject_kind IN ('terminal', 'license')),
+    subject TEXT NOT NULL,
+    code TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX abuse_events_subject ON abuse_events (subject_kind, subject, at);
+
+CREATE TABLE abuse_flags (
+    subject_kind TEXT NOT NULL CHECK (subject_kind IN ('terminal', 'license')),
+    subject TEXT NOT NULL,
+    first_flagged_at TEXT NOT NULL,
+    last_flagged_at TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    last_code TEXT NOT NULL,
+    PRIMARY KEY (subject_kind, subject)
+);
+"#,
+        postgres: r#"
+CREATE TABLE license_records (
+    license_number TEXT PRIMARY KEY,
+    holding TEXT NOT NULL CHECK (holding IN ('myna_only', 'myna_and_card', 'card_only',
+        'history_myna_only', 'history_myna_and_card', 'history_card_only')),
+    name TEXT NOT NULL,
+    birth_date TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('valid', 'suspended', 'provisionally_suspended',
+        'lapsed', 'revoked')),
+    -- When the record last became lapsed or revoked: a relink after cancellation needs the
+    -- first stage again if this happened after the cancellation (section 6).
+    lapsed_or_revoked_at TEXT,
+    updated_at TEXT NOT NULL
+);
+
+CREATE TABLE bindings (
+    binding_id TEXT PRIMARY KEY,
+    license_number TEXT NOT NULL REFERENCES license_records (license_number),
+    issuer_key_id TEXT,
+    certificate_serial TEXT NOT NULL,
+    certificate_not_before TEXT NOT NULL,
+    certificate_not_after TEXT NOT NULL,
+    terminal_id TEXT NOT NULL,
+    operator_id TEXT,
+    linked_via TEXT NOT NULL CHECK (linked_via IN ('counter', 'one_stop')),
+    holding_at_link TEXT NOT NULL,
+    identity_check TEXT NOT NULL CHECK (identity_check IN ('automatic', 'staff_confirmed',
+        'external')),
+    linked_at TEXT NOT NULL,
+    statement_time TEXT,
+    statement_sha256 TEXT UNIQUE,
+    cancelled_at TEXT
+);
+-- One active binding per license record; cancelled ones stay as history.
+CREATE UNIQUE INDEX bindings_one_active ON bindings (license_number)
+    WHERE cancelled_at IS NULL;
+
+CREATE TABLE audit (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    at TEXT NOT NULL,
+    operation TEXT NOT NULL CONSTRAINT audit_operation_check
+        CHECK (operation IN ('submit', 'cancel', 'one_stop')),
+    decision TEXT NOT NULL CHECK (decision IN ('accepted', 'rejected')),
+    code TEXT NOT NULL,
+    http_status INTEGER NOT NULL,
+    terminal_id TEXT,
+    license_number TEXT,
+    binding_id TEXT
+);
+CREATE INDEX audit_at ON audit (at);
+
+-- Failures that count towards the rate limit, one row each; rows older than the window
+-- are pruned when the subject fails again.
+CREATE TABLE abuse_events (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    subject_kind TEXT NOT NULL CHECK (subject_kind IN ('terminal', 'license')),
+    subject TEXT NOT NULL,
+    code TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX abuse_events_subject ON abuse_events (subject_kind, subject, at);
+
+CREATE TABLE abuse_flags (
+    subject_kind TEXT NOT NULL CHECK (subject_kind IN ('terminal', 'license')),
+    subject TEXT NOT NULL,
+    first_flagged_at TEXT NOT NULL,
+    last_flagged_at TEXT NOT NULL,
+    failures BIGINT NOT NULL,
+    last_code TEXT NOT NULL,
+    PRIMARY KEY (subject_kind, subject)
+);
+"#,
+    },
+    Migration {
+        version: 2,
+        sqlite: r#"
+-- Second stage (§4): the basic-4 information Mynaportal read from the card-info AP, kept
+-- only until the holder's signature is checked against it or the row expires. At most one
+-- pending row per license; the row is deleted in the transaction that decides it.
+CREATE TABLE second_stage_pending (
+    second_stage_id TEXT PRIMARY KEY,
+    license_number TEXT NOT NULL UNIQUE REFERENCES license_records (license_number),
+    binding_id TEXT NOT NULL REFERENCES bindings (binding_id),
+    caller_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    address TEXT NOT NULL,
+    birth_date TEXT NOT NULL,
+    sex TEXT NOT NULL CHECK (sex IN ('1', '2', '9')),
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX second_stage_pending_expires ON second_stage_pending (expires_at);
+
+-- The binding's second stage: identifiers of the certificate and statement only.
+ALTER TABLE bindings ADD COLUMN mynaportal_linked_at TEXT;
+ALTER TABLE bindings ADD COLUMN mynaportal_certificate_serial TEXT;
+ALTER TABLE bindings ADD COLUMN mynaportal_issuer_key_id TEXT;
+ALTER TABLE bindings ADD COLUMN mynaportal_statement_sha256 TEXT;
+CREATE UNIQUE INDEX bindings_mynaportal_statement ON bindings (mynaportal_statement_sha256)
+    WHERE mynaportal_statement_sha256 IS NOT NULL;
+
+-- New audit operations: the CHECK constraint is rebuilt with the table.
+CREATE TABLE audit_v2 (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    operation TEXT NOT NULL CHECK (operation IN ('submit', 'cancel', 'one_stop',
+        'second_stage_basic4', 'second_stage_signature')),
+    decision TEXT NOT NULL CHECK (decision IN ('accepted', 'rejected')),
+    code TEXT NOT NULL,
+    http_status INTEGER NOT NULL,
+    terminal_id TEXT,
+    license_number TEXT,
+    binding_id TEXT
+);
+INSERT INTO audit_v2 (id, at, operation, decision, code, http_status, terminal_id,
+    license_number, binding_id)
+    SELECT id, at, operation, decision, code, http_status, terminal_id, license_number,
+        binding_id FROM audit;
+DROP TABLE audit;
+ALTER TABLE audit_v2 RENAME TO audit;
+CREATE INDEX audit_at ON audit (at);
+"#,
+        postgres: r#"
+-- Second stage (§4): the basic-4 information Mynaportal read from the card-info AP, kept
+-- only until the holder's signature is checked against it or the row expires. At most one
+-- pending row per license; the row is deleted in the transaction that decides it.
+CREATE TABLE second_stage_pending (
+    second_stage_id TEXT PRIMARY KEY,
+    license_number TEXT NOT NULL UNIQUE REFERENCES license_records (license_number),
+    binding_id TEXT NOT NULL REFERENCES bindings (binding_id),
+    caller_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    address TEXT NOT NULL,
+    birth_date TEXT NOT NULL,
+    sex TEXT NOT NULL CHECK (sex IN ('1', '2', '9')),
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX second_stage_pending_expires ON second_stage_pending (expires_at);
+
+-- The binding's second stage: identifiers of the certificate and statement only.
+ALTER TABLE bindings ADD COLUMN mynaportal_linked_at TEXT;
+ALTER TABLE bindings ADD COLUMN mynaportal_certificate_serial TEXT;
+ALTER TABLE bindings ADD COLUMN mynaportal_issuer_key_id TEXT;
+ALTER TABLE bindings ADD COLUMN mynaportal_statement_sha256 TEXT;
+CREATE UNIQUE INDEX bindings_mynaportal_statement ON bindings (mynaportal_statement_sha256)
+    WHERE mynaportal_statement_sha256 IS NOT NULL;
+
+-- New audit operations: the CHECK constraint is replaced.
+ALTER TABLE audit DROP CONSTRAINT audit_operation_check;
+ALTER TABLE audit ADD CONSTRAINT audit_operation_check CHECK (operation IN ('submit', 'cancel',
+    'one_stop', 'second_stage_basic4', 'second_stage_signature'));
+"#,
+    },
+];
+
+/// The newest schema version this build knows.
+pub fn latest_schema_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// An arbitrary, fixed key of the PostgreSQL advisory lock that makes processes starting at
+/// the same time migrate one after the other.
+const MIGRATION_LOCK: i64 = 0x6d79_6e61_6c69_6e6b;
+
+/// Brings the schema up to date inside the caller's write transaction.
+pub(crate) fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
+    match conn.dialect() {
+        Dialect::Sqlite => conn.batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version INTEGER PRIMARY KEY,
+                 applied_at TEXT NOT NULL
+             )",
+        )?,
+        Dialect::Postgres => {
+            conn.execute("SELECT pg_advisory_xact_lock(?1)", args![MIGRATION_LOCK])?;
+            conn.batch(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                     version BIGINT PRIMARY KEY,
+                     applied_at TEXT NOT NULL
+                 )",
+            )?
+        }
+    }
+    let current = schema_version(conn)?;
+    let supported = latest_schema_version();
+    if current > supported {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported,
+        });
+    }
+    let now = crate::now_text();
+    let dialect = conn.dialect();
+    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+        conn.batch(migration.sql(dialect))?;
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            args![migration.version, &now],
+        )?;
+    }
+    Ok(())
+}
+
+pub(crate) fn schema_version(conn: &mut Conn) -> Result<i64, StoreError> {
+    conn.query_one(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        &[],
+    )?
+    .int(0)
+}

@@ -1,0 +1,222 @@
+//! The second stage (§4): Mynaportal's basic-4 waiting for the holder's signature, and the
+//! binding's mark once the two were compared.
+
+use super::audit::insert_audit;
+use super::bindings::{active_binding_in, query_binding};
+use super::model::*;
+use super::sql::{args, Conn};
+use super::{Store, StoreError};
+use crate::code::Code;
+
+fn mynaportal_link_in(
+    conn: &mut Conn,
+    binding_id: &str,
+) -> Result<Option<MynaportalLink>, StoreError> {
+    let row = conn.query_opt(
+        "SELECT mynaportal_linked_at, mynaportal_certificate_serial,
+             mynaportal_issuer_key_id, mynaportal_statement_sha256
+         FROM bindings WHERE binding_id = ?1",
+        args![binding_id],
+    )?;
+    let Some(mut row) = row else {
+        return Ok(None);
+    };
+    Ok(
+        match (
+            row.opt_text(0)?,
+            row.opt_text(1)?,
+            row.opt_text(2)?,
+            row.opt_text(3)?,
+        ) {
+            (Some(linked_at), Some(certificate_serial), issuer_key_id, Some(sha)) => {
+                Some(MynaportalLink {
+                    linked_at,
+                    certificate_serial,
+                    issuer_key_id,
+                    statement_sha256: sha,
+                })
+            }
+            _ => None,
+        },
+    )
+}
+
+impl Store {
+    /// Deletes pending second stages that expired at or before `now`; returns how many.
+    pub fn purge_expired_second_stage(&mut self, now: &str) -> Result<usize, StoreError> {
+        let deleted = self.conn.execute(
+            "DELETE FROM second_stage_pending WHERE expires_at <= ?1",
+            args![now],
+        )?;
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+    }
+
+    /// Stores Mynaportal's basic-4 for a license that has an active first-stage binding,
+    /// replacing a pending one of the same license, and audits the decision with the code
+    /// that fits the outcome (`audit.code` is used for a stored row).
+    pub fn insert_second_stage(
+        &mut self,
+        new: &PendingSecondStage,
+        audit: AuditEntry,
+        missing: Code,
+        done: Code,
+    ) -> Result<PendingOutcome, StoreError> {
+        self.write(|conn| {
+            let mut audit = audit.clone();
+            conn.execute(
+                "DELETE FROM second_stage_pending WHERE expires_at <= ?1",
+                args![&new.created_at],
+            )?;
+            let Some(active) = active_binding_in(conn, &new.license_number)? else {
+                // A row left from a binding cancelled since is of no use any more.
+                conn.execute(
+                    "DELETE FROM second_stage_pending WHERE license_number = ?1",
+                    args![&new.license_number],
+                )?;
+                audit.code = missing;
+                insert_audit(conn, &audit)?;
+                return Ok(PendingOutcome::FirstStageMissing);
+            };
+            audit.binding_id = Some(active.binding_id.clone());
+            if mynaportal_link_in(conn, &active.binding_id)?.is_some() {
+                audit.code = done;
+                insert_audit(conn, &audit)?;
+                return Ok(PendingOutcome::AlreadyDone {
+                    binding_id: active.binding_id,
+                });
+            }
+            let replaced = conn.execute(
+                "DELETE FROM second_stage_pending WHERE license_number = ?1",
+                args![&new.license_number],
+            )? > 0;
+            conn.execute(
+                "INSERT INTO second_stage_pending (second_stage_id, license_number, binding_id,
+                     caller_id, name, address, birth_date, sex, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                args![
+                    &new.second_stage_id,
+                    &new.license_number,
+                    &active.binding_id,
+                    &new.caller_id,
+                    &new.basic4.name,
+                    &new.basic4.address,
+                    &new.basic4.birth_date,
+                    &new.basic4.sex,
+                    &new.created_at,
+                    &new.expires_at
+                ],
+            )?;
+            insert_audit(conn, &audit)?;
+            Ok(PendingOutcome::Stored {
+                binding_id: active.binding_id,
+                replaced,
+            })
+        })
+    }
+
+    /// A pending second stage that has not expired at `now`.
+    pub fn pending_second_stage(
+        &mut self,
+        second_stage_id: &str,
+        now: &str,
+    ) -> Result<Option<PendingSecondStage>, StoreError> {
+        let row = self.conn.query_opt(
+            "SELECT second_stage_id, license_number, binding_id, caller_id, name, address,
+                 birth_date, sex, created_at, expires_at
+             FROM second_stage_pending WHERE second_stage_id = ?1 AND expires_at > ?2",
+            args![second_stage_id, now],
+        )?;
+        let Some(mut r) = row else {
+            return Ok(None);
+        };
+        Ok(Some(PendingSecondStage {
+            second_stage_id: r.text(0)?,
+            license_number: r.text(1)?,
+            binding_id: r.text(2)?,
+            caller_id: r.text(3)?,
+            basic4: CardBasic4 {
+                name: r.text(4)?,
+                address: r.text(5)?,
+                birth_date: r.text(6)?,
+                sex: r.text(7)?,
+            },
+            created_at: r.text(8)?,
+            expires_at: r.text(9)?,
+        }))
+    }
+
+    /// Decides a pending second stage in one transaction: its row (and so both sets of
+    /// basic-4 as far as this system ever held them) is deleted, the binding is marked
+    /// when `link` is given, and the decision is audited. `audit.code` is used as given
+    /// unless the row or the binding changed meanwhile, when `not_pending` or
+    /// `binding_changed` is recorded instead.
+    pub fn finish_second_stage(
+        &mut self,
+        second_stage_id: &str,
+        link: Option<(&str, &MynaportalLink)>,
+        audit: AuditEntry,
+        not_pending: Code,
+        binding_changed: Code,
+    ) -> Result<FinishOutcome, StoreError> {
+        self.write(|conn| {
+            let mut audit = audit.clone();
+            let deleted = conn.execute(
+                "DELETE FROM second_stage_pending WHERE second_stage_id = ?1",
+                args![second_stage_id],
+            )?;
+            let outcome = match link {
+                _ if deleted == 0 => {
+                    if link.is_some() {
+                        audit.code = not_pending;
+                    }
+                    FinishOutcome::NotPending
+                }
+                None => FinishOutcome::Deleted,
+                Some((binding_id, link)) => {
+                    let updated = conn.execute(
+                        "UPDATE bindings SET mynaportal_linked_at = ?2,
+                             mynaportal_certificate_serial = ?3, mynaportal_issuer_key_id = ?4,
+                             mynaportal_statement_sha256 = ?5
+                         WHERE binding_id = ?1 AND cancelled_at IS NULL
+                             AND mynaportal_linked_at IS NULL",
+                        args![
+                            binding_id,
+                            &link.linked_at,
+                            &link.certificate_serial,
+                            &link.issuer_key_id,
+                            &link.statement_sha256
+                        ],
+                    )?;
+                    if updated == 1 {
+                        FinishOutcome::Linked
+                    } else {
+                        audit.code = binding_changed;
+                        FinishOutcome::BindingChanged
+                    }
+                }
+            };
+            insert_audit(conn, &audit)?;
+            Ok(outcome)
+        })
+    }
+
+    /// The second stage of a binding, if it was completed.
+    pub fn mynaportal_link(
+        &mut self,
+        binding_id: &str,
+    ) -> Result<Option<MynaportalLink>, StoreError> {
+        mynaportal_link_in(&mut self.conn, binding_id)
+    }
+
+    /// The binding whose second stage was completed with this statement.
+    pub fn binding_by_mynaportal_statement(
+        &mut self,
+        sha256_hex: &str,
+    ) -> Result<Option<Binding>, StoreError> {
+        query_binding(
+            &mut self.conn,
+            "mynaportal_statement_sha256 = ?1",
+            sha256_hex,
+        )
+    }
+}
