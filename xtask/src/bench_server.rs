@@ -1,13 +1,15 @@
 //! `cargo xtask bench-server` (and part of `cargo xtask bench`): open-loop load on the
-//! reference backend — SQLite with durable commits (WAL, `synchronous=FULL`), plain HTTP on
-//! loopback — from the `load` example of `mynalink-server`, which runs backend and load
-//! generator in one process on the same cores.
+//! reference backend with durable commits — SQLite (WAL, `synchronous=FULL`), then
+//! PostgreSQL (a private server as for the tests, `synchronous_commit=on`, Unix socket) —
+//! plain HTTP on loopback, from the `load` example of `mynalink-server`, which runs backend
+//! and load generator in one process on the same cores.
 
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::system::{cargo, step};
+use crate::postgres::{self, Postgres};
+use crate::system::{cargo, ensure_packages, step};
 
 pub const REQUESTS: u64 = 3000;
 pub const RATE: f64 = 1000.0;
@@ -36,8 +38,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     measure(requests, rate, threads)
 }
 
-/// Builds and runs the load generator, then prints the table and the verdict.
+/// Builds and runs the load generator on SQLite and on PostgreSQL, then prints the table and
+/// the verdicts.
 pub fn measure(requests: u64, rate: f64, threads: u64) -> Result<(), String> {
+    ensure_packages(&[postgres::PACKAGE])?;
     step("building the load generator (cargo build --release -p mynalink-server --example load)");
     cargo(&[
         "build",
@@ -49,48 +53,101 @@ pub fn measure(requests: u64, rate: f64, threads: u64) -> Result<(), String> {
         "load",
     ])?;
     let binary = crate::target_dir().join("release/examples/load");
-    step(&format!(
-        "sending {requests} binding requests at {rate}/s from {threads} threads"
-    ));
-    let output = Command::new(&binary)
-        .args([
+    let load = |postgres_url: Option<&str>| -> Result<(Value, bool), String> {
+        let mut command = Command::new(&binary);
+        command.args([
             "--requests",
             &requests.to_string(),
             "--rate",
             &rate.to_string(),
             "--threads",
             &threads.to_string(),
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let report: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str(line).ok())
-        .ok_or_else(|| format!("the load generator printed no report ({})", output.status))?;
-    print_report(&report);
-    if !output.status.success() {
-        return Err(format!(
-            "the load generator failed ({}): the store does not hold exactly {requests} bindings",
-            output.status
+        ]);
+        if let Some(url) = postgres_url {
+            command.args(["--postgres", url]);
+        }
+        let output = command
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let report: Value = stdout
+            .lines()
+            .rev()
+            .find_map(|line| serde_json::from_str(line).ok())
+            .ok_or_else(|| format!("the load generator printed no report ({})", output.status))?;
+        Ok((report, output.status.success()))
+    };
+
+    step(&format!(
+        "SQLite: sending {requests} binding requests at {rate}/s from {threads} threads"
+    ));
+    let sqlite = load(None);
+    let server = Postgres::start(&crate::target_dir().join("pg-bench"));
+    let postgresql = server.and_then(|server| {
+        step(&format!(
+            "PostgreSQL: sending {requests} binding requests at {rate}/s from {threads} threads"
         ));
+        load(Some(server.url()))
+    });
+
+    let mut errors = Vec::new();
+    let mut reports = Vec::new();
+    for (name, result) in [("SQLite", sqlite), ("PostgreSQL", postgresql)] {
+        match result {
+            Ok((report, success)) => {
+                if !success {
+                    errors.push(format!(
+                        "{name}: the store does not hold exactly {requests} bindings"
+                    ));
+                }
+                reports.push((name, report));
+            }
+            Err(e) => errors.push(format!("{name}: {e}")),
+        }
     }
-    Ok(())
+    print_reports(&reports);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
 }
 
-fn print_report(report: &Value) {
-    let num = |path: &[&str]| {
-        path.iter()
-            .fold(report, |v, key| &v[*key])
-            .as_f64()
-            .unwrap_or(f64::NAN)
-    };
-    let requests = num(&["requests"]);
-    let offered = num(&["offered_rate_per_s"]);
-    let achieved = num(&["achieved_bindings_per_s"]);
-    let p99 = num(&["latency_ms", "p99"]);
+fn print_reports(reports: &[(&str, Value)]) {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!();
+    println!(
+        "Reference backend, embedded, durable commits: SQLite (WAL, synchronous=FULL) and \
+         PostgreSQL (synchronous_commit=on, local Unix socket); plain HTTP on loopback; \
+         open-loop load, latency from each request's scheduled start (service: from the \
+         actual send). {cores} cores, shared by the backend, the load generator and \
+         PostgreSQL."
+    );
+    println!();
+    println!(
+        "| database | requests | threads | offered /s | achieved bindings/s | statuses | p50 ms \
+         | p90 ms | p99 ms | max ms | service p50 / p99 ms | stored bindings |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (name, report) in reports {
+        print_row(name, report);
+    }
+    println!();
+    for (name, report) in reports {
+        print_verdict(name, report);
+    }
+}
+
+fn number(report: &Value, path: &[&str]) -> f64 {
+    path.iter()
+        .fold(report, |v, key| &v[*key])
+        .as_f64()
+        .unwrap_or(f64::NAN)
+}
+
+fn print_row(name: &str, report: &Value) {
+    let num = |path: &[&str]| number(report, path);
     let statuses = report["status_counts"]
         .as_object()
         .map(|counts| {
@@ -101,40 +158,37 @@ fn print_report(report: &Value) {
                 .join(", ")
         })
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!();
     println!(
-        "Reference backend, embedded: SQLite with durable commits (WAL, synchronous=FULL), plain \
-         HTTP on loopback; open-loop load, latency from each request's scheduled start (service: from the \
-         actual send). \
-         {cores} cores, shared by the backend and the load generator in the same process."
-    );
-    println!();
-    println!(
-        "| requests | threads | offered /s | achieved bindings/s | statuses | p50 ms | p90 ms \
-         | p99 ms | max ms | service p50 / p99 ms | stored bindings |"
-    );
-    println!("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    println!(
-        "| {requests} | {} | {offered} | {achieved:.1} | {statuses} | {:.1} | {:.1} | {p99:.1} \
-         | {:.1} | {:.1} / {:.1} | {} |",
+        "| {name} | {} | {} | {} | {:.1} | {statuses} | {:.1} | {:.1} | {:.1} | {:.1} \
+         | {:.1} / {:.1} | {} |",
+        num(&["requests"]),
         num(&["threads"]),
+        num(&["offered_rate_per_s"]),
+        num(&["achieved_bindings_per_s"]),
         num(&["latency_ms", "p50"]),
         num(&["latency_ms", "p90"]),
+        num(&["latency_ms", "p99"]),
         num(&["latency_ms", "max"]),
         num(&["service_ms", "p50"]),
         num(&["service_ms", "p99"]),
         num(&["stored_bindings"]),
     );
-    println!();
+}
+
+fn print_verdict(name: &str, report: &Value) {
+    let num = |path: &[&str]| number(report, path);
+    let requests = num(&["requests"]);
+    let offered = num(&["offered_rate_per_s"]);
+    let achieved = num(&["achieved_bindings_per_s"]);
+    let p99 = num(&["latency_ms", "p99"]);
     let all_created = report["status_counts"]["201"].as_f64() == Some(requests)
         && report["verified"].as_bool() == Some(true);
     let rate_ok = offered >= TARGET_RATE && achieved >= KEEP_PACE * offered && all_created;
     let verdict = |ok: bool| if ok { "holds" } else { "NOT MET" };
     println!(
-        "Target: ≥ {TARGET_RATE:.0} bindings/s (offered ≥ {TARGET_RATE:.0}/s, every request \
-         201 and stored, achieved ≥ {:.0}% of offered) — {}; p99 < {TARGET_P99_MS:.0} ms: \
-         {p99:.1} ms — {}.",
+        "{name}: target ≥ {TARGET_RATE:.0} bindings/s (offered ≥ {TARGET_RATE:.0}/s, every \
+         request 201 and stored, achieved ≥ {:.0}% of offered) — {}; p99 < \
+         {TARGET_P99_MS:.0} ms: {p99:.1} ms — {}.",
         KEEP_PACE * 100.0,
         verdict(rate_ok),
         verdict(p99 < TARGET_P99_MS),

@@ -1,11 +1,14 @@
-//! Open-loop load on an embedded backend (SQLite, `synchronous=FULL`, plain HTTP on
-//! loopback): N license records, N distinct correctly signed binding requests from the
-//! simulated card, sent at a fixed offered rate from T threads, each with a blocking client.
-//! Every request has a start time on the schedule; its latency runs from that time, so a
-//! thread that falls behind counts the wait too. Prints one JSON line, then checks that the
-//! store holds exactly N bindings (exit status 1 if not).
+//! Open-loop load on an embedded backend (plain HTTP on loopback) with durable commits:
+//! SQLite (WAL, `synchronous=FULL`) or, with `--postgres ADMIN_URL`, a fresh database on that
+//! PostgreSQL server (`synchronous_commit=on`), dropped afterwards. N license records, N
+//! distinct correctly signed binding requests from the simulated card, sent at a fixed
+//! offered rate from T threads, each with a blocking client. Every request has a start time
+//! on the schedule; its latency runs from that time, so a thread that falls behind counts
+//! the wait too. Prints one JSON line, then checks that the store holds exactly N bindings
+//! (exit status 1 if not).
 //!
-//! `cargo run --release -p mynalink-server --example load -- --requests N --rate R --threads T`
+//! `cargo run --release -p mynalink-server --example load -- --requests N --rate R --threads T
+//!  [--postgres ADMIN_URL]`
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -17,6 +20,8 @@ use mynalink_link::api::{BindingRequest, LicenseStatus};
 use mynalink_link::certificate::SigningCertificate;
 use mynalink_link::statement::{format_time, Statement, TermsRef, PURPOSE, VERSION};
 use mynalink_server::embedded::{EmbeddedBackend, Setup};
+use mynalink_server::scratch::ScratchDatabase;
+use mynalink_server::Store;
 use mynalink_simcard::{test_identity, Validity};
 use rsa::Pkcs1v15Sign;
 use sha2::{Digest, Sha256};
@@ -31,6 +36,8 @@ struct Options {
     requests: usize,
     rate: f64,
     threads: usize,
+    /// An administrative URL of a PostgreSQL server; SQLite when absent.
+    postgres: Option<String>,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -38,6 +45,7 @@ fn parse_options() -> Result<Options, String> {
         requests: 3000,
         rate: 1000.0,
         threads: 8,
+        postgres: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -51,9 +59,11 @@ fn parse_options() -> Result<Options, String> {
             "--requests" => options.requests = value.parse().map_err(|_| bad())?,
             "--rate" => options.rate = value.parse().map_err(|_| bad())?,
             "--threads" => options.threads = value.parse().map_err(|_| bad())?,
+            "--postgres" => options.postgres = Some(value.to_string()),
             _ => {
                 return Err(format!(
-                    "unknown option {flag}; usage: load [--requests N] [--rate R] [--threads T]"
+                    "unknown option {flag}; usage: load [--requests N] [--rate R] [--threads T] \
+                     [--postgres ADMIN_URL]"
                 ))
             }
         }
@@ -166,15 +176,24 @@ fn run(options: &Options) -> Result<bool, String> {
         ));
     }
     let anchors: [&[u8]; 1] = [mynalink_simcard::sign_test_root_der()];
-    let backend = EmbeddedBackend::start(&Setup {
-        dir: EmbeddedBackend::temp_dir("mynalink-load"),
-        trust_anchors: &anchors,
-        records_csv: &csv,
-        terminal_id: TERMINAL,
-        port: 0,
-    })?;
+    // Dropped after the backend has stopped: the database goes last.
+    let scratch = match &options.postgres {
+        Some(admin) => Some(ScratchDatabase::postgres(admin)?),
+        None => None,
+    };
+    let backend = EmbeddedBackend::start_on(
+        &Setup {
+            dir: EmbeddedBackend::temp_dir("mynalink-load"),
+            trust_anchors: &anchors,
+            records_csv: &csv,
+            terminal_id: TERMINAL,
+            port: 0,
+        },
+        scratch.as_ref().map(ScratchDatabase::url),
+    )?;
     let result = drive(options, &backend, &licenses);
     backend.remove();
+    drop(scratch);
     result
 }
 
@@ -287,24 +306,9 @@ fn drive(
     let latencies = sorted_ms(|s| s.latency);
     let service = sorted_ms(|s| s.service);
 
-    // Afterwards: the database itself, read-only, and the API for a sample of licenses.
-    let db = backend.dir.join("backend.db");
-    let conn =
-        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| format!("{}: {e}", db.display()))?;
-    let stored: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM bindings WHERE cancelled_at IS NULL",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| format!("count bindings: {e}"))?;
-    let distinct: i64 = conn
-        .query_row(
-            "SELECT COUNT(DISTINCT license_number) FROM bindings WHERE cancelled_at IS NULL",
-            [],
-            |r| r.get(0),
-        )
+    // Afterwards: the database itself, and the API for a sample of licenses.
+    let (stored, distinct) = Store::open_url(&backend.database)
+        .and_then(|mut store| store.active_binding_counts())
         .map_err(|e| format!("count bindings: {e}"))?;
     let client = reqwest::blocking::Client::new();
     let step = (n / 10).max(1);
@@ -322,9 +326,10 @@ fn drive(
             sample_ok += 1;
         }
     }
-    let verified = stored == n as i64 && distinct == n as i64 && sample_ok == sampled;
+    let verified = stored == n as u64 && distinct == n as u64 && sample_ok == sampled;
 
     let report = serde_json::json!({
+        "database": if options.postgres.is_some() { "postgresql" } else { "sqlite" },
         "requests": n,
         "threads": threads,
         "offered_rate_per_s": options.rate,

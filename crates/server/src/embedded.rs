@@ -1,7 +1,7 @@
-//! A reference backend inside a process, for demos and end-to-end tests: SQLite in a
-//! directory of its own, given trust anchors, given license records, plain HTTP on a loopback
-//! port. Stopping it keeps the directory (a later start on the same port brings the same
-//! backend back); `remove` deletes it.
+//! A reference backend inside a process, for demos, end-to-end tests and load tests: SQLite
+//! in a directory of its own (or a given database), given trust anchors, given license
+//! records, plain HTTP on a loopback port. Stopping it keeps the directory (a later start on
+//! the same port brings the same backend back); `remove` deletes it.
 
 use std::path::PathBuf;
 use std::thread::JoinHandle;
@@ -30,6 +30,8 @@ pub struct EmbeddedBackend {
     /// The backend's public key, which the outbox seals certificates to.
     pub public_key: rsa::RsaPublicKey,
     pub dir: PathBuf,
+    /// The `--database` URL it serves from.
+    pub database: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -45,6 +47,12 @@ impl EmbeddedBackend {
     /// Starts the backend; if `setup.dir` already holds one (keys, token, database), that
     /// one comes back.
     pub fn start(setup: &Setup) -> Result<EmbeddedBackend, String> {
+        EmbeddedBackend::start_on(setup, None)
+    }
+
+    /// The same on the database `database` names (`sqlite:PATH` or `postgres://…`), or on
+    /// SQLite in `setup.dir` when it is `None`.
+    pub fn start_on(setup: &Setup, database: Option<&str>) -> Result<EmbeddedBackend, String> {
         let dir = setup.dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let write = |name: &str, bytes: &[u8]| {
@@ -100,7 +108,10 @@ impl EmbeddedBackend {
             anchor_args.push(path.display().to_string());
         }
         let seal_key = key_path;
-        let database = format!("sqlite:{}", dir.join("backend.db").display());
+        let database = database.map_or_else(
+            || format!("sqlite:{}", dir.join("backend.db").display()),
+            str::to_string,
+        );
 
         let mut store = crate::store::Store::open_url(&database).map_err(|e| e.to_string())?;
         crate::import::import_text(&mut store, setup.records_csv, &crate::now_text())
@@ -150,6 +161,7 @@ impl EmbeddedBackend {
             token,
             public_key,
             dir,
+            database,
             shutdown: Some(shutdown),
             thread: Some(thread),
         })
