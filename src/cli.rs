@@ -16,6 +16,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Open the staff window on the built-in simulated card and an embedded backend.
+    #[arg(long)]
+    pub demo: bool,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -32,6 +36,15 @@ pub enum Command {
     Vcard(Box<VcardArgs>),
     /// Show or deliver the signed bindings waiting for the backend.
     Outbox(OutboxArgs),
+    /// The full-screen self-service kiosk.
+    Kiosk(KioskArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KioskArgs {
+    /// On the built-in simulated card and an embedded backend.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 /// Where signed bindings go. Flags override the config file.
@@ -218,7 +231,7 @@ pub struct ReadersArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
-    /// Run in the terminal instead of a window.
+    /// Run in the terminal instead of a window (the default without a display).
     #[arg(long)]
     pub headless: bool,
 }

@@ -15,6 +15,11 @@
 //! ca_file = "/etc/mynalink/backend-ca.pem"        # the backend's TLS root, if not public
 //! backend_key = "/etc/mynalink/backend-seal.pem"  # the backend's public key for the outbox
 //! outbox = "/var/lib/mynalink/outbox.db"          # default: $XDG_DATA_HOME/mynalink/outbox.db
+//! terms_file = "/etc/mynalink/terms.txt"          # the operator's official terms of use
+//! terms_version = "2025-03-24"                    # its version, recorded with the consent
+//! prefecture = "東京都"                            # this center's prefecture (§4 住所地)
+//! operator_password_sha256 = "…"                  # settings and the kiosk exit (hex SHA-256)
+//! kiosk_idle_seconds = 120                        # kiosk: reset after this long untouched
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -38,6 +43,11 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     pub backend_key: Option<PathBuf>,
     pub outbox: Option<PathBuf>,
+    pub terms_file: Option<PathBuf>,
+    pub terms_version: Option<String>,
+    pub prefecture: Option<String>,
+    pub operator_password_sha256: Option<String>,
+    pub kiosk_idle_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -108,6 +118,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, FlowError> {
         .jpki_ca
         .iter_mut()
         .chain(config.trust_anchors.iter_mut())
+        .chain(config.terms_file.iter_mut())
     {
         if p.is_relative() {
             *p = base.join(&*p);

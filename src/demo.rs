@@ -27,9 +27,12 @@ pub const DEMO_LICENSE: &str = "729913281070";
 /// The simulated card's signing password.
 pub const DEMO_PASSWORD: &str = "TEST1234";
 
-pub fn run(args: &DemoArgs) -> i32 {
+pub fn run(args: &DemoArgs, config_path: Option<&std::path::Path>) -> i32 {
     if !args.headless {
-        println!("(ウィンドウ表示は未対応のため、端末で実行します / no window in this build: running in the terminal)");
+        if crate::gui::has_display() {
+            return crate::gui::run(crate::gui::Mode::Staff, true, config_path);
+        }
+        println!("(画面がないため端末で実行します / no display: running in the terminal)");
     }
     match demo() {
         Ok(()) => 0,

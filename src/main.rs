@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod delivery;
 mod demo;
+mod gui;
 mod headless;
 mod password_input;
 mod readers;
@@ -15,20 +16,18 @@ mod vcard;
 use clap::Parser;
 
 fn main() {
+    gui::mark_process_start();
     let cli = cli::Cli::parse();
     let code = match cli.command {
         Some(cli::Command::Headless(args)) => headless::run(&args, cli.config.as_deref()),
         Some(cli::Command::Readers(args)) => readers::run(&args),
-        Some(cli::Command::Demo(args)) => demo::run(&args),
+        Some(cli::Command::Demo(args)) => demo::run(&args, cli.config.as_deref()),
+        Some(cli::Command::Kiosk(args)) => {
+            gui::run(gui::Mode::Kiosk, args.demo, cli.config.as_deref())
+        }
         Some(cli::Command::Vcard(args)) => vcard::run(&args),
         Some(cli::Command::Outbox(args)) => delivery::run(&args, cli.config.as_deref()),
-        None => {
-            eprintln!(
-                "mynalink: the window (staff and kiosk modes) is not part of this build yet; \
-                 use `mynalink headless`, `mynalink readers` or `mynalink demo --headless`."
-            );
-            2
-        }
+        None => gui::run(gui::Mode::Staff, cli.demo, cli.config.as_deref()),
     };
     std::process::exit(code);
 }

@@ -1,0 +1,1054 @@
+//! The self-service kiosk: full screen, large type and touch targets, on-screen keypads,
+//! an idle timeout with a warning, and a "take your card" step that holds the next person
+//! back until the card is out. Leaving it needs the staff key chord and the operator password.
+
+use std::time::{Duration, Instant};
+
+use iced::keyboard::{self, key::Named, Key};
+use iced::widget::{
+    button, column, container, operation, progress_bar, rich_text, row, scrollable, space, span,
+    text, text_input,
+};
+use iced::{Alignment, Color, Element, Length, Subscription, Task, Theme};
+use mynalink_card::events::CardEvent;
+use mynalink_card::PasswordStatus;
+use mynalink_link::api::LicenseStatus;
+use mynalink_link::outbox::EntryOptions;
+use mynalink_link::upload::Delivery;
+use mynalink_link::{ErrorCode, FlowError, FlowInputs, SignedStatement};
+use zeroize::Zeroizing;
+
+use super::card::CertificateView;
+use super::i18n::Lang;
+use super::look::{self, DANGER, MUTED, SUCCESS};
+use super::remote::LookupFailed;
+use super::setup::Environment;
+use super::shared::{self, Presence};
+use super::turn::{CardPhase, Lookup, SendPhase, Turn};
+
+/// The warning appears this long before the reset (JIS X 8341-3: at least 20 s to extend).
+pub const IDLE_WARNING: Duration = Duration::from_secs(30);
+/// Touch targets: 15 mm is about 90 px at 150 dpi; the keypad keys are larger.
+const KEY: f32 = 96.0;
+const BIG_BUTTON_HEIGHT: f32 = 96.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Welcome,
+    Terms,
+    License,
+    Card,
+    Password,
+    LastTry,
+    Working,
+    Done,
+}
+
+#[derive(Debug, Clone)]
+pub enum Message {
+    Start,
+    ToggleLanguage,
+    Agree,
+    Quit,
+    Digit(char),
+    DeleteDigit,
+    LicenseEntered,
+    StatusLoaded(String, Result<LicenseStatus, LookupFailed>),
+    Checked(Result<PasswordStatus, FlowError>),
+    Letter(char),
+    DeleteLetter,
+    PasswordEntered,
+    LastTryAccepted,
+    Verified(Result<(), FlowError>),
+    CertificateRead(Result<CertificateView, FlowError>),
+    Signed(Result<SignedStatement, FlowError>),
+    Uploaded(Result<Delivery, FlowError>),
+    CardEnded,
+    Reader(CardEvent),
+    DemoInsert,
+    DemoRemove,
+    DemoPresence(bool),
+    /// The background sender reported; the kiosk shows nothing of it.
+    SenderReported,
+    Activity,
+    Tick(Instant),
+    StayHere,
+    Frame,
+    ExitChord,
+    ExitPassword(String),
+    ExitConfirm,
+    ExitCancel,
+}
+
+pub struct Kiosk {
+    pub env: Environment,
+    pub lang: Lang,
+    pub screen: Screen,
+    pub turn: Turn,
+    pub presence: Presence,
+    pub last_activity: Instant,
+    pub now: Instant,
+    /// Shown on the welcome screen after a reset (no personal data).
+    pub notice: Option<FlowError>,
+    pub exit_prompt: Option<Zeroizing<String>>,
+    pub exit_refused: bool,
+    pub first_frame_seen: bool,
+}
+
+const EXIT_ID: &str = "kiosk-exit-password";
+
+impl Kiosk {
+    pub fn new(env: Environment) -> (Kiosk, Task<Message>) {
+        let presence = shared::initial_presence(&env);
+        let fit = env.fit_to_monitor;
+        let now = Instant::now();
+        let kiosk = Kiosk {
+            lang: env.language,
+            env,
+            screen: Screen::Welcome,
+            turn: Turn::default(),
+            presence,
+            last_activity: now,
+            now,
+            notice: None,
+            exit_prompt: None,
+            exit_refused: false,
+            first_frame_seen: false,
+        };
+        let task = if fit { fit_to_monitor() } else { Task::none() };
+        (kiosk, task)
+    }
+
+    pub fn title(&self) -> String {
+        "mynalink kiosk".into()
+    }
+
+    pub fn theme(&self) -> Theme {
+        // High contrast: near-black on white, a dark blue for actions.
+        Theme::custom(
+            "mynalink kiosk".to_string(),
+            iced::theme::Palette {
+                background: Color::WHITE,
+                text: Color::from_rgb(0.05, 0.05, 0.08),
+                primary: Color::from_rgb(0.0, 0.25, 0.60),
+                success: SUCCESS,
+                warning: look::WARNING,
+                danger: DANGER,
+            },
+        )
+    }
+
+    pub fn subscription(&self) -> Subscription<Message> {
+        let mut subscriptions = vec![
+            keyboard::listen().filter_map(key_message),
+            iced::event::listen_with(activity),
+            shared::sender_events(&self.env).map(|_| Message::SenderReported),
+        ];
+        if self.screen != Screen::Welcome {
+            // Only while a person is at the kiosk: no wake-ups when idle.
+            subscriptions.push(iced::time::every(Duration::from_secs(1)).map(Message::Tick));
+        }
+        if let Some(readers) = shared::reader_events(&self.env) {
+            subscriptions.push(readers.map(Message::Reader));
+        }
+        if !self.first_frame_seen {
+            subscriptions.push(iced::window::frames().map(|_| Message::Frame));
+        }
+        Subscription::batch(subscriptions)
+    }
+
+    /// Seconds until the turn is reset, when the warning is showing.
+    pub fn idle_warning(&self) -> Option<u64> {
+        if self.screen == Screen::Welcome {
+            return None;
+        }
+        let idle = self.now.saturating_duration_since(self.last_activity);
+        let limit = self.env.kiosk_idle;
+        (idle + IDLE_WARNING >= limit).then(|| limit.saturating_sub(idle).as_secs())
+    }
+
+    pub fn update(&mut self, message: Message) -> Task<Message> {
+        match message {
+            Message::Activity | Message::StayHere => {
+                self.last_activity = Instant::now();
+                self.now = self.last_activity;
+                Task::none()
+            }
+            Message::Tick(now) => {
+                self.now = now;
+                let idle = now.saturating_duration_since(self.last_activity);
+                if idle >= self.env.kiosk_idle && self.screen != Screen::Welcome {
+                    return self.wipe(Some(
+                        FlowError::new(ErrorCode::InputUnavailable).with_detail("idle timeout"),
+                    ));
+                }
+                Task::none()
+            }
+            Message::Frame => {
+                self.first_frame_seen = true;
+                shared::log_first_frame("kiosk");
+                Task::none()
+            }
+            Message::ToggleLanguage => {
+                self.lang = self.lang.toggled();
+                Task::none()
+            }
+            Message::Start => {
+                self.notice = None;
+                self.touch();
+                self.screen = Screen::Terms;
+                Task::none()
+            }
+            Message::Quit => self.wipe(None),
+            Message::Agree => {
+                if let Ok(terms) = &self.env.terms {
+                    self.turn.consent = Some(terms.reference());
+                    self.screen = Screen::License;
+                }
+                Task::none()
+            }
+            Message::Digit(d) => {
+                let digits: String = self
+                    .turn
+                    .license_input
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .collect();
+                if digits.len() < 12 {
+                    self.turn.set_license_input(format!("{digits}{d}"));
+                }
+                Task::none()
+            }
+            Message::DeleteDigit => {
+                let mut digits: String = self
+                    .turn
+                    .license_input
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .collect();
+                digits.pop();
+                self.turn.set_license_input(digits);
+                Task::none()
+            }
+            Message::LicenseEntered => {
+                let Some(license) = &self.turn.license else {
+                    return Task::none();
+                };
+                let number = license.as_str().to_string();
+                match &self.env.remote {
+                    Some(remote) => {
+                        self.turn.lookup = Lookup::Loading;
+                        Task::perform(remote.clone().status(number.clone()), move |r| {
+                            Message::StatusLoaded(number.clone(), r)
+                        })
+                    }
+                    None => {
+                        self.turn.lookup = Lookup::Failed("no backend".into());
+                        self.go_to_card()
+                    }
+                }
+            }
+            Message::StatusLoaded(number, result) => {
+                if self.turn.license.as_ref().map(|l| l.as_str()) != Some(number.as_str()) {
+                    return Task::none();
+                }
+                self.turn.lookup = match result {
+                    Ok(status) => Lookup::Found(status),
+                    Err(LookupFailed(reason)) => Lookup::Failed(reason),
+                };
+                if self.turn.reception_done() {
+                    self.go_to_card()
+                } else {
+                    Task::none()
+                }
+            }
+            Message::Checked(result) => {
+                if self.screen != Screen::Card {
+                    return Task::none();
+                }
+                match result {
+                    Ok(status) => {
+                        self.turn.note_card_status(status);
+                        if matches!(status, PasswordStatus::Tries(_) | PasswordStatus::Unknown) {
+                            self.screen = Screen::Password;
+                        }
+                    }
+                    Err(e) => self.turn.card = CardPhase::Failed(e),
+                }
+                Task::none()
+            }
+            Message::Letter(c) => {
+                self.turn.push_password_char(c);
+                Task::none()
+            }
+            Message::DeleteLetter => {
+                self.turn.pop_password_char();
+                Task::none()
+            }
+            Message::PasswordEntered => {
+                if self.turn.needs_last_try_confirmation() && !self.turn.last_try_confirmed {
+                    self.screen = Screen::LastTry;
+                    return Task::none();
+                }
+                self.verify()
+            }
+            Message::LastTryAccepted => {
+                self.turn.last_try_confirmed = true;
+                self.screen = Screen::Password;
+                self.verify()
+            }
+            Message::Verified(result) => match result {
+                Ok(()) => {
+                    self.turn.card = CardPhase::Reading;
+                    Task::perform(
+                        self.env.card.clone().read_certificate(),
+                        Message::CertificateRead,
+                    )
+                }
+                Err(e) => {
+                    self.turn.note_verify_failure(e);
+                    self.screen = if self.turn.card_refused().is_some()
+                        || matches!(self.turn.card, CardPhase::Failed(_))
+                    {
+                        Screen::Done
+                    } else {
+                        Screen::Password
+                    };
+                    Task::none()
+                }
+            },
+            Message::CertificateRead(result) => match result {
+                Ok(view) => {
+                    self.turn.card = CardPhase::Read;
+                    // Kept only until the turn ends; the kiosk shows the serial, not the name.
+                    self.turn.certificate = Some(view);
+                    self.turn.send = SendPhase::Signing;
+                    Task::perform(self.env.card.clone().sign(), Message::Signed)
+                }
+                Err(e) => {
+                    self.turn.card = CardPhase::Failed(e);
+                    self.screen = Screen::Done;
+                    Task::none()
+                }
+            },
+            Message::Signed(result) => match result {
+                Ok(signed) => {
+                    self.turn.send = SendPhase::Uploading;
+                    let end = Task::perform(self.env.card.clone().end(), |()| Message::CardEnded);
+                    // Nobody compares the holder by eye at a kiosk.
+                    let options = EntryOptions::default();
+                    let upload = match &self.env.remote {
+                        Some(remote) => {
+                            Task::perform(remote.clone().upload(signed, options), Message::Uploaded)
+                        }
+                        None => Task::done(Message::Uploaded(Err(FlowError::new(
+                            ErrorCode::ConfigurationInvalid,
+                        )))),
+                    };
+                    Task::batch([end, upload])
+                }
+                Err(e) => {
+                    self.turn.send = SendPhase::Failed(e);
+                    self.screen = Screen::Done;
+                    Task::none()
+                }
+            },
+            Message::Uploaded(result) => {
+                self.turn.send = match result {
+                    Ok(delivery) => SendPhase::Finished(delivery),
+                    Err(e) => SendPhase::Failed(e),
+                };
+                // The certificate's fields are not needed any more.
+                self.turn.certificate = None;
+                self.screen = Screen::Done;
+                Task::none()
+            }
+            Message::CardEnded | Message::SenderReported => Task::none(),
+            Message::Reader(event) => {
+                let before = self.presence.card_present;
+                self.presence.apply(&event);
+                self.presence_changed(before)
+            }
+            Message::DemoInsert => shared::demo_set_card(&self.env, true, Message::DemoPresence),
+            Message::DemoRemove => shared::demo_set_card(&self.env, false, Message::DemoPresence),
+            Message::DemoPresence(present) => {
+                let before = self.presence.card_present;
+                self.presence.card_present = Some(present);
+                self.presence_changed(before)
+            }
+            Message::ExitChord => {
+                self.exit_prompt = Some(Zeroizing::new(String::new()));
+                self.exit_refused = false;
+                operation::focus(EXIT_ID)
+            }
+            Message::ExitPassword(p) => {
+                if self.exit_prompt.is_some() {
+                    self.exit_prompt = Some(Zeroizing::new(p));
+                }
+                Task::none()
+            }
+            Message::ExitConfirm => {
+                let Some(typed) = self.exit_prompt.take() else {
+                    return Task::none();
+                };
+                if self.env.operator_password_ok(&typed) {
+                    iced::exit()
+                } else {
+                    self.exit_refused = true;
+                    self.exit_prompt = Some(Zeroizing::new(String::new()));
+                    Task::none()
+                }
+            }
+            Message::ExitCancel => {
+                self.exit_prompt = None;
+                Task::none()
+            }
+        }
+    }
+
+    fn touch(&mut self) {
+        self.last_activity = Instant::now();
+        self.now = self.last_activity;
+    }
+
+    fn go_to_card(&mut self) -> Task<Message> {
+        self.screen = Screen::Card;
+        if self.presence.card_present == Some(true) {
+            self.begin_card()
+        } else {
+            Task::none()
+        }
+    }
+
+    fn begin_card(&mut self) -> Task<Message> {
+        let (Some(license), Some(consent)) = (&self.turn.license, &self.turn.consent) else {
+            return Task::none();
+        };
+        if matches!(self.turn.card, CardPhase::Checking) {
+            return Task::none();
+        }
+        self.turn.card = CardPhase::Checking;
+        let inputs = FlowInputs::fresh(
+            license.as_str(),
+            &self.env.terminal_id,
+            None,
+            Some(consent.clone()),
+        );
+        Task::perform(self.env.card.clone().begin(inputs), Message::Checked)
+    }
+
+    fn verify(&mut self) -> Task<Message> {
+        if !matches!(self.turn.card, CardPhase::Ready(_)) {
+            return Task::none();
+        }
+        let confirm = self.turn.last_try_confirmed;
+        match self.turn.take_password() {
+            Ok(password) => {
+                self.turn.card = CardPhase::Verifying;
+                self.screen = Screen::Working;
+                Task::perform(
+                    self.env.card.clone().verify(password, confirm),
+                    Message::Verified,
+                )
+            }
+            Err(_) => Task::none(),
+        }
+    }
+
+    /// Everything of this person goes: the password, the certificate's fields, the license
+    /// number. The card session ends.
+    fn wipe(&mut self, notice: Option<FlowError>) -> Task<Message> {
+        self.turn = Turn::default();
+        self.screen = Screen::Welcome;
+        self.notice = notice;
+        self.exit_prompt = None;
+        Task::perform(self.env.card.clone().end(), |()| Message::CardEnded)
+    }
+
+    fn presence_changed(&mut self, before: Option<bool>) -> Task<Message> {
+        let now = self.presence.card_present;
+        if now == before {
+            return Task::none();
+        }
+        match (now, self.screen) {
+            (Some(true), Screen::Card) => self.begin_card(),
+            // The card is out after the result: the next person may start.
+            (Some(false), Screen::Done) => self.wipe(None),
+            (Some(false), Screen::Password | Screen::LastTry | Screen::Working) => {
+                self.wipe(Some(FlowError::new(ErrorCode::CardRemoved)))
+            }
+            (Some(false), Screen::Card) if !matches!(self.turn.card, CardPhase::Waiting) => {
+                self.wipe(Some(FlowError::new(ErrorCode::CardRemoved)))
+            }
+            _ => Task::none(),
+        }
+    }
+
+    // ----- view -----
+
+    pub fn view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let body = match self.screen {
+            Screen::Welcome => self.welcome_view(),
+            Screen::Terms => self.terms_view(),
+            Screen::License => self.license_view(),
+            Screen::Card => self.card_view(),
+            Screen::Password => self.password_view(),
+            Screen::LastTry => self.last_try_view(),
+            Screen::Working => self.working_view(),
+            Screen::Done => self.done_view(),
+        };
+        let mut top = row![
+            text(lang.pick(
+                "マイナポータル連携（第1段階）",
+                "Mynaportal linking (first stage)"
+            ))
+            .size(24)
+            .color(MUTED),
+            space::horizontal(),
+        ]
+        .align_y(Alignment::Center)
+        .spacing(12);
+        if self.env.demo {
+            top = top.push(shared::demo_controls(
+                lang,
+                self.presence.card_present,
+                Message::DemoInsert,
+                Message::DemoRemove,
+            ));
+        }
+        top = top.push(
+            button(text(lang.switch_label()).size(24))
+                .on_press(Message::ToggleLanguage)
+                .padding([16, 28])
+                .style(button::secondary),
+        );
+        let mut page = column![
+            top,
+            container(body).height(Length::Fill).width(Length::Fill)
+        ]
+        .spacing(16)
+        .padding(28);
+        if let Some(seconds) = self.idle_warning() {
+            page = page.push(
+                container(
+                    row![
+                        text(lang.choose(
+                            format!("操作がないため、あと{seconds}秒で最初の画面に戻ります。"),
+                            format!("No activity: returning to the start in {seconds} s."),
+                        ))
+                        .size(28),
+                        space::horizontal(),
+                        big_button(lang.pick("続ける", "Continue"), Some(Message::StayHere)),
+                    ]
+                    .align_y(Alignment::Center),
+                )
+                .padding(16)
+                .style(container::bordered_box),
+            );
+        }
+        if let Some(typed) = &self.exit_prompt {
+            page = page.push(self.exit_view(typed));
+        }
+        page.into()
+    }
+
+    fn welcome_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let mut col = column![
+            text(lang.pick("マイナ免許証をマイナポータルと連携します", "Link your My Number license with Mynaportal")).size(44),
+            ruby_text(lang.pick(
+                "お待ちの間に、ここで｜手続《てつづき》の｜第1段階《だいいちだんかい》ができます。マイナンバーカードと｜署名用《しょめいよう》パスワード（英数字6〜16文字）をご用意ください。",
+                "While you wait, you can do the first stage here. Have your My Number card and its signing password (6–16 letters and digits) ready.",
+            ), 30.0),
+            big_button(lang.pick("はじめる", "Start"), Some(Message::Start)),
+        ]
+        .spacing(28)
+        .align_x(Alignment::Center);
+        if let Some(notice) = &self.notice {
+            let text_for = match notice.code {
+                ErrorCode::CardRemoved => lang.pick(
+                    "カードが取り外されたため、最初に戻りました。入力した内容は消去しました。",
+                    "The card was removed, so we started over. What you entered has been erased.",
+                ),
+                _ => lang.pick(
+                    "しばらく操作がなかったため、最初に戻りました。入力した内容は消去しました。",
+                    "There was no activity for a while, so we started over. What you entered has been erased.",
+                ),
+            };
+            col = col.push(look::notice(text_for, MUTED));
+        }
+        container(col)
+            .center_x(Length::Fill)
+            .center_y(Length::Fill)
+            .into()
+    }
+
+    fn terms_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let mut col = column![ruby_text(
+            lang.pick(
+                "｜利用規約《りようきやく》をお読みください",
+                "Please read the terms of use"
+            ),
+            36.0
+        )]
+        .spacing(20);
+        match &self.env.terms {
+            Ok(terms) => {
+                col = col
+                    .push(
+                        container(scrollable(ruby_text(&terms.text, 28.0)).height(Length::Fill))
+                            .padding(16)
+                            .height(Length::Fill)
+                            .style(container::bordered_box),
+                    )
+                    .push(
+                        row![
+                            big_button(lang.pick("やめる", "Stop"), Some(Message::Quit)),
+                            space::horizontal(),
+                            big_button(
+                                lang.pick("同意して次へ", "I agree — next"),
+                                Some(Message::Agree)
+                            ),
+                        ]
+                        .spacing(20),
+                    );
+            }
+            Err(_) => {
+                col = col.push(look::notice(
+                    lang.pick(
+                        "ただいまご利用になれません。係員にお声がけください。",
+                        "Not available right now. Please ask the staff.",
+                    ),
+                    DANGER,
+                ));
+                col = col.push(big_button(lang.pick("もどる", "Back"), Some(Message::Quit)));
+            }
+        }
+        col.into()
+    }
+
+    fn license_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let digits: String = self
+            .turn
+            .license_input
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        let shown = format!("{digits:_<12}");
+        let mut col = column![
+            ruby_text(
+                lang.pick(
+                    "｜免許証番号《めんきょしょうばんごう》（12けた）を入力してください",
+                    "Enter your license number (12 digits)"
+                ),
+                34.0
+            ),
+            container(text(shown).size(56).font(iced::Font::MONOSPACE))
+                .padding(12)
+                .style(container::bordered_box),
+        ]
+        .spacing(16)
+        .align_x(Alignment::Center);
+        if let Some(e) = &self.turn.license_problem {
+            col = col.push(look::error(lang, e));
+        }
+        match &self.turn.lookup {
+            Lookup::Loading => col = col.push(text(lang.pick("確認しています…", "Checking…"))),
+            Lookup::Found(status) if status.linked || !status.first_stage_needed => {
+                col = col.push(look::notice(
+                    lang.pick(
+                        "この免許証はすでに連携済みか、手続が不要です。",
+                        "This license is already linked or needs no procedure.",
+                    ),
+                    SUCCESS,
+                ));
+            }
+            Lookup::Found(status) if !status.eligible => {
+                col = col.push(look::notice(
+                    lang.pick(
+                        "この免許証では連携できません（マイナ免許証・マイナ経歴証明書の方が対象です）。係員にお声がけください。",
+                        "This license cannot be linked (for My Number license or history-certificate holders). Please ask the staff.",
+                    ),
+                    DANGER,
+                ));
+            }
+            _ => {}
+        }
+        let valid = self.turn.license.is_some()
+            && !matches!(self.turn.lookup, Lookup::Loading | Lookup::Found(_));
+        col = col.push(numeric_keypad(lang, valid));
+        col = col.push(big_button(lang.pick("やめる", "Stop"), Some(Message::Quit)));
+        container(col).center_x(Length::Fill).into()
+    }
+
+    fn card_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let mut col = column![ruby_text(
+            lang.pick(
+                "マイナンバーカードをカードリーダーに置いてください",
+                "Place your My Number card on the reader"
+            ),
+            40.0
+        )]
+        .spacing(24)
+        .align_x(Alignment::Center);
+        col = col.push(shared::card_phase_view(lang, &self.turn));
+        col = col.push(big_button(lang.pick("やめる", "Stop"), Some(Message::Quit)));
+        container(col)
+            .center_x(Length::Fill)
+            .center_y(Length::Fill)
+            .into()
+    }
+
+    fn password_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let tries = match self.turn.tries_left {
+            Some(n) => lang.choose(format!("のこり {n} 回"), format!("{n} tries left")),
+            None => String::new(),
+        };
+        let dots: String = "●".repeat(self.turn.password.chars().count());
+        let mut col = column![
+            ruby_text(
+                lang.pick(
+                    "｜署名用《しょめいよう》パスワード（英数字6〜16文字）を入力してください",
+                    "Enter the signing password (6–16 letters and digits)"
+                ),
+                32.0
+            ),
+            row![
+                container(
+                    text(if dots.is_empty() {
+                        " ".to_string()
+                    } else {
+                        dots
+                    })
+                    .size(44)
+                )
+                .padding(10)
+                .width(Length::Fixed(640.0))
+                .style(container::bordered_box),
+                text(tries).size(30),
+            ]
+            .spacing(20)
+            .align_y(Alignment::Center),
+        ]
+        .spacing(14)
+        .align_x(Alignment::Center);
+        if let Some(e) = &self.turn.password_problem {
+            col = col.push(look::error(lang, e));
+        }
+        let ready = (6..=16).contains(&self.turn.password.chars().count())
+            && self
+                .turn
+                .password_problem
+                .as_ref()
+                .is_none_or(|e| e.code == ErrorCode::PinWrong);
+        col = col.push(letter_keypad(lang, ready));
+        col = col.push(big_button(lang.pick("やめる", "Stop"), Some(Message::Quit)));
+        container(col).center_x(Length::Fill).into()
+    }
+
+    fn last_try_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        column![
+            look::notice(
+                lang.pick(
+                    "のこり1回です。まちがえるとロックされ、市区町村の窓口での再設定が必要になります。自信がなければ、やめて係員にお声がけください。",
+                    "One try left. A wrong entry locks the password and it must be reset at the municipal office. If unsure, stop and ask the staff.",
+                ),
+                look::WARNING,
+            ),
+            row![
+                big_button(lang.pick("やめる", "Stop"), Some(Message::Quit)),
+                space::horizontal(),
+                big_button(lang.pick("この内容で送る", "Send it"), Some(Message::LastTryAccepted)),
+            ],
+        ]
+        .spacing(30)
+        .into()
+    }
+
+    fn working_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let (stage, label) = match (&self.turn.card, &self.turn.send) {
+            (CardPhase::Verifying, _) => (
+                1.0,
+                lang.pick("パスワードを確かめています…", "Checking the password…"),
+            ),
+            (CardPhase::Reading, _) => (
+                2.0,
+                lang.pick("証明書を読み取っています…", "Reading the certificate…"),
+            ),
+            (_, SendPhase::Signing) => (
+                3.0,
+                lang.pick("カードで署名しています…", "The card is signing…"),
+            ),
+            (_, SendPhase::Uploading) => (4.0, lang.pick("送信しています…", "Sending…")),
+            _ => (0.5, lang.pick("処理しています…", "Working…")),
+        };
+        column![
+            ruby_text(
+                lang.pick(
+                    "カードを動かさずにお待ちください",
+                    "Please wait and do not move the card"
+                ),
+                40.0
+            ),
+            text(label).size(32),
+            progress_bar(0.0..=4.0, stage).girth(24),
+        ]
+        .spacing(30)
+        .into()
+    }
+
+    fn done_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let mut col = column![].spacing(28).align_x(Alignment::Center);
+        if let Some(code) = self.turn.card_refused() {
+            col = col.push(look::error(lang, &FlowError::new(code)));
+        } else if let CardPhase::Failed(e) = &self.turn.card {
+            col = col.push(look::error(lang, e));
+            col = col.push(
+                text(lang.pick("係員にお声がけください。", "Please ask the staff.")).size(30),
+            );
+        } else {
+            match &self.turn.send {
+                SendPhase::Finished(Delivery::Linked { .. })
+                | SendPhase::Finished(Delivery::AlreadyLinked { .. }) => {
+                    col = col.push(
+                        text(lang.pick("第1段階が完了しました", "The first stage is complete"))
+                            .size(48)
+                            .color(SUCCESS),
+                    );
+                    col = col.push(ruby_text(lang.pick(
+                        "このあと、マイナポータルで｜第2段階《だいにだんかい》の手続をしてください。",
+                        "Next, complete the second stage on Mynaportal.",
+                    ), 30.0));
+                }
+                SendPhase::Finished(Delivery::Queued { .. })
+                | SendPhase::Finished(Delivery::CredentialsRefused { .. }) => {
+                    col = col.push(
+                        text(lang.pick("受け付けました", "Accepted"))
+                            .size(48)
+                            .color(SUCCESS),
+                    );
+                    col = col.push(text(lang.pick(
+                        "送信は自動で行われます。このあと、マイナポータルで第2段階の手続をしてください。",
+                        "It will be sent automatically. Next, complete the second stage on Mynaportal.",
+                    )).size(30));
+                }
+                SendPhase::Finished(Delivery::Rejected(error)) => {
+                    col = col.push(look::notice(
+                        format!(
+                            "[{}] {}",
+                            error.code,
+                            lang.pick(&error.message_ja, &error.message_en)
+                        ),
+                        DANGER,
+                    ));
+                    col = col.push(
+                        text(lang.pick("係員にお声がけください。", "Please ask the staff."))
+                            .size(30),
+                    );
+                }
+                SendPhase::Failed(e) => {
+                    col = col.push(look::error(lang, e));
+                    col = col.push(
+                        text(lang.pick("係員にお声がけください。", "Please ask the staff."))
+                            .size(30),
+                    );
+                }
+                _ => {}
+            }
+        }
+        if self.presence.card_present == Some(true) {
+            col = col.push(
+                container(
+                    text(lang.pick("カードをお取りください", "Please take your card")).size(52),
+                )
+                .padding(24)
+                .style(container::bordered_box),
+            );
+        } else {
+            col = col.push(big_button(
+                lang.pick("おわる", "Finish"),
+                Some(Message::Quit),
+            ));
+        }
+        container(col)
+            .center_x(Length::Fill)
+            .center_y(Length::Fill)
+            .into()
+    }
+
+    fn exit_view<'a>(&'a self, typed: &'a str) -> Element<'a, Message> {
+        let lang = self.lang;
+        let mut col = column![
+            text(lang.pick("職員用：キオスクを終了します", "Staff: leave the kiosk")).size(26),
+            text_input(lang.pick("職員パスワード", "Operator password"), typed)
+                .id(EXIT_ID)
+                .secure(true)
+                .on_input(Message::ExitPassword)
+                .on_submit(Message::ExitConfirm)
+                .size(26)
+                .padding(10)
+                .width(Length::Fixed(420.0)),
+            row![
+                button(text(lang.pick("キャンセル", "Cancel")))
+                    .on_press(Message::ExitCancel)
+                    .padding(12),
+                button(text(lang.pick("終了", "Leave")))
+                    .on_press(Message::ExitConfirm)
+                    .padding(12),
+            ]
+            .spacing(12),
+        ]
+        .spacing(12);
+        if self.exit_refused {
+            col = col
+                .push(text(lang.pick("パスワードが違います。", "Wrong password.")).color(DANGER));
+        }
+        container(col)
+            .padding(16)
+            .style(container::bordered_box)
+            .into()
+    }
+}
+
+/// Text with `｜base《reading》` marks: the reading follows the word in small type.
+fn ruby_text<'a>(source: &str, size: f32) -> Element<'a, Message> {
+    let spans: Vec<iced::widget::text::Span<'a, ()>> = look::ruby_segments(source)
+        .into_iter()
+        .flat_map(|(base, reading)| {
+            let mut parts: Vec<iced::widget::text::Span<'a, ()>> = vec![span(base).size(size)];
+            if let Some(reading) = reading {
+                parts.push(span(format!("（{reading}）")).size(size * 0.6).color(MUTED));
+            }
+            parts
+        })
+        .collect();
+    rich_text(spans).width(Length::Fill).into()
+}
+
+fn big_button<'a>(label: &'a str, message: Option<Message>) -> Element<'a, Message> {
+    button(
+        container(text(label).size(34))
+            .center_x(Length::Shrink)
+            .center_y(Length::Fill),
+    )
+    .on_press_maybe(message)
+    .padding([0, 48])
+    .height(Length::Fixed(BIG_BUTTON_HEIGHT))
+    .into()
+}
+
+fn key(label: String, message: Option<Message>, width: f32) -> Element<'static, Message> {
+    button(container(text(label).size(36)).center(Length::Fill))
+        .on_press_maybe(message)
+        .width(Length::Fixed(width))
+        .height(Length::Fixed(KEY))
+        .style(button::secondary)
+        .into()
+}
+
+fn numeric_keypad(lang: Lang, can_submit: bool) -> Element<'static, Message> {
+    let rows = [["1", "2", "3"], ["4", "5", "6"], ["7", "8", "9"]];
+    let mut pad = column![].spacing(10).align_x(Alignment::Center);
+    for r in rows {
+        let mut line = row![].spacing(10);
+        for d in r {
+            let c = d.chars().next().unwrap_or('0');
+            line = line.push(key(d.to_string(), Some(Message::Digit(c)), KEY * 1.3));
+        }
+        pad = pad.push(line);
+    }
+    pad = pad.push(
+        row![
+            key(
+                lang.pick("1字消す", "Delete").to_string(),
+                Some(Message::DeleteDigit),
+                KEY * 1.3
+            ),
+            key("0".into(), Some(Message::Digit('0')), KEY * 1.3),
+            key(
+                lang.pick("決定", "OK").to_string(),
+                can_submit.then_some(Message::LicenseEntered),
+                KEY * 1.3
+            ),
+        ]
+        .spacing(10),
+    );
+    pad.into()
+}
+
+/// A–Z in alphabetical order and 0–9, always in the same places (no shuffling): people who
+/// use the kiosk once must find each key where they expect it.
+fn letter_keypad(lang: Lang, can_submit: bool) -> Element<'static, Message> {
+    let rows = ["ABCDEFGHI", "JKLMNOPQR", "STUVWXYZ", "1234567890"];
+    let width = KEY * 0.95;
+    let mut pad = column![].spacing(8).align_x(Alignment::Center);
+    for r in rows {
+        let mut line = row![].spacing(8);
+        for c in r.chars() {
+            line = line.push(key(c.to_string(), Some(Message::Letter(c)), width));
+        }
+        pad = pad.push(line);
+    }
+    pad = pad.push(
+        row![
+            key(
+                lang.pick("1字消す", "Delete").to_string(),
+                Some(Message::DeleteLetter),
+                width * 2.5
+            ),
+            key(
+                lang.pick("決定", "OK").to_string(),
+                can_submit.then_some(Message::PasswordEntered),
+                width * 2.5
+            ),
+        ]
+        .spacing(8),
+    );
+    pad.into()
+}
+
+fn key_message(event: keyboard::Event) -> Option<Message> {
+    let keyboard::Event::KeyPressed { key, modifiers, .. } = event else {
+        return None;
+    };
+    // The staff chord: Ctrl+Alt+Shift+F12.
+    if modifiers.control() && modifiers.alt() && modifiers.shift() && key == Key::Named(Named::F12)
+    {
+        return Some(Message::ExitChord);
+    }
+    None
+}
+
+fn activity(
+    event: iced::Event,
+    _status: iced::event::Status,
+    _window: iced::window::Id,
+) -> Option<Message> {
+    match event {
+        iced::Event::Mouse(iced::mouse::Event::ButtonPressed(_))
+        | iced::Event::Touch(iced::touch::Event::FingerPressed { .. })
+        | iced::Event::Keyboard(keyboard::Event::KeyPressed { .. }) => Some(Message::Activity),
+        _ => None,
+    }
+}
+
+/// Without a window manager nobody honours the full-screen request: size the window to the
+/// monitor ourselves.
+fn fit_to_monitor() -> Task<Message> {
+    iced::window::latest().and_then(|id| {
+        iced::window::monitor_size(id).and_then(move |size| {
+            Task::batch([
+                iced::window::move_to(id, iced::Point::ORIGIN),
+                iced::window::resize(id, size),
+            ])
+        })
+    })
+}

@@ -1,0 +1,362 @@
+//! What the window runs against, resolved before it opens: the card source, the backend,
+//! the terms file and the terminal's identity. `--demo` builds the same from the simulated
+//! card and an embedded reference backend.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mynalink_link::backend::Backend;
+use mynalink_link::license::expected_check_digit;
+use mynalink_link::sender::{Sender, SenderEvent, SenderHandle};
+use mynalink_link::statement::TermsRef;
+use mynalink_link::trust::TrustStore;
+use mynalink_link::{ErrorCode, FlowError};
+use mynalink_server::embedded::{EmbeddedBackend, Setup};
+use mynalink_simcard::{SimOptions, SimTransport};
+use sha2::{Digest, Sha256};
+
+use super::card::{Card, CardSource};
+use super::i18n::Lang;
+use super::remote::{Remote, RemoteSettings};
+use crate::config::{default_outbox, Config};
+use crate::headless::SIMULATED_CARD_TEST_ROOT;
+
+/// The terms file is text for people; anything larger is not a terms file.
+const MAX_TERMS_BYTES: u64 = 1 << 20;
+/// Kiosk default: a turn is reset after this long without a touch.
+pub const DEFAULT_KIOSK_IDLE: Duration = Duration::from_secs(120);
+/// The demo operator password (`--demo` only).
+pub const DEMO_OPERATOR_PASSWORD: &str = "demo";
+pub const DEMO_TERMINAL: &str = "demo-terminal";
+
+/// The operator's official terms file as loaded.
+#[derive(Debug, Clone)]
+pub struct Terms {
+    pub path: PathBuf,
+    pub version: String,
+    pub text: String,
+    pub sha256: String,
+}
+
+impl Terms {
+    pub fn load(path: &Path, version: &str) -> Result<Terms, String> {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if meta.len() > MAX_TERMS_BYTES {
+            return Err(format!(
+                "{}: larger than {MAX_TERMS_BYTES} bytes",
+                path.display()
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let text =
+            String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
+        Ok(Terms {
+            path: path.to_path_buf(),
+            version: version.to_string(),
+            text,
+            sha256,
+        })
+    }
+
+    pub fn reference(&self) -> TermsRef {
+        TermsRef {
+            version: self.version.clone(),
+            sha256: self.sha256.clone(),
+        }
+    }
+}
+
+/// The background sender's event stream, handed to the window's subscription once.
+#[derive(Default)]
+pub struct SenderLink {
+    pub handle: Mutex<Option<SenderHandle>>,
+    pub events: Mutex<Option<std::sync::mpsc::Receiver<SenderEvent>>>,
+}
+
+#[derive(Clone)]
+pub struct Environment {
+    pub demo: bool,
+    pub language: Lang,
+    pub terminal_id: String,
+    pub operator_id: Option<String>,
+    pub prefecture: String,
+    pub terms: Result<Terms, String>,
+    pub card: Card,
+    pub remote: Option<Remote>,
+    /// Why there is no backend, when there is none.
+    pub remote_problem: Option<String>,
+    pub sender: Arc<SenderLink>,
+    pub operator_password_sha256: Option<String>,
+    pub kiosk_idle: Duration,
+    /// The kiosk sizes itself to the monitor (off in tests, which have no monitor).
+    pub fit_to_monitor: bool,
+    /// Kept alive while the window runs (`--demo`).
+    pub embedded: Option<Arc<EmbeddedBackend>>,
+}
+
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Environment")
+            .field("demo", &self.demo)
+            .field("terminal_id", &self.terminal_id)
+            .field("card", &self.card.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Environment {
+    pub fn operator_password_ok(&self, typed: &str) -> bool {
+        let Some(expected) = &self.operator_password_sha256 else {
+            return false;
+        };
+        let actual = hex::encode(Sha256::digest(typed.as_bytes()));
+        // Both are public-length hex strings; compare without an early exit anyway.
+        actual.len() == expected.len()
+            && actual
+                .bytes()
+                .zip(expected.to_ascii_lowercase().bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
+    pub fn simulated_card(&self) -> Option<&mynalink_simcard::SimHandle> {
+        match &self.card.source {
+            CardSource::Simulated(handle) => Some(handle),
+            CardSource::Reader(_) => None,
+        }
+    }
+}
+
+fn config_error(detail: impl Into<String>) -> FlowError {
+    FlowError::new(ErrorCode::ConfigurationInvalid).with_detail(detail)
+}
+
+/// A demo license number: ten fixed digits, the check digit, reissue count 0.
+pub fn demo_number(first_ten: &str) -> String {
+    let mut digits = [0u8; 10];
+    for (d, c) in digits.iter_mut().zip(first_ten.bytes()) {
+        *d = c.wrapping_sub(b'0');
+    }
+    format!("{first_ten}{}0", expected_check_digit(&digits))
+}
+
+/// Demo records: the simulated card's holder, and a holder who cannot link (licence card
+/// only, §2(1)).
+pub fn demo_records() -> String {
+    format!(
+        "license_number,holding,name,birth_date,status\n\
+         {},myna_only,試験　花子,1990-01-02,valid\n\
+         {},card_only,試験　太郎,1985-04-01,valid\n",
+        crate::demo::DEMO_LICENSE,
+        demo_ineligible_license()
+    )
+}
+
+pub fn demo_ineligible_license() -> String {
+    demo_number("7299132820")
+}
+
+/// Options of the demo's simulated card (slow mode: `MYNALINK_DEMO_SLOW_CARD=1`, for
+/// checking that the window stays responsive while the card works).
+fn demo_sim_options() -> SimOptions {
+    let mut options = SimOptions::default();
+    if std::env::var_os("MYNALINK_DEMO_SLOW_CARD").is_some() {
+        options.apdu_latency = Duration::from_millis(30);
+        options.sign_latency = Duration::from_millis(1500);
+    }
+    options
+}
+
+/// The demo: simulated card, embedded backend in a fresh temporary directory, a demo terms
+/// file written there (a placeholder, not any operator's terms), operator password "demo".
+pub fn demo(language: Lang) -> Result<Environment, FlowError> {
+    let dir = EmbeddedBackend::temp_dir("mynalink-window-demo");
+    let records = demo_records();
+    let backend = EmbeddedBackend::start(&Setup {
+        dir: dir.clone(),
+        trust_anchors: &[SIMULATED_CARD_TEST_ROOT],
+        records_csv: &records,
+        terminal_id: DEMO_TERMINAL,
+        port: 0,
+    })
+    .map_err(|e| config_error(format!("embedded backend: {e}")))?;
+    let terms_path = dir.join("demo-terms.txt");
+    std::fs::write(&terms_path, DEMO_TERMS)
+        .map_err(|e| config_error(format!("{}: {e}", terms_path.display())))?;
+    let mut trust = TrustStore::new();
+    trust
+        .add_trust_anchor(SIMULATED_CARD_TEST_ROOT)
+        .map_err(|e| config_error(e.to_string()))?;
+    let sim = SimTransport::new(demo_sim_options()).handle();
+    let card = Card::start(CardSource::Simulated(sim), trust)
+        .map_err(|e| config_error(format!("card worker: {e}")))?;
+    let url = backend.url.clone();
+    let token = backend.token.clone();
+    let make_backend = move || Backend::new(&url, token.clone(), None).map_err(|e| e.0);
+    let outbox_path = dir.join("outbox.db");
+    let (remote, sender) = start_remote(
+        Box::new(make_backend),
+        outbox_path,
+        backend.public_key.clone(),
+    )?;
+    Ok(Environment {
+        demo: true,
+        language,
+        terminal_id: DEMO_TERMINAL.into(),
+        operator_id: Some("demo-operator".into()),
+        prefecture: "東京都".into(),
+        terms: Terms::load(&terms_path, "demo-1"),
+        card,
+        remote: Some(remote),
+        remote_problem: None,
+        sender,
+        operator_password_sha256: Some(hex::encode(Sha256::digest(DEMO_OPERATOR_PASSWORD))),
+        kiosk_idle: DEFAULT_KIOSK_IDLE,
+        fit_to_monitor: true,
+        embedded: Some(Arc::new(backend)),
+    })
+}
+
+fn start_remote(
+    make_backend: Box<dyn Fn() -> Result<Backend, String> + Send>,
+    outbox_path: PathBuf,
+    recipient: rsa::RsaPublicKey,
+) -> Result<(Remote, Arc<SenderLink>), FlowError> {
+    let mut link = SenderLink::default();
+    if let Ok(client) = make_backend() {
+        let (handle, events) = Sender::start(&outbox_path, client)
+            .map_err(|e| FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string()))?;
+        link.handle = Mutex::new(Some(handle));
+        link.events = Mutex::new(Some(events));
+    }
+    let remote = Remote::start(RemoteSettings {
+        make_backend,
+        outbox_path,
+        recipient,
+    })
+    .map_err(|e| config_error(format!("upload worker: {e}")))?;
+    Ok((remote, Arc::new(link)))
+}
+
+/// The real thing, from the config file: a reader, the configured backend and terms.
+pub fn from_config(config: &Config) -> Result<Environment, FlowError> {
+    let mut trust = TrustStore::new();
+    for path in &config.jpki_ca {
+        let bytes = std::fs::read(path)
+            .map_err(|e| config_error(format!("jpki_ca {}: {e}", path.display())))?;
+        trust
+            .add_ca_certificate(&bytes)
+            .map_err(|e| config_error(format!("jpki_ca {}: {e}", path.display())))?;
+    }
+    for path in &config.trust_anchors {
+        let bytes = std::fs::read(path)
+            .map_err(|e| config_error(format!("trust_anchors {}: {e}", path.display())))?;
+        trust
+            .add_trust_anchor(&bytes)
+            .map_err(|e| config_error(format!("trust_anchors {}: {e}", path.display())))?;
+    }
+    let reader = config
+        .reader
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && *r != "auto")
+        .map(str::to_string);
+    let card = Card::start(CardSource::Reader(reader), trust)
+        .map_err(|e| config_error(format!("card worker: {e}")))?;
+    let terms = match (&config.terms_file, &config.terms_version) {
+        (Some(path), Some(version)) => Terms::load(path, version),
+        (None, _) => Err("terms_file is not set in the config file".to_string()),
+        (Some(_), None) => Err("terms_version is not set in the config file".to_string()),
+    };
+    let (remote, sender, remote_problem) = match configured_remote(config) {
+        Ok((remote, sender)) => (Some(remote), sender, None),
+        Err(e) => (
+            None,
+            Arc::new(SenderLink::default()),
+            Some(e.detail.unwrap_or(e.message_en)),
+        ),
+    };
+    Ok(Environment {
+        demo: false,
+        language: config.language.map(Lang::from).unwrap_or_default(),
+        terminal_id: config
+            .terminal_id
+            .clone()
+            .unwrap_or_else(|| "unconfigured".into()),
+        operator_id: config.operator_id.clone(),
+        prefecture: config.prefecture.clone().unwrap_or_default(),
+        terms,
+        card,
+        remote,
+        remote_problem,
+        sender,
+        operator_password_sha256: config.operator_password_sha256.clone(),
+        kiosk_idle: config
+            .kiosk_idle_seconds
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_KIOSK_IDLE)
+            .max(Duration::from_secs(40)),
+        fit_to_monitor: true,
+        embedded: None,
+    })
+}
+
+fn configured_remote(config: &Config) -> Result<(Remote, Arc<SenderLink>), FlowError> {
+    let url = config
+        .backend_url
+        .clone()
+        .ok_or_else(|| config_error("backend_url is not set in the config file"))?;
+    let token_file = config
+        .token_file
+        .clone()
+        .ok_or_else(|| config_error("token_file: a backend needs this terminal's token file"))?;
+    let token = Backend::read_token(&token_file).map_err(|e| config_error(e.0))?;
+    let ca = match &config.ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| config_error(format!("ca_file {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    // Checked once here so that a bad URL or CA is reported before the window opens.
+    Backend::new(&url, token.clone(), ca.as_deref()).map_err(|e| config_error(e.0))?;
+    let key_path = config.backend_key.clone().ok_or_else(|| {
+        config_error(
+            "backend_key: the outbox keeps certificates sealed to the backend's public key",
+        )
+    })?;
+    let key_bytes = std::fs::read(&key_path)
+        .map_err(|e| config_error(format!("backend_key {}: {e}", key_path.display())))?;
+    let recipient = mynalink_link::seal::parse_public_key(&key_bytes)
+        .map_err(|e| config_error(format!("backend_key {}: {e}", key_path.display())))?;
+    let outbox_path = config
+        .outbox
+        .clone()
+        .or_else(default_outbox)
+        .ok_or_else(|| config_error("no outbox location: set `outbox` in the config file"))?;
+    if let Some(dir) = outbox_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            FlowError::new(ErrorCode::OutboxUnavailable)
+                .with_detail(format!("{}: {e}", dir.display()))
+        })?;
+    }
+    let make_backend = move || Backend::new(&url, token.clone(), ca.as_deref()).map_err(|e| e.0);
+    start_remote(Box::new(make_backend), outbox_path, recipient)
+}
+
+/// The demo's stand-in for the operator's terms file. Real installations configure the
+/// operator's official file with `terms_file` and `terms_version`.
+const DEMO_TERMS: &str = "\
+【デモ用】規約ファイルの表示例 / [DEMO] how the terms file is shown
+
+この画面には、運用者が設定した公式の利用規約ファイル（terms_file）がそのまま表示されます。
+デモでは規約の本文の代わりにこの説明文を表示しています。
+
+ふりがなの書き方：｜署名用電子証明書《しょめいようでんししょうめいしょ》のように、
+読みを付けたい語の前に「｜」、読みを《》で囲んで書くと、キオスク画面で読みが表示されます。
+
+This screen shows the operator's official terms-of-use file (terms_file) as it is.
+The demo shows this explanation in place of the terms.
+";

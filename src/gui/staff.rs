@@ -1,0 +1,1228 @@
+//! The staff window: the first stage as seven numbered steps, a live status bar, and the
+//! operator's history, outbox and settings behind a password.
+
+use iced::keyboard::{self, key::Named, Key};
+use iced::widget::{
+    button, checkbox, column, container, operation, progress_bar, row, scrollable, space, text,
+    text_input,
+};
+use iced::{Element, Length, Subscription, Task};
+use mynalink_card::events::CardEvent;
+use mynalink_card::PasswordStatus;
+use mynalink_link::api::LicenseStatus;
+use mynalink_link::outbox::{EntryOptions, EntrySummary};
+use mynalink_link::sender::SenderEvent;
+use mynalink_link::upload::Delivery;
+use mynalink_link::{ErrorCode, FlowError, FlowInputs, SignedStatement};
+use zeroize::Zeroizing;
+
+use super::card::CertificateView;
+use super::i18n::Lang;
+use super::look::{self, MUTED, SUCCESS};
+use super::remote::LookupFailed;
+use super::setup::Environment;
+use super::shared::{self, Presence};
+use super::turn::{CardPhase, Lookup, SendPhase, Turn};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    Reception = 1,
+    Terms,
+    Card,
+    Password,
+    Confirm,
+    Send,
+    Done,
+}
+
+impl Step {
+    const ALL: [Step; 7] = [
+        Step::Reception,
+        Step::Terms,
+        Step::Card,
+        Step::Password,
+        Step::Confirm,
+        Step::Send,
+        Step::Done,
+    ];
+
+    fn label(self, lang: Lang) -> &'static str {
+        match self {
+            Step::Reception => lang.pick("受付", "Reception"),
+            Step::Terms => lang.pick("規約", "Terms"),
+            Step::Card => lang.pick("カード", "Card"),
+            Step::Password => lang.pick("暗証番号", "Password"),
+            Step::Confirm => lang.pick("確認", "Check"),
+            Step::Send => lang.pick("送信", "Send"),
+            Step::Done => lang.pick("完了", "Done"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Panel {
+    Flow,
+    History,
+    Outbox,
+    Settings,
+}
+
+/// One line of today's history: no name, birth date or address.
+#[derive(Debug, Clone)]
+pub struct HistoryRow {
+    pub time: String,
+    pub license_number: String,
+    pub outcome: String,
+    pub binding_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Message {
+    ToggleLanguage,
+    Primary,
+    Back,
+    FocusNext,
+    Frame,
+    Health(bool),
+    HealthTick,
+    Sender(SenderEvent),
+    Reader(CardEvent),
+    DemoInsert,
+    DemoRemove,
+    DemoPresence(bool),
+    Show(Panel),
+    OperatorPassword(String),
+    OperatorLogin,
+    OutboxLoaded(Result<Vec<EntrySummary>, String>),
+    FlushNow,
+    LicenseInput(String),
+    StatusLoaded(String, Result<LicenseStatus, LookupFailed>),
+    Agree,
+    ReadCard,
+    Checked(Result<PasswordStatus, FlowError>),
+    PasswordInput(String),
+    ConfirmLastTry(bool),
+    Verified(Result<(), FlowError>),
+    CertificateRead(Result<CertificateView, FlowError>),
+    IdentityConfirmed(bool),
+    Signed(Result<SignedStatement, FlowError>),
+    Uploaded(Result<Delivery, FlowError>),
+    CardEnded,
+    NextPerson,
+}
+
+pub struct Staff {
+    pub env: Environment,
+    pub lang: Lang,
+    pub step: Step,
+    pub turn: Turn,
+    pub panel: Panel,
+    pub presence: Presence,
+    pub backend_up: Option<bool>,
+    pub outbox_size: Option<usize>,
+    pub history: Vec<HistoryRow>,
+    pub operator_unlocked: bool,
+    pub operator_password: Zeroizing<String>,
+    pub operator_refused: bool,
+    pub pending_panel: Option<Panel>,
+    pub outbox_rows: Option<Result<Vec<EntrySummary>, String>>,
+    pub first_frame_seen: bool,
+    /// An error that ended the last turn early (card removed mid-flow), shown at step 3.
+    pub interrupted: Option<FlowError>,
+}
+
+const LICENSE_ID: &str = "license";
+const PASSWORD_ID: &str = "password";
+const OPERATOR_ID: &str = "operator-password";
+
+impl Staff {
+    pub fn new(env: Environment) -> (Staff, Task<Message>) {
+        let presence = shared::initial_presence(&env);
+        let staff = Staff {
+            lang: env.language,
+            env,
+            step: Step::Reception,
+            turn: Turn::default(),
+            panel: Panel::Flow,
+            presence,
+            backend_up: None,
+            outbox_size: None,
+            history: Vec::new(),
+            operator_unlocked: false,
+            operator_password: Zeroizing::new(String::new()),
+            operator_refused: false,
+            pending_panel: None,
+            outbox_rows: None,
+            first_frame_seen: false,
+            interrupted: None,
+        };
+        let health = staff.health_task();
+        (staff, Task::batch([operation::focus(LICENSE_ID), health]))
+    }
+
+    fn health_task(&self) -> Task<Message> {
+        match &self.env.remote {
+            Some(remote) => Task::perform(remote.clone().healthy(), Message::Health),
+            None => Task::done(Message::Health(false)),
+        }
+    }
+
+    pub fn title(&self) -> String {
+        format!(
+            "mynalink — {}",
+            self.lang.pick(
+                "マイナ免許証 マイナポータル連携（第1段階）",
+                "Mynaportal linking, first stage"
+            )
+        )
+    }
+
+    pub fn subscription(&self) -> Subscription<Message> {
+        let mut subscriptions = vec![
+            keyboard::listen().filter_map(key_message),
+            iced::time::every(std::time::Duration::from_secs(15)).map(|_| Message::HealthTick),
+            shared::sender_events(&self.env).map(Message::Sender),
+        ];
+        if let Some(readers) = shared::reader_events(&self.env) {
+            subscriptions.push(readers.map(Message::Reader));
+        }
+        if !self.first_frame_seen {
+            subscriptions.push(iced::window::frames().map(|_| Message::Frame));
+        }
+        Subscription::batch(subscriptions)
+    }
+
+    pub fn update(&mut self, message: Message) -> Task<Message> {
+        match message {
+            Message::ToggleLanguage => {
+                self.lang = self.lang.toggled();
+                Task::none()
+            }
+            Message::FocusNext => operation::focus_next(),
+            Message::Frame => {
+                self.first_frame_seen = true;
+                shared::log_first_frame("staff");
+                Task::none()
+            }
+            Message::HealthTick => self.health_task(),
+            Message::Health(up) => {
+                self.backend_up = Some(up);
+                Task::none()
+            }
+            Message::Sender(event) => {
+                if let SenderEvent::Pending { entries, .. } = &event {
+                    self.outbox_size = Some(*entries);
+                }
+                shared::note_sender_event(&event, &mut self.history_sink());
+                Task::none()
+            }
+            Message::Reader(event) => {
+                let before = self.presence.card_present;
+                self.presence.apply(&event);
+                self.presence_changed(before)
+            }
+            Message::DemoInsert => shared::demo_set_card(&self.env, true, Message::DemoPresence),
+            Message::DemoRemove => shared::demo_set_card(&self.env, false, Message::DemoPresence),
+            Message::DemoPresence(present) => {
+                let before = self.presence.card_present;
+                self.presence.card_present = Some(present);
+                self.presence_changed(before)
+            }
+            Message::Show(panel) => {
+                if panel == Panel::Flow || self.operator_unlocked {
+                    self.panel = panel;
+                    self.pending_panel = None;
+                    if panel == Panel::Outbox {
+                        return self.load_outbox();
+                    }
+                    Task::none()
+                } else {
+                    self.pending_panel = Some(panel);
+                    self.operator_refused = false;
+                    operation::focus(OPERATOR_ID)
+                }
+            }
+            Message::OperatorPassword(p) => {
+                self.operator_password = Zeroizing::new(p);
+                Task::none()
+            }
+            Message::OperatorLogin => {
+                let ok = self.env.operator_password_ok(&self.operator_password);
+                self.operator_password = Zeroizing::new(String::new());
+                self.operator_refused = !ok;
+                if ok {
+                    self.operator_unlocked = true;
+                    if let Some(panel) = self.pending_panel.take() {
+                        return self.update(Message::Show(panel));
+                    }
+                }
+                Task::none()
+            }
+            Message::OutboxLoaded(rows) => {
+                if let Ok(rows) = &rows {
+                    self.outbox_size = Some(rows.len());
+                }
+                self.outbox_rows = Some(rows);
+                Task::none()
+            }
+            Message::FlushNow => {
+                shared::flush_now(&self.env);
+                self.load_outbox()
+            }
+            Message::LicenseInput(input) => {
+                self.turn.set_license_input(input);
+                self.lookup()
+            }
+            Message::StatusLoaded(number, result) => {
+                // An answer for a number that is no longer in the field is stale.
+                if self.turn.license.as_ref().map(|l| l.as_str()) == Some(number.as_str()) {
+                    self.turn.lookup = match result {
+                        Ok(status) => Lookup::Found(status),
+                        Err(LookupFailed(reason)) => Lookup::Failed(reason),
+                    };
+                }
+                Task::none()
+            }
+            Message::Primary => self.primary(),
+            Message::Back => self.back(),
+            Message::Agree => {
+                if let Ok(terms) = &self.env.terms {
+                    self.turn.consent = Some(terms.reference());
+                    self.step = Step::Card;
+                    if self.presence.card_present == Some(true) {
+                        return self.begin_card();
+                    }
+                }
+                Task::none()
+            }
+            Message::ReadCard => self.begin_card(),
+            Message::Checked(result) => {
+                if self.step != Step::Card {
+                    return Task::none();
+                }
+                match result {
+                    Ok(status) => {
+                        self.turn.note_card_status(status);
+                        if matches!(status, PasswordStatus::Tries(_) | PasswordStatus::Unknown) {
+                            self.step = Step::Password;
+                            return operation::focus(PASSWORD_ID);
+                        }
+                        Task::none()
+                    }
+                    Err(e) => {
+                        self.turn.card = CardPhase::Failed(e);
+                        Task::none()
+                    }
+                }
+            }
+            Message::PasswordInput(input) => {
+                self.turn.set_password(&input);
+                Task::none()
+            }
+            Message::ConfirmLastTry(confirmed) => {
+                self.turn.last_try_confirmed = confirmed;
+                Task::none()
+            }
+            Message::Verified(result) => match result {
+                Ok(()) => {
+                    self.turn.card = CardPhase::Reading;
+                    self.step = Step::Confirm;
+                    Task::perform(
+                        self.env.card.clone().read_certificate(),
+                        Message::CertificateRead,
+                    )
+                }
+                Err(e) => {
+                    self.turn.note_verify_failure(e);
+                    operation::focus(PASSWORD_ID)
+                }
+            },
+            Message::CertificateRead(result) => {
+                match result {
+                    Ok(view) => {
+                        self.turn.card = CardPhase::Read;
+                        self.turn.certificate = Some(view);
+                    }
+                    Err(e) => self.turn.card = CardPhase::Failed(e),
+                }
+                Task::none()
+            }
+            Message::IdentityConfirmed(confirmed) => {
+                self.turn.identity_confirmed = confirmed;
+                Task::none()
+            }
+            Message::Signed(result) => match result {
+                Ok(signed) => {
+                    self.turn.send = SendPhase::Uploading;
+                    let end = Task::perform(self.env.card.clone().end(), |()| Message::CardEnded);
+                    let options = EntryOptions {
+                        staff_confirmed_identity: self.turn.identity_confirmed,
+                        ca_certificate: None,
+                    };
+                    let upload = match &self.env.remote {
+                        Some(remote) => {
+                            Task::perform(remote.clone().upload(signed, options), Message::Uploaded)
+                        }
+                        None => Task::done(Message::Uploaded(Err(FlowError::new(
+                            ErrorCode::ConfigurationInvalid,
+                        )
+                        .with_detail(self.env.remote_problem.clone().unwrap_or_default())))),
+                    };
+                    Task::batch([end, upload])
+                }
+                Err(e) => {
+                    self.turn.send = SendPhase::Failed(e);
+                    Task::none()
+                }
+            },
+            Message::Uploaded(result) => {
+                match result {
+                    Ok(delivery) => {
+                        self.record(&delivery);
+                        self.turn.send = SendPhase::Finished(delivery);
+                        self.step = Step::Done;
+                    }
+                    Err(e) => self.turn.send = SendPhase::Failed(e),
+                }
+                Task::none()
+            }
+            Message::CardEnded => Task::none(),
+            Message::NextPerson => {
+                if self.presence.card_present == Some(true) && self.step == Step::Done {
+                    // The card must leave the reader before the next person.
+                    return Task::none();
+                }
+                self.reset()
+            }
+        }
+    }
+
+    fn history_sink(&mut self) -> impl FnMut(HistoryRow) + '_ {
+        |row| self.history.push(row)
+    }
+
+    fn record(&mut self, delivery: &Delivery) {
+        let license_number = self
+            .turn
+            .license
+            .as_ref()
+            .map(|l| l.as_str().to_string())
+            .unwrap_or_default();
+        self.history.push(HistoryRow {
+            time: shared::local_clock(),
+            license_number,
+            outcome: delivery.outcome().to_string(),
+            binding_id: match delivery {
+                Delivery::Linked { binding_id, .. } => Some(binding_id.clone()),
+                _ => None,
+            },
+        });
+    }
+
+    fn lookup(&mut self) -> Task<Message> {
+        let (Some(license), Some(remote)) = (&self.turn.license, &self.env.remote) else {
+            if self.turn.license.is_some() {
+                self.turn.lookup = Lookup::Failed(
+                    self.env
+                        .remote_problem
+                        .clone()
+                        .unwrap_or_else(|| "no backend".into()),
+                );
+            }
+            return Task::none();
+        };
+        self.turn.lookup = Lookup::Loading;
+        let number = license.as_str().to_string();
+        Task::perform(remote.clone().status(number.clone()), move |r| {
+            Message::StatusLoaded(number.clone(), r)
+        })
+    }
+
+    fn load_outbox(&self) -> Task<Message> {
+        match &self.env.remote {
+            Some(remote) => Task::perform(remote.clone().outbox(), Message::OutboxLoaded),
+            None => Task::none(),
+        }
+    }
+
+    fn begin_card(&mut self) -> Task<Message> {
+        if self.step != Step::Card || matches!(self.turn.card, CardPhase::Checking) {
+            return Task::none();
+        }
+        let (Some(license), Some(consent)) = (&self.turn.license, &self.turn.consent) else {
+            return Task::none();
+        };
+        self.interrupted = None;
+        self.turn.card = CardPhase::Checking;
+        let inputs = FlowInputs::fresh(
+            license.as_str(),
+            &self.env.terminal_id,
+            self.env.operator_id.as_deref(),
+            Some(consent.clone()),
+        );
+        Task::perform(self.env.card.clone().begin(inputs), Message::Checked)
+    }
+
+    fn submit_password(&mut self) -> Task<Message> {
+        if !matches!(self.turn.card, CardPhase::Ready(_)) {
+            return Task::none();
+        }
+        let confirm = self.turn.needs_last_try_confirmation();
+        if confirm && !self.turn.last_try_confirmed {
+            self.turn.password_problem =
+                Some(FlowError::new(ErrorCode::LastTryRequiresConfirmation));
+            return Task::none();
+        }
+        match self.turn.take_password() {
+            Ok(password) => {
+                self.turn.password_problem = None;
+                self.turn.card = CardPhase::Verifying;
+                Task::perform(
+                    self.env.card.clone().verify(password, confirm),
+                    Message::Verified,
+                )
+            }
+            Err(_) => Task::none(),
+        }
+    }
+
+    fn send(&mut self) -> Task<Message> {
+        if self.turn.certificate.is_none() || !self.turn.identity_confirmed {
+            return Task::none();
+        }
+        self.step = Step::Send;
+        self.turn.send = SendPhase::Signing;
+        Task::perform(self.env.card.clone().sign(), Message::Signed)
+    }
+
+    fn primary(&mut self) -> Task<Message> {
+        if self.pending_panel.is_some() {
+            return self.update(Message::OperatorLogin);
+        }
+        match self.step {
+            Step::Reception => {
+                if self.turn.reception_done() {
+                    self.step = Step::Terms;
+                    Task::none()
+                } else if self.turn.license.is_some()
+                    && matches!(self.turn.lookup, Lookup::NotAsked)
+                {
+                    self.lookup()
+                } else {
+                    Task::none()
+                }
+            }
+            Step::Terms => self.update(Message::Agree),
+            Step::Card => self.begin_card(),
+            Step::Password => self.submit_password(),
+            Step::Confirm => self.send(),
+            Step::Send => match &self.turn.send {
+                // Retry the upload of a signature that failed to be kept.
+                SendPhase::Failed(_) => self.cancel(),
+                _ => Task::none(),
+            },
+            Step::Done => self.update(Message::NextPerson),
+        }
+    }
+
+    fn back(&mut self) -> Task<Message> {
+        if self.pending_panel.take().is_some() || self.panel != Panel::Flow {
+            self.panel = Panel::Flow;
+            return Task::none();
+        }
+        match self.step {
+            Step::Reception => Task::none(),
+            Step::Terms => {
+                self.step = Step::Reception;
+                operation::focus(LICENSE_ID)
+            }
+            Step::Card | Step::Password | Step::Confirm => self.cancel(),
+            Step::Send => Task::none(),
+            Step::Done => self.update(Message::NextPerson),
+        }
+    }
+
+    /// Ends the card session and starts the turn over from reception.
+    fn cancel(&mut self) -> Task<Message> {
+        self.reset()
+    }
+
+    fn reset(&mut self) -> Task<Message> {
+        self.turn = Turn::default();
+        self.step = Step::Reception;
+        Task::batch([
+            Task::perform(self.env.card.clone().end(), |()| Message::CardEnded),
+            operation::focus(LICENSE_ID),
+        ])
+    }
+
+    /// A card arriving at step 3 starts the check; a card leaving mid-flow ends the session
+    /// (nothing is signed); leaving at step 7 frees the counter for the next person.
+    fn presence_changed(&mut self, before: Option<bool>) -> Task<Message> {
+        let now = self.presence.card_present;
+        if now == before {
+            return Task::none();
+        }
+        match (now, self.step) {
+            (Some(true), Step::Card) => self.begin_card(),
+            (Some(false), Step::Card | Step::Password | Step::Confirm)
+                if !matches!(self.turn.card, CardPhase::Waiting) =>
+            {
+                self.interrupted = Some(FlowError::new(ErrorCode::CardRemoved));
+                self.step = Step::Card;
+                self.turn.card = CardPhase::Waiting;
+                self.turn.certificate = None;
+                self.turn.identity_confirmed = false;
+                self.turn.password = Zeroizing::new(String::new());
+                Task::perform(self.env.card.clone().end(), |()| Message::CardEnded)
+            }
+            (Some(false), Step::Send) if matches!(self.turn.send, SendPhase::Signing) => {
+                // The signature fails on the card; Signed(Err) reports it.
+                Task::none()
+            }
+            _ => Task::none(),
+        }
+    }
+
+    // ----- view -----
+
+    pub fn view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let body: Element<'_, Message> = if let Some(panel) = self.pending_panel {
+            self.login_view(panel)
+        } else {
+            match self.panel {
+                Panel::Flow => self.flow_view(),
+                Panel::History => self.history_view(),
+                Panel::Outbox => self.outbox_view(),
+                Panel::Settings => self.settings_view(),
+            }
+        };
+        let mut nav = row![
+            nav_button(lang.pick("手続", "Procedure"), Panel::Flow, self.panel),
+            nav_button(lang.pick("本日の履歴", "Today"), Panel::History, self.panel),
+            nav_button(lang.pick("送信箱", "Outbox"), Panel::Outbox, self.panel),
+            nav_button(lang.pick("設定", "Settings"), Panel::Settings, self.panel),
+            space::horizontal(),
+        ]
+        .spacing(8)
+        .align_y(iced::Alignment::Center);
+        if self.env.demo {
+            nav = nav.push(shared::demo_controls(
+                lang,
+                self.presence.card_present,
+                Message::DemoInsert,
+                Message::DemoRemove,
+            ));
+        }
+        nav = nav.push(
+            button(text(lang.switch_label()))
+                .on_press(Message::ToggleLanguage)
+                .style(button::secondary),
+        );
+        column![
+            self.status_bar(),
+            nav,
+            container(body).height(Length::Fill).width(Length::Fill),
+        ]
+        .spacing(10)
+        .padding(14)
+        .into()
+    }
+
+    fn status_bar(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let reader = shared::presence_text(lang, &self.presence, &self.env);
+        let backend = match self.backend_up {
+            Some(true) => lang.pick("接続中", "reachable"),
+            Some(false) => lang.pick("接続できません", "unreachable"),
+            None => "…",
+        };
+        let outbox = match self.outbox_size {
+            Some(n) => n.to_string(),
+            None => "—".into(),
+        };
+        let bar = row![
+            text(format!(
+                "{} {}",
+                lang.pick("端末", "Terminal"),
+                self.env.terminal_id
+            )),
+            text(format!(
+                "{} {}",
+                lang.pick("職員", "Operator"),
+                self.env.operator_id.as_deref().unwrap_or("—")
+            )),
+            text(reader),
+            text(format!(
+                "{} {backend}",
+                lang.pick("バックエンド", "Backend")
+            )),
+            text(format!("{} {outbox}", lang.pick("送信待ち", "Outbox"))),
+        ]
+        .spacing(24);
+        container(bar.align_y(iced::Alignment::Center))
+            .padding(8)
+            .width(Length::Fill)
+            .style(container::rounded_box)
+            .into()
+    }
+
+    fn steps_bar(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let mut steps = row![].spacing(6);
+        for step in Step::ALL {
+            let label = format!("{} {}", step as u8, step.label(lang));
+            let current = step == self.step;
+            let done = step < self.step;
+            let color = if current {
+                None
+            } else if done {
+                Some(SUCCESS)
+            } else {
+                Some(MUTED)
+            };
+            let mut t = text(if current {
+                format!("▶ {label}")
+            } else {
+                label
+            });
+            if let Some(c) = color {
+                t = t.color(c);
+            }
+            steps = steps.push(t);
+        }
+        column![
+            steps,
+            progress_bar(0.0..=7.0, self.step as u8 as f32).girth(8),
+        ]
+        .spacing(6)
+        .into()
+    }
+
+    fn flow_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let content = match self.step {
+            Step::Reception => self.reception_view(),
+            Step::Terms => self.terms_view(),
+            Step::Card => self.card_view(),
+            Step::Password => self.password_view(),
+            Step::Confirm => self.confirm_view(),
+            Step::Send => self.send_view(),
+            Step::Done => self.done_view(),
+        };
+        let keys = text(lang.pick(
+            "Enter: 次へ　Esc: 戻る・中止　Tab: 次の項目　F2: English",
+            "Enter: next   Esc: back/cancel   Tab: next field   F2: 日本語",
+        ))
+        .color(MUTED)
+        .size(14);
+        column![
+            self.steps_bar(),
+            scrollable(content).height(Length::Fill),
+            keys
+        ]
+        .spacing(12)
+        .into()
+    }
+
+    fn reception_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let mut col = column![
+            look::heading(
+                lang.pick("1 受付：免許証番号", "1 Reception: license number"),
+                26.0
+            ),
+            text_input(
+                lang.pick("免許証番号（12桁）", "License number (12 digits)"),
+                &self.turn.license_input
+            )
+            .id(LICENSE_ID)
+            .on_input(Message::LicenseInput)
+            .on_submit(Message::Primary)
+            .size(24)
+            .padding(10)
+            .width(Length::Fixed(420.0)),
+        ]
+        .spacing(12);
+        if let Some(e) = &self.turn.license_problem {
+            col = col.push(look::error(lang, e));
+        }
+        if let Some(license) = &self.turn.license {
+            col = col.push(
+                text(format!(
+                    "{}: {} {} — {}",
+                    lang.pick("公安委員会", "Commission"),
+                    license.commission_code(),
+                    lang.pick(license.commission_name_ja(), license.commission_name_en()),
+                    lang.pick("チェックディジット OK", "check digit OK"),
+                ))
+                .color(SUCCESS),
+            );
+        }
+        col = col.push(shared::lookup_view(lang, &self.turn.lookup));
+        let next = button(text(lang.pick("次へ（規約）", "Next (terms)")))
+            .on_press_maybe(self.turn.reception_done().then_some(Message::Primary))
+            .padding(10);
+        col.push(next).into()
+    }
+
+    fn terms_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let mut col = column![look::heading(
+            lang.pick(
+                "2 規約：利用規約の確認と同意",
+                "2 Terms: the holder reads and agrees"
+            ),
+            26.0
+        )]
+        .spacing(12);
+        match &self.env.terms {
+            Ok(terms) => {
+                col = col
+                    .push(
+                        text(format!(
+                            "{} {} — SHA-256 {}",
+                            lang.pick("版", "Version"),
+                            terms.version,
+                            &terms.sha256[..16]
+                        ))
+                        .color(MUTED)
+                        .size(14),
+                    )
+                    .push(
+                        container(
+                            scrollable(text(look::plain(&terms.text))).height(Length::Fixed(320.0)),
+                        )
+                        .padding(10)
+                        .style(container::bordered_box),
+                    )
+                    .push(
+                        row![
+                            button(text(lang.pick("戻る", "Back")))
+                                .on_press(Message::Back)
+                                .style(button::secondary)
+                                .padding(10),
+                            button(text(lang.pick("ご本人が同意しました", "The holder agrees")))
+                                .on_press(Message::Agree)
+                                .padding(10),
+                        ]
+                        .spacing(10),
+                    );
+            }
+            Err(problem) => {
+                col = col.push(look::error(
+                    lang,
+                    &FlowError::new(ErrorCode::ConfigurationInvalid).with_detail(problem.clone()),
+                ));
+                col = col.push(text(problem.clone()).color(MUTED));
+            }
+        }
+        col.into()
+    }
+
+    fn card_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let mut col = column![look::heading(
+            lang.pick(
+                "3 カード：マイナンバーカードを置いてください",
+                "3 Card: place the My Number card"
+            ),
+            26.0
+        )]
+        .spacing(12);
+        if let Some(e) = &self.interrupted {
+            col = col.push(look::error(lang, e));
+        }
+        col = col.push(shared::card_phase_view(lang, &self.turn));
+        col = col.push(
+            row![
+                button(text(lang.pick("中止", "Cancel")))
+                    .on_press(Message::Back)
+                    .style(button::secondary)
+                    .padding(10),
+                button(text(lang.pick("カードを読み取る", "Read the card")))
+                    .on_press_maybe(
+                        (!matches!(self.turn.card, CardPhase::Checking))
+                            .then_some(Message::ReadCard)
+                    )
+                    .padding(10),
+            ]
+            .spacing(10),
+        );
+        col.into()
+    }
+
+    fn password_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let tries = match self.turn.tries_left {
+            Some(n) => lang.choose(format!("残り {n} 回"), format!("{n} tries left")),
+            None => lang.pick("残り回数不明", "tries left unknown").to_string(),
+        };
+        let mut col = column![
+            look::heading(
+                lang.pick(
+                    "4 暗証番号：署名用パスワード（英数字6〜16文字）",
+                    "4 Password: the signing password (6–16 letters and digits)"
+                ),
+                26.0
+            ),
+            text(tries).size(22),
+            text_input(
+                lang.pick("ご本人が入力します", "The holder types it"),
+                &self.turn.password
+            )
+            .id(PASSWORD_ID)
+            .secure(true)
+            .on_input(Message::PasswordInput)
+            .on_submit(Message::Primary)
+            .size(24)
+            .padding(10)
+            .width(Length::Fixed(420.0)),
+            text(format!(
+                "{} {}",
+                self.turn.password.chars().count(),
+                lang.pick(
+                    "文字（大文字で送ります）",
+                    "characters (sent in upper case)"
+                )
+            ))
+            .color(MUTED),
+        ]
+        .spacing(12);
+        if let Some(e) = &self.turn.password_problem {
+            col = col.push(look::error(lang, e));
+        }
+        if self.turn.needs_last_try_confirmation() {
+            col = col.push(look::warning(lang.pick(
+                "残り1回です。間違えるとロックされ、市区町村の窓口での再設定が必要になります。",
+                "One try left. A wrong entry locks the password; it must then be reset at the municipal office.",
+            )));
+            col = col.push(
+                checkbox(self.turn.last_try_confirmed)
+                    .label(lang.pick(
+                        "職員が確認しました（最後の1回を使います）",
+                        "Staff confirm: use the last try",
+                    ))
+                    .on_toggle(Message::ConfirmLastTry),
+            );
+        }
+        if let CardPhase::Failed(e) = &self.turn.card {
+            col = col.push(look::error(lang, e));
+        }
+        let busy = matches!(self.turn.card, CardPhase::Verifying);
+        col = col.push(
+            row![
+                button(text(lang.pick("中止", "Cancel")))
+                    .on_press(Message::Back)
+                    .style(button::secondary)
+                    .padding(10),
+                button(text(if busy {
+                    lang.pick("照合中…", "Checking…")
+                } else {
+                    lang.pick("照合する", "Verify")
+                }))
+                .on_press_maybe((!busy).then_some(Message::Primary))
+                .padding(10),
+            ]
+            .spacing(10),
+        );
+        col.into()
+    }
+
+    fn confirm_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let mut col = column![look::heading(
+            lang.pick(
+                "5 確認：署名用電子証明書と本人確認",
+                "5 Check: the signing certificate and the holder"
+            ),
+            26.0
+        )]
+        .spacing(10);
+        match (&self.turn.card, &self.turn.certificate) {
+            (CardPhase::Failed(e), _) => col = col.push(look::error(lang, e)),
+            (_, None) => {
+                col = col.push(text(
+                    lang.pick("証明書を読み取っています…", "Reading the certificate…"),
+                ))
+            }
+            (_, Some(cert)) => {
+                col = col.push(shared::certificate_view(lang, cert, &self.env.prefecture));
+                col = col.push(
+                    checkbox(self.turn.identity_confirmed)
+                        .label(lang.pick(
+                            "職員が免許記録の氏名・生年月日と照合しました",
+                            "Staff compared the name and birth date with the license record",
+                        ))
+                        .on_toggle(Message::IdentityConfirmed),
+                );
+            }
+        }
+        col = col.push(
+            row![
+                button(text(lang.pick("中止", "Cancel")))
+                    .on_press(Message::Back)
+                    .style(button::secondary)
+                    .padding(10),
+                button(text(lang.pick("署名して送信", "Sign and send")))
+                    .on_press_maybe(
+                        (self.turn.certificate.is_some() && self.turn.identity_confirmed)
+                            .then_some(Message::Primary)
+                    )
+                    .padding(10),
+            ]
+            .spacing(10),
+        );
+        col.into()
+    }
+
+    fn send_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let mut col = column![look::heading(lang.pick("6 送信", "6 Send"), 26.0)].spacing(10);
+        col = col.push(shared::send_phase_view(lang, &self.turn.send));
+        if let SendPhase::Failed(_) = &self.turn.send {
+            col = col.push(
+                button(text(lang.pick("最初からやり直す", "Start over")))
+                    .on_press(Message::Primary)
+                    .padding(10),
+            );
+        }
+        col.into()
+    }
+
+    fn done_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let mut col = column![look::heading(lang.pick("7 完了", "7 Done"), 26.0)].spacing(12);
+        col = col.push(shared::send_phase_view(lang, &self.turn.send));
+        let card_out = self.presence.card_present != Some(true);
+        if card_out {
+            col = col.push(
+                text(lang.pick("カードは取り外されました。", "The card has been removed."))
+                    .color(SUCCESS),
+            );
+        } else {
+            col = col.push(look::warning(lang.pick(
+                "カードを取り外してください（次の方の受付はカードを取り外してからです）。",
+                "Please remove the card (the next person can start once it is out).",
+            )));
+        }
+        col.push(
+            button(text(lang.pick("次の方", "Next person")))
+                .on_press_maybe(card_out.then_some(Message::NextPerson))
+                .padding(10),
+        )
+        .into()
+    }
+
+    fn login_view(&self, panel: Panel) -> Element<'_, Message> {
+        let lang = self.lang;
+        let what = match panel {
+            Panel::History => lang.pick("本日の履歴", "today's history"),
+            Panel::Outbox => lang.pick("送信箱", "the outbox"),
+            _ => lang.pick("設定", "settings"),
+        };
+        let mut col = column![
+            look::heading(
+                lang.choose(
+                    format!("職員ログイン（{what}）"),
+                    format!("Operator login ({what})")
+                ),
+                24.0
+            ),
+            text_input(
+                lang.pick("職員パスワード", "Operator password"),
+                &self.operator_password
+            )
+            .id(OPERATOR_ID)
+            .secure(true)
+            .on_input(Message::OperatorPassword)
+            .on_submit(Message::OperatorLogin)
+            .padding(10)
+            .width(Length::Fixed(360.0)),
+            row![
+                button(text(lang.pick("戻る", "Back")))
+                    .on_press(Message::Back)
+                    .style(button::secondary),
+                button(text(lang.pick("ログイン", "Log in"))).on_press(Message::OperatorLogin),
+            ]
+            .spacing(10),
+        ]
+        .spacing(12);
+        if self.operator_refused {
+            col = col.push(look::warning(
+                lang.pick("パスワードが違います。", "Wrong password."),
+            ));
+        }
+        if self.env.operator_password_sha256.is_none() {
+            col = col.push(
+                text(lang.pick(
+                    "職員パスワードが設定されていません（operator_password_sha256）。",
+                    "No operator password is configured (operator_password_sha256).",
+                ))
+                .color(MUTED),
+            );
+        }
+        col.into()
+    }
+
+    fn history_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let mut col = column![look::heading(
+            lang.pick("本日の履歴（この端末）", "Today on this terminal"),
+            24.0
+        )]
+        .spacing(6);
+        if self.history.is_empty() {
+            col = col.push(text(lang.pick("まだありません。", "Nothing yet.")).color(MUTED));
+        }
+        for row_data in self.history.iter().rev() {
+            col = col.push(text(format!(
+                "{}  {}  {}  {}",
+                row_data.time,
+                row_data.license_number,
+                row_data.outcome,
+                row_data.binding_id.as_deref().unwrap_or("")
+            )));
+        }
+        scrollable(col).into()
+    }
+
+    fn outbox_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let mut col = column![row![
+            look::heading(lang.pick("送信箱（送信待ち）", "Outbox (waiting)"), 24.0),
+            space::horizontal(),
+            button(text(lang.pick("今すぐ送信", "Send now"))).on_press(Message::FlushNow),
+        ]]
+        .spacing(6);
+        match &self.outbox_rows {
+            None => col = col.push(text("…")),
+            Some(Err(e)) => col = col.push(look::warning(e.clone())),
+            Some(Ok(rows)) if rows.is_empty() => {
+                col = col.push(
+                    text(lang.pick("送信待ちはありません。", "Nothing is waiting.")).color(SUCCESS),
+                )
+            }
+            Some(Ok(rows)) => {
+                for entry in rows {
+                    col = col.push(text(format!(
+                        "#{}  {}  {}  {} {}  {}",
+                        entry.id.0,
+                        entry.license_number,
+                        shared::format_local(entry.created_at),
+                        lang.pick("試行", "attempts"),
+                        entry.attempts,
+                        entry.last_error.as_deref().unwrap_or("")
+                    )));
+                }
+            }
+        }
+        scrollable(col).into()
+    }
+
+    fn settings_view(&self) -> Element<'_, Message> {
+        let lang = self.lang;
+        let env = &self.env;
+        let terms = match &env.terms {
+            Ok(t) => format!(
+                "{} ({} {}, SHA-256 {})",
+                t.path.display(),
+                lang.pick("版", "version"),
+                t.version,
+                t.sha256
+            ),
+            Err(e) => e.clone(),
+        };
+        let backend = match (&env.remote, &env.remote_problem) {
+            (Some(_), _) if env.demo => lang
+                .pick(
+                    "組み込みの参照バックエンド（デモ）",
+                    "embedded reference backend (demo)",
+                )
+                .to_string(),
+            (Some(_), _) => lang.pick("設定済み", "configured").to_string(),
+            (None, Some(p)) => p.clone(),
+            (None, None) => "—".into(),
+        };
+        let reader = match &env.card.source {
+            super::card::CardSource::Simulated(_) => lang
+                .pick("模擬カード（デモ）", "simulated card (demo)")
+                .to_string(),
+            super::card::CardSource::Reader(Some(name)) => name.clone(),
+            super::card::CardSource::Reader(None) => lang
+                .pick(
+                    "自動（マイナンバーカードのあるリーダー）",
+                    "auto (the reader holding a My Number card)",
+                )
+                .to_string(),
+        };
+        column![
+            look::heading(lang.pick("設定", "Settings"), 24.0),
+            text(format!(
+                "{}: {}",
+                lang.pick("端末ID", "Terminal id"),
+                env.terminal_id
+            )),
+            text(format!(
+                "{}: {}",
+                lang.pick("都道府県", "Prefecture"),
+                env.prefecture
+            )),
+            text(format!(
+                "{}: {backend}",
+                lang.pick("バックエンド", "Backend")
+            )),
+            text(format!(
+                "{}: {reader}",
+                lang.pick("カードリーダー", "Card reader")
+            )),
+            text(format!(
+                "{}: {terms}",
+                lang.pick("規約ファイル", "Terms file")
+            )),
+            row![
+                text(format!(
+                    "{}: {}",
+                    lang.pick("表示言語", "Language"),
+                    lang.pick("日本語", "English")
+                )),
+                button(text(lang.switch_label())).on_press(Message::ToggleLanguage),
+            ]
+            .spacing(10)
+            .align_y(iced::Alignment::Center),
+            text(lang.pick(
+                "変更は設定ファイル（config.toml）で行い、再起動してください。",
+                "Change these in the config file (config.toml) and restart.",
+            ))
+            .color(MUTED),
+        ]
+        .spacing(10)
+        .into()
+    }
+}
+
+fn nav_button(label: &str, panel: Panel, current: Panel) -> Element<'_, Message> {
+    let style = if panel == current {
+        button::primary
+    } else {
+        button::secondary
+    };
+    button(text(label))
+        .on_press(Message::Show(panel))
+        .style(style)
+        .into()
+}
+
+fn key_message(event: keyboard::Event) -> Option<Message> {
+    let keyboard::Event::KeyPressed { key, modifiers, .. } = event else {
+        return None;
+    };
+    match key {
+        Key::Named(Named::Enter) => Some(Message::Primary),
+        Key::Named(Named::Escape) => Some(Message::Back),
+        Key::Named(Named::Tab) if !modifiers.shift() => Some(Message::FocusNext),
+        Key::Named(Named::F2) => Some(Message::ToggleLanguage),
+        _ => None,
+    }
+}
