@@ -172,6 +172,19 @@ fn demo_sim_options() -> SimOptions {
 /// The demo: simulated card, embedded backend in a fresh temporary directory, a demo terms
 /// file written there (a placeholder, not any operator's terms), operator password "demo".
 pub fn demo(language: Lang) -> Result<Environment, FlowError> {
+    demo_environment(language, demo_sim_options())
+}
+
+/// The demo with a given simulated card (the tests use blocked, slow or certificate-less
+/// cards). The kiosk does not size itself to a monitor here.
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn demo_with(language: Lang, sim_options: SimOptions) -> Result<Environment, FlowError> {
+    let mut env = demo_environment(language, sim_options)?;
+    env.fit_to_monitor = false;
+    Ok(env)
+}
+
+fn demo_environment(language: Lang, sim_options: SimOptions) -> Result<Environment, FlowError> {
     let dir = EmbeddedBackend::temp_dir("mynalink-window-demo");
     let records = demo_records();
     let backend = EmbeddedBackend::start(&Setup {
@@ -189,7 +202,7 @@ pub fn demo(language: Lang) -> Result<Environment, FlowError> {
     trust
         .add_trust_anchor(SIMULATED_CARD_TEST_ROOT)
         .map_err(|e| config_error(e.to_string()))?;
-    let sim = SimTransport::new(demo_sim_options()).handle();
+    let sim = SimTransport::new(sim_options).handle();
     let card = Card::start(CardSource::Simulated(sim), trust)
         .map_err(|e| config_error(format!("card worker: {e}")))?;
     let url = backend.url.clone();
