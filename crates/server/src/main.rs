@@ -13,7 +13,9 @@ const USAGE: &str = "usage:
         [--terminal-tokens FILE] [--mynaportal-tokens FILE] [--trust-anchor FILE]... [--seal-key FILE]
         [--insecure-loopback-http] [--freshness-hours N]
 
-URL is sqlite:PATH. The CSV needs the header license_number,holding,name,birth_date,status.
+URL is sqlite:PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB (the database must exist;
+its schema is created and migrated at start).
+The CSV needs the header license_number,holding,name,birth_date,status.
 ADDR is IP:PORT (port 0 picks a free one; the line `listening on URL` tells which).
 TLS is required unless --insecure-loopback-http is given with a loopback ADDR.
 The tokens file has one `TERMINAL_ID SHA256_HEX_OF_TOKEN` per line (# comments).
