@@ -28,9 +28,10 @@ use super::turn::{CardPhase, Lookup, SendPhase, Turn};
 
 /// The warning appears this long before the reset (JIS X 8341-3: at least 20 s to extend).
 pub const IDLE_WARNING: Duration = Duration::from_secs(30);
-/// Touch targets: 15 mm is about 90 px at 150 dpi; the keypad keys are larger.
-const KEY: f32 = 96.0;
-const BIG_BUTTON_HEIGHT: f32 = 96.0;
+/// Touch targets: at least 15 mm — 80 px is 21 mm on a 96 dpi panel and 15.5 mm at 131 dpi
+/// (a 15.6" full-HD kiosk screen).
+const KEY: f32 = 80.0;
+const BIG_BUTTON_HEIGHT: f32 = 88.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
@@ -517,6 +518,14 @@ impl Kiosk {
                 Message::DemoRemove,
             ));
         }
+        if !matches!(self.screen, Screen::Welcome | Screen::Terms | Screen::Done) {
+            top = top.push(
+                button(text(lang.pick("やめる", "Stop")).size(24))
+                    .on_press(Message::Quit)
+                    .padding([16, 28])
+                    .style(button::danger),
+            );
+        }
         top = top.push(
             button(text(lang.switch_label()).size(24))
                 .on_press(Message::ToggleLanguage)
@@ -680,7 +689,6 @@ impl Kiosk {
         let valid = self.turn.license.is_some()
             && !matches!(self.turn.lookup, Lookup::Loading | Lookup::Found(_));
         col = col.push(numeric_keypad(lang, valid));
-        col = col.push(big_button(lang.pick("やめる", "Stop"), Some(Message::Quit)));
         container(col).center_x(Length::Fill).into()
     }
 
@@ -696,7 +704,6 @@ impl Kiosk {
         .spacing(24)
         .align_x(Alignment::Center);
         col = col.push(shared::card_phase_view(lang, &self.turn));
-        col = col.push(big_button(lang.pick("やめる", "Stop"), Some(Message::Quit)));
         container(col)
             .center_x(Length::Fill)
             .center_y(Length::Fill)
@@ -747,7 +754,6 @@ impl Kiosk {
                 .as_ref()
                 .is_none_or(|e| e.code == ErrorCode::PinWrong);
         col = col.push(letter_keypad(lang, ready));
-        col = col.push(big_button(lang.pick("やめる", "Stop"), Some(Message::Quit)));
         container(col).center_x(Length::Fill).into()
     }
 

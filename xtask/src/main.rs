@@ -89,6 +89,13 @@ fn main() -> ExitCode {
 
 fn demo(rest: &[String]) -> Result<(), String> {
     ensure_packages(BUILD_PACKAGES)?;
+    if ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+    {
+        // The window's Japanese font and the X11 libraries winit loads at run time.
+        ensure_packages(GUI_TEST_PACKAGES)?;
+    }
     step("running the demo on the simulated card");
     let mut args = vec![
         "run",
@@ -97,8 +104,9 @@ fn demo(rest: &[String]) -> Result<(), String> {
         "mynalink",
         "--",
         "demo",
-        "--headless",
     ];
+    // `mynalink demo` opens the staff window when there is a display, and runs in the
+    // terminal otherwise.
     args.extend(rest.iter().map(String::as_str));
     cargo(&args)
 }
