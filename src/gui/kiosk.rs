@@ -270,13 +270,23 @@ impl Kiosk {
                 match result {
                     Ok(status) => {
                         self.turn.note_card_status(status);
-                        if matches!(status, PasswordStatus::Tries(_) | PasswordStatus::Unknown) {
-                            self.screen = Screen::Password;
-                        }
+                        self.screen = match status {
+                            PasswordStatus::Tries(_) | PasswordStatus::Unknown => Screen::Password,
+                            // Blocked or no certificate: explained with "take your card".
+                            _ => Screen::Done,
+                        };
+                        Task::none()
                     }
-                    Err(e) => self.turn.card = CardPhase::Failed(e),
+                    Err(e) if e.code == ErrorCode::NoCard => {
+                        self.turn.card = CardPhase::Waiting;
+                        Task::none()
+                    }
+                    Err(e) => {
+                        self.turn.card = CardPhase::Failed(e);
+                        self.screen = Screen::Done;
+                        Task::none()
+                    }
                 }
-                Task::none()
             }
             Message::Letter(c) => {
                 self.turn.push_password_char(c);
