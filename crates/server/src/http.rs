@@ -39,6 +39,9 @@ pub struct AppState {
     /// Mynaportal's credentials, kept apart from the terminals': only they reach the
     /// second stage, and they cannot submit a first stage.
     pub mynaportal: Arc<TerminalTokens>,
+    /// Administrators' credentials: they may cancel a binding and read a status, nothing
+    /// else.
+    pub admins: Arc<TerminalTokens>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -99,11 +102,16 @@ impl IntoResponse for Unauthenticated {
 /// The authenticated Mynaportal caller's id.
 pub struct Mynaportal(pub String);
 
-/// Either kind of caller (read-only endpoints).
+/// Any kind of caller (read-only endpoints).
 pub enum Caller {
     Terminal(String),
     Mynaportal(String),
+    Admin(String),
 }
+
+/// Who may cancel a binding (§6: the holder through Mynaportal; the operator's
+/// administrators): not a terminal.
+pub struct Canceller(pub String);
 
 /// Why a caller was refused: no valid credential (401) or one of the other kind (403).
 pub enum AuthRefused {
@@ -135,6 +143,9 @@ fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, AuthRefused> 
     if let Some(id) = state.mynaportal.authenticate(token) {
         return Ok(Caller::Mynaportal(id.to_string()));
     }
+    if let Some(id) = state.admins.authenticate(token) {
+        return Ok(Caller::Admin(id.to_string()));
+    }
     Err(AuthRefused::Unauthenticated)
 }
 
@@ -147,7 +158,7 @@ impl FromRequestParts<AppState> for Terminal {
     ) -> Result<Self, Self::Rejection> {
         match authenticate(parts, state)? {
             Caller::Terminal(id) => Ok(Terminal(id)),
-            Caller::Mynaportal(_) => Err(AuthRefused::WrongKind),
+            Caller::Mynaportal(_) | Caller::Admin(_) => Err(AuthRefused::WrongKind),
         }
     }
 }
@@ -161,6 +172,20 @@ impl FromRequestParts<AppState> for Mynaportal {
     ) -> Result<Self, Self::Rejection> {
         match authenticate(parts, state)? {
             Caller::Mynaportal(id) => Ok(Mynaportal(id)),
+            Caller::Terminal(_) | Caller::Admin(_) => Err(AuthRefused::WrongKind),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Canceller {
+    type Rejection = AuthRefused;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match authenticate(parts, state)? {
+            Caller::Mynaportal(id) | Caller::Admin(id) => Ok(Canceller(id)),
             Caller::Terminal(_) => Err(AuthRefused::WrongKind),
         }
     }
@@ -261,12 +286,12 @@ pub struct CancellationBody {
 
 async fn delete_binding(
     State(state): State<AppState>,
-    Terminal(terminal): Terminal,
+    Canceller(caller): Canceller,
     Path(binding_id): Path<String>,
 ) -> Response {
     let result = state
         .pool
-        .run(move |store| cancel_binding(store, &binding_id, Some(&terminal), now()))
+        .run(move |store| cancel_binding(store, &binding_id, Some(&caller), now()))
         .await;
     match result {
         Ok(cancellation) => match cancellation.binding {

@@ -10,7 +10,8 @@ use mynalink_server::Store;
 const USAGE: &str = "usage:
   mynalink-server import-licenses --database URL FILE.csv
   mynalink-server serve --listen ADDR --database URL [--tls-cert FILE --tls-key FILE]
-        [--terminal-tokens FILE] [--mynaportal-tokens FILE] [--trust-anchor FILE]... [--seal-key FILE]
+        [--terminal-tokens FILE] [--mynaportal-tokens FILE] [--admin-tokens FILE]
+        [--trust-anchor FILE]... [--seal-key FILE]
         [--insecure-loopback-http] [--freshness-hours N]
 
 URL is sqlite:PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB (the database must exist;
@@ -18,7 +19,8 @@ its schema is created and migrated at start).
 The CSV needs the header license_number,holding,name,birth_date,status.
 ADDR is IP:PORT (port 0 picks a free one; the line `listening on URL` tells which).
 TLS is required unless --insecure-loopback-http is given with a loopback ADDR.
-The tokens file has one `TERMINAL_ID SHA256_HEX_OF_TOKEN` per line (# comments).
+The tokens files have one `ID SHA256_HEX_OF_TOKEN` per line (# comments). Terminals submit
+first stages; Mynaportal runs the second stage and cancels; admins may cancel; all read status.
 --seal-key is the RSA private key (PKCS#8 PEM) terminals seal certificates to.";
 
 /// Exit status for usage and configuration errors, as the client uses.

@@ -43,8 +43,10 @@ pub struct ServeOptions {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub terminal_tokens: Option<PathBuf>,
-    /// Mynaportal's credentials (same file format), for the second stage.
+    /// Mynaportal's credentials (same file format), for the second stage and cancellations.
     pub mynaportal_tokens: Option<PathBuf>,
+    /// Administrators' credentials (same file format): cancellations and status only.
+    pub admin_tokens: Option<PathBuf>,
     pub trust_anchors: Vec<PathBuf>,
     pub seal_key: Option<PathBuf>,
     pub insecure_loopback_http: bool,
@@ -60,6 +62,7 @@ impl ServeOptions {
         let mut tls_key = None;
         let mut terminal_tokens = None;
         let mut mynaportal_tokens = None;
+        let mut admin_tokens = None;
         let mut trust_anchors = Vec::new();
         let mut seal_key = None;
         let mut insecure_loopback_http = false;
@@ -105,6 +108,7 @@ impl ServeOptions {
                 "--mynaportal-tokens" => {
                     once(&mut mynaportal_tokens, name, PathBuf::from(value()?))?
                 }
+                "--admin-tokens" => once(&mut admin_tokens, name, PathBuf::from(value()?))?,
                 "--trust-anchor" => trust_anchors.push(PathBuf::from(value()?)),
                 "--seal-key" => once(&mut seal_key, name, PathBuf::from(value()?))?,
                 "--freshness-hours" => {
@@ -153,6 +157,7 @@ impl ServeOptions {
             tls_key,
             terminal_tokens,
             mynaportal_tokens,
+            admin_tokens,
             trust_anchors,
             seal_key,
             insecure_loopback_http,
@@ -206,10 +211,17 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
 
     let tokens = read_tokens(options.terminal_tokens.as_deref(), "terminal tokens")?;
     let mynaportal = read_tokens(options.mynaportal_tokens.as_deref(), "mynaportal tokens")?;
-    if tokens.overlaps(&mynaportal) {
-        return Err(ServeError::Config(
-            "the terminal and Mynaportal token files share an id or a token".into(),
-        ));
+    let admins = read_tokens(options.admin_tokens.as_deref(), "admin tokens")?;
+    for (a, b, what) in [
+        (&tokens, &mynaportal, "the terminal and Mynaportal"),
+        (&tokens, &admins, "the terminal and admin"),
+        (&mynaportal, &admins, "the Mynaportal and admin"),
+    ] {
+        if a.overlaps(b) {
+            return Err(ServeError::Config(format!(
+                "{what} token files share an id or a token"
+            )));
+        }
     }
     if tokens.is_empty() {
         eprintln!("mynalink-server: no terminal tokens configured; every API call will be 401");
@@ -230,6 +242,7 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
             config: Arc::new(config),
             tokens: Arc::new(tokens),
             mynaportal: Arc::new(mynaportal),
+            admins: Arc::new(admins),
         },
         tls,
     })

@@ -68,7 +68,9 @@ fn the_api_over_tls_with_the_terminal_client(backend: Backend) {
          {someone_else},myna_and_card,\"見本　太郎\",1985-04-01,valid\n"
         ),
     );
-    let server = Server::start(&files.tls_args());
+    let mut args = files.tls_args();
+    args.extend(files.portal_and_admin_args());
+    let server = Server::start(&args);
     assert!(
         server.url.starts_with("https://127.0.0.1:"),
         "{}",
@@ -231,7 +233,8 @@ fn the_api_over_tls_with_the_terminal_client(backend: Backend) {
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(api_error(response).code, "license_number_invalid");
 
-    // Cancellation (§6): 200, again 200 already_cancelled, unknown 404.
+    // Cancellation (§6) is Mynaportal's or an administrator's, never a terminal's: 200,
+    // again 200 already_cancelled, unknown 404.
     let delete = |id: &str, token: &str| {
         http.delete(format!("{}v1/bindings/{id}", server.url))
             .bearer_auth(token)
@@ -240,18 +243,41 @@ fn the_api_over_tls_with_the_terminal_client(backend: Backend) {
     };
     let response = delete(&accepted.binding_id, "wrong");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let response = delete(&accepted.binding_id, TOKEN);
+    for terminal in [TOKEN, OTHER_TOKEN] {
+        let response = delete(&accepted.binding_id, terminal);
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(api_error(response).code, "credential_not_allowed");
+    }
+    assert!(backend.license_status(&linked).expect("status").linked);
+    // Both other kinds of caller may read a status.
+    for token in [PORTAL_TOKEN, ADMIN_TOKEN] {
+        let response = http
+            .get(format!("{}v1/licenses/{linked}/status", server.url))
+            .bearer_auth(token)
+            .send()
+            .expect("status");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // An administrator cannot submit.
+    let response = http
+        .post(format!("{}v1/bindings", server.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&signed(&someone_else, TERMINAL))
+        .send()
+        .expect("post");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = delete(&accepted.binding_id, PORTAL_TOKEN);
     assert_eq!(response.status(), StatusCode::OK);
     let body: serde_json::Value = response.json().expect("json");
     assert_eq!(body["code"], "cancelled");
     assert_eq!(body["binding_id"], accepted.binding_id.as_str());
     assert_eq!(body["license_number"], linked.as_str());
     assert!(body["cancelled_at"].is_string());
-    let response = delete(&accepted.binding_id, TOKEN);
+    let response = delete(&accepted.binding_id, ADMIN_TOKEN);
     assert_eq!(response.status(), StatusCode::OK);
     let body: serde_json::Value = response.json().expect("json");
     assert_eq!(body["code"], "already_cancelled");
-    let response = delete("00000000000000000000000000000000", TOKEN);
+    let response = delete("00000000000000000000000000000000", ADMIN_TOKEN);
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(api_error(response).code, "binding_not_found");
 

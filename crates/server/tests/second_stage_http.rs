@@ -207,3 +207,23 @@ fn overlapping_credentials_are_refused_at_start(backend: Backend) {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("share"), "{stderr}");
 }
+
+#[test]
+fn admin_credentials_must_be_their_own() {
+    let files = Files::new(Backend::Sqlite, "");
+    let admin_tokens = files.path("admin-tokens");
+    // The admin file reuses the kiosk terminal's token under another id.
+    std::fs::write(
+        &admin_tokens,
+        format!("ops-01 {}\n", hex::encode(Sha256::digest(OTHER_TOKEN))),
+    )
+    .expect("tokens");
+    let mut args = files.tls_args();
+    args.extend(["--admin-tokens".to_string(), path_arg(&admin_tokens)]);
+    let (code, stderr) = serve_refused(&args);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("terminal and admin token files share"),
+        "{stderr}"
+    );
+}

@@ -20,6 +20,12 @@ pub const TOKEN: &str = "counter-03-token-0123456789abcdef";
 /// A second configured terminal.
 pub const OTHER_TERMINAL: &str = "tokyo-fuchu-kiosk-01";
 pub const OTHER_TOKEN: &str = "kiosk-01-token-fedcba9876543210";
+/// Mynaportal's caller id and token (`--mynaportal-tokens`).
+pub const PORTAL: &str = "mynaportal-01";
+pub const PORTAL_TOKEN: &str = "portal-token-00112233445566778899";
+/// An administrator (`--admin-tokens`).
+pub const ADMIN: &str = "ops-admin-01";
+pub const ADMIN_TOKEN: &str = "admin-token-99887766554433221100";
 
 pub struct Files {
     pub dir: tempfile::TempDir,
@@ -93,6 +99,28 @@ impl Files {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// `--mynaportal-tokens` and `--admin-tokens` with [`PORTAL_TOKEN`] and [`ADMIN_TOKEN`].
+    pub fn portal_and_admin_args(&self) -> Vec<String> {
+        let portal = self.path("mynaportal-tokens");
+        std::fs::write(
+            &portal,
+            format!("{PORTAL} {}\n", hex::encode(Sha256::digest(PORTAL_TOKEN))),
+        )
+        .expect("mynaportal tokens");
+        let admin = self.path("admin-tokens");
+        std::fs::write(
+            &admin,
+            format!("{ADMIN} {}\n", hex::encode(Sha256::digest(ADMIN_TOKEN))),
+        )
+        .expect("admin tokens");
+        vec![
+            "--mynaportal-tokens".into(),
+            path_arg(&portal),
+            "--admin-tokens".into(),
+            path_arg(&admin),
+        ]
     }
 
     /// The usual TLS server arguments.
