@@ -613,3 +613,72 @@ fn one_run_uses_one_connection_for_everything_it_sends() {
     assert_eq!(bench.entries(), 0);
     server.kill();
 }
+
+#[test]
+fn the_background_sender_delivers_once_the_backend_is_back() {
+    use mynalink_link::sender::{Sender, SenderEvent, SenderOptions};
+
+    let bench = Bench::new();
+    let ca = std::fs::read(&bench.setup.ca_pem).expect("CA");
+    let client = mynalink_link::backend::Backend::new(
+        &bench.proxy.url(),
+        zeroize::Zeroizing::new(server::TOKEN.to_string()),
+        Some(&ca),
+    )
+    .expect("backend client");
+    let options = SenderOptions {
+        recheck_interval: Duration::from_secs(60),
+        error_retry: Duration::from_secs(60),
+    };
+    let (handle, events) = Sender::start_with(&bench.outbox, client, options).expect("sender");
+    let next = || loop {
+        match events.recv_timeout(WAIT).expect("a sender event in time") {
+            SenderEvent::Pending { .. } => continue,
+            event => return event,
+        }
+    };
+
+    // Signed while the backend is down: queued, with the staff confirmation kept.
+    let (_, holder) = substitute_holder();
+    let key = mynalink_link::seal::parse_public_key(x509::public_key_pem().as_bytes())
+        .expect("backend key");
+    let signed = crafted(
+        SUBSTITUTE_CONFIRMED,
+        &holder,
+        OffsetDateTime::now_utc() - time::Duration::minutes(1),
+    );
+    let confirmed = EntryOptions {
+        staff_confirmed_identity: true,
+        ca_certificate: None,
+    };
+    let (id, new) = handle.enqueue(&signed, &key, &confirmed).expect("enqueue");
+    assert!(new);
+    match next() {
+        SenderEvent::Queued { entry, error, .. } => {
+            assert_eq!(entry, id);
+            assert_eq!(error, None);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let server = bench.serve();
+    handle.flush_now();
+    match next() {
+        SenderEvent::Delivered {
+            entry,
+            license_number,
+            repeated,
+            ..
+        } => {
+            assert_eq!(entry, id);
+            assert_eq!(license_number, SUBSTITUTE_CONFIRMED);
+            assert!(!repeated);
+        }
+        other => panic!("{other:?}"),
+    }
+    handle.shutdown();
+    assert_eq!(events.try_iter().last(), Some(SenderEvent::Stopped));
+    assert_eq!(bench.entries(), 0);
+    assert_eq!(bench.setup.decisions("created", SUBSTITUTE_CONFIRMED), 1);
+    server.kill();
+}
