@@ -82,6 +82,8 @@ pub enum Message {
     Primary,
     Back,
     FocusNext,
+    /// F4: the staff confirmation of the current step (last try, identity), from the keyboard.
+    StaffConfirm,
     Frame,
     Health(bool),
     HealthTick,
@@ -199,6 +201,18 @@ impl Staff {
                 Task::none()
             }
             Message::FocusNext => operation::focus_next(),
+            Message::StaffConfirm => {
+                match self.step {
+                    Step::Password if self.turn.needs_last_try_confirmation() => {
+                        self.turn.last_try_confirmed = !self.turn.last_try_confirmed;
+                    }
+                    Step::Confirm if self.turn.certificate.is_some() => {
+                        self.turn.identity_confirmed = !self.turn.identity_confirmed;
+                    }
+                    _ => {}
+                }
+                Task::none()
+            }
             Message::Frame => {
                 self.first_frame_seen = true;
                 shared::log_first_frame("staff");
@@ -712,8 +726,8 @@ impl Staff {
             Step::Done => self.done_view(),
         };
         let keys = text(lang.pick(
-            "Enter: 次へ　Esc: 戻る・中止　Tab: 次の項目　F2: English",
-            "Enter: next   Esc: back/cancel   Tab: next field   F2: 日本語",
+            "Enter: 次へ　Esc: 戻る・中止　Tab: 次の項目　F4: 職員確認　F2: English",
+            "Enter: next   Esc: back/cancel   Tab: next field   F4: staff confirmation   F2: 日本語",
         ))
         .color(MUTED)
         .size(14);
@@ -952,8 +966,8 @@ impl Staff {
                 col = col.push(
                     checkbox(self.turn.identity_confirmed)
                         .label(lang.pick(
-                            "職員が免許記録の氏名・生年月日と照合しました",
-                            "Staff compared the name and birth date with the license record",
+                            "職員が免許記録の氏名・生年月日と照合しました［F4］",
+                            "Staff compared the name and birth date with the license record [F4]",
                         ))
                         .on_toggle(Message::IdentityConfirmed),
                 );
@@ -980,6 +994,13 @@ impl Staff {
     fn send_view(&self) -> Element<'_, Message> {
         let lang = self.lang;
         let mut col = column![look::heading(lang.pick("6 送信", "6 Send"), 26.0)].spacing(10);
+        let stage = match &self.turn.send {
+            SendPhase::Signing => 1.0,
+            SendPhase::Uploading => 2.0,
+            SendPhase::Finished(_) => 3.0,
+            SendPhase::Idle | SendPhase::Failed(_) => 0.0,
+        };
+        col = col.push(progress_bar(0.0..=3.0, stage).girth(14));
         col = col.push(shared::send_phase_view(lang, &self.turn.send));
         if let SendPhase::Failed(_) = &self.turn.send {
             col = col.push(
@@ -1223,6 +1244,7 @@ fn key_message(event: keyboard::Event) -> Option<Message> {
         Key::Named(Named::Escape) => Some(Message::Back),
         Key::Named(Named::Tab) if !modifiers.shift() => Some(Message::FocusNext),
         Key::Named(Named::F2) => Some(Message::ToggleLanguage),
+        Key::Named(Named::F4) => Some(Message::StaffConfirm),
         _ => None,
     }
 }
