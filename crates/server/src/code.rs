@@ -55,10 +55,12 @@ pub enum Code {
     SecondStageNotFound,
     /// 422: the certificate's basic-4 differs from the card-info basic-4.
     Basic4Mismatch,
+    /// 200: §6, a cancelled binding restored from Mynaportal by the second stage alone.
+    MynaportalRelinked,
 }
 
 impl Code {
-    pub const ALL: [Code; 32] = [
+    pub const ALL: [Code; 33] = [
         Code::Created,
         Code::Repeated,
         Code::Cancelled,
@@ -91,6 +93,7 @@ impl Code {
         Code::SecondStageDone,
         Code::SecondStageNotFound,
         Code::Basic4Mismatch,
+        Code::MynaportalRelinked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -127,6 +130,7 @@ impl Code {
             Code::SecondStageDone => "second_stage_done",
             Code::SecondStageNotFound => "second_stage_not_found",
             Code::Basic4Mismatch => "basic4_mismatch",
+            Code::MynaportalRelinked => "mynaportal_relinked",
         }
     }
 
@@ -145,6 +149,7 @@ impl Code {
             | Code::Cancelled
             | Code::AlreadyCancelled
             | Code::MynaportalLinked
+            | Code::MynaportalRelinked
             | Code::SecondStageRepeated => 200,
             Code::Basic4Received => 202,
             Code::AlreadyLinked | Code::FirstStageMissing | Code::SecondStageDone => 409,
@@ -168,6 +173,7 @@ impl Code {
                 | Code::AlreadyCancelled
                 | Code::Basic4Received
                 | Code::MynaportalLinked
+                | Code::MynaportalRelinked
                 | Code::SecondStageRepeated
         )
     }
@@ -248,6 +254,9 @@ impl Code {
             Code::Basic4Mismatch => {
                 "電子証明書の基本4情報がカードから読み取った基本4情報と一致しません。"
             }
+            Code::MynaportalRelinked => {
+                "解除されていたマイナポータル連携を、マイナポータルからの手続で再び連携しました。"
+            }
         }
     }
 
@@ -310,6 +319,9 @@ impl Code {
             }
             Code::Basic4Mismatch => {
                 "The certificate's basic-4 information differs from the card's."
+            }
+            Code::MynaportalRelinked => {
+                "The cancelled link was restored through Mynaportal, without the counter."
             }
         }
     }

@@ -2,7 +2,10 @@
 //!
 //! 1. `POST /v1/second-stage/{license_number}/basic4`: the basic-4 Mynaportal read from the
 //!    card-info AP. Kept in `second_stage_pending` until the signature arrives or the row
-//!    expires, and only for a license with an active first-stage binding.
+//!    expires, and only for a license with an active first-stage binding — or, after a
+//!    cancellation (§6), with a cancelled one that the holder may restore from Mynaportal
+//!    (see [`crate::status::relink_candidate`]): then a match stores a new binding with the
+//!    cancelled one's first-stage identifiers (`mynaportal_relinked`).
 //! 2. `POST /v1/second-stage/{second_stage_id}/signature`: the holder's statement, signed
 //!    with a signing certificate for the card or for a smartphone. Checked like the first
 //!    stage (signature, chain, validity at the statement's time, freshness); the statement
@@ -31,14 +34,16 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::code::{Code, Rejection};
 use crate::identity::{self, IdentityMatch};
+use crate::status::relink_candidate;
 use crate::store::{
     AuditEntry, CardBasic4, FinishOutcome, MynaportalLink, Operation, PendingOutcome,
-    PendingSecondStage, Store, StoreError,
+    PendingSecondStage, Relink, Store, StoreError,
 };
 use crate::submission::{
     statement_names_certificate, verify_signed_statement, SubmissionConfig, MAX_SIGNATURE_LEN,
     MAX_STATEMENT_LEN,
 };
+use mynalink_link::api::Holding;
 
 /// The statement purpose of the second stage; a first-stage statement is never accepted.
 pub const PURPOSE: &str = "mynalink/second-stage-mynaportal";
@@ -89,13 +94,17 @@ pub struct SignatureRequest {
 /// 200 of step 2.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecondStageLinked {
-    /// `mynaportal_linked`, or `second_stage_repeated` for the same statement again.
+    /// `mynaportal_linked`, `mynaportal_relinked` (§6, a new binding in place of a
+    /// cancelled one), or `second_stage_repeated` for the same statement again.
     pub code: String,
     pub binding_id: String,
     pub license_number: String,
     pub mynaportal_linked_at: String,
     /// Whether the certificate is the one of the first stage.
     pub same_certificate_as_first_stage: bool,
+    /// §6: the cancelled binding this one restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relinked_from: Option<String>,
 }
 
 fn audit(operation: Operation, caller: &str, now: &str) -> AuditEntry {
@@ -139,9 +148,10 @@ pub fn receive_basic4(
     if let Err(r) = validate_basic4(request) {
         return refuse(store, entry, r);
     }
-    if store.license(license.as_str())?.is_none() {
+    let Some(stored) = store.license(license.as_str())? else {
         return refuse(store, entry, Rejection::new(Code::LicenseNotFound));
-    }
+    };
+    let relink = relink_candidate(store, &stored)?;
 
     let expires = now + config.second_stage_ttl;
     let pending = PendingSecondStage {
@@ -157,6 +167,7 @@ pub fn receive_basic4(
         },
         created_at: now_text.clone(),
         expires_at: format_time(expires),
+        relink: false,
     };
     entry.code = Code::Basic4Received;
     match store.insert_second_stage(
@@ -164,6 +175,7 @@ pub fn receive_basic4(
         entry,
         Code::FirstStageMissing,
         Code::SecondStageDone,
+        relink.as_ref().map(|b| b.binding_id.as_str()),
     )? {
         PendingOutcome::Stored { .. } => Ok(Ok(Basic4Accepted {
             code: Code::Basic4Received.as_str().to_string(),
@@ -269,6 +281,8 @@ enum Verdict {
         license_number: String,
         link: MynaportalLink,
         same_certificate: bool,
+        /// §6: `binding_id` is cancelled and a new binding restores it.
+        relink: Option<Holding>,
     },
 }
 
@@ -329,23 +343,48 @@ pub fn submit_signature(
             license_number,
             link,
             same_certificate,
+            relink,
         } => {
-            entry.code = Code::MynaportalLinked;
-            entry.binding_id = Some(binding_id.clone());
-            let outcome = store.finish_second_stage(
-                second_stage_id,
-                Some((&binding_id, &link)),
-                entry,
-                Code::SecondStageNotFound,
-                Code::FirstStageMissing,
-            )?;
+            let (outcome, code, linked_id, relinked_from) = match relink {
+                None => {
+                    entry.code = Code::MynaportalLinked;
+                    entry.binding_id = Some(binding_id.clone());
+                    let outcome = store.finish_second_stage(
+                        second_stage_id,
+                        Some((&binding_id, &link)),
+                        entry,
+                        Code::SecondStageNotFound,
+                        Code::FirstStageMissing,
+                    )?;
+                    (outcome, Code::MynaportalLinked, binding_id, None)
+                }
+                Some(holding) => {
+                    entry.code = Code::MynaportalRelinked;
+                    let relink = Relink {
+                        new_binding_id: hex::encode(rand::random::<[u8; 16]>()),
+                        cancelled_binding_id: binding_id.clone(),
+                        holding_at_link: holding,
+                        link: link.clone(),
+                    };
+                    let outcome = store.relink_second_stage(
+                        second_stage_id,
+                        &relink,
+                        entry,
+                        Code::SecondStageNotFound,
+                        Code::FirstStageMissing,
+                    )?;
+                    let code = Code::MynaportalRelinked;
+                    (outcome, code, relink.new_binding_id, Some(binding_id))
+                }
+            };
             match outcome {
                 FinishOutcome::Linked => Ok(Ok(SecondStageLinked {
-                    code: Code::MynaportalLinked.as_str().to_string(),
-                    binding_id,
+                    code: code.as_str().to_string(),
+                    binding_id: linked_id,
                     license_number,
                     mynaportal_linked_at: link.linked_at,
                     same_certificate_as_first_stage: same_certificate,
+                    relinked_from,
                 })),
                 FinishOutcome::NotPending | FinishOutcome::Deleted => {
                     Ok(Err(Rejection::new(Code::SecondStageNotFound)))
@@ -464,6 +503,7 @@ fn evaluate(
                     binding_id: binding.binding_id,
                     license_number: binding.license_number,
                     mynaportal_linked_at: link.linked_at,
+                    relinked_from: binding.relinked_from,
                 })));
             }
         }
@@ -499,14 +539,30 @@ fn evaluate(
         )));
     }
 
-    let Some(binding) = store
-        .binding(&pending.binding_id)?
-        .filter(|b| b.is_active())
-    else {
+    let Some(binding) = store.binding(&pending.binding_id)? else {
         return Ok(Verdict::Reject(Rejection::new(Code::FirstStageMissing)));
     };
     let Some(license) = store.license(&pending.license_number)? else {
         return Ok(Verdict::Reject(Rejection::new(Code::LicenseNotFound)));
+    };
+    // §6: a cancelled binding is restored only by a session begun to restore it (one begun
+    // for the binding then active, which the holder has cancelled since, is over), and only
+    // while the rules still allow it.
+    let relink = if binding.is_active() {
+        None
+    } else {
+        match relink_candidate(store, &license)? {
+            Some(c) if pending.relink && c.binding_id == binding.binding_id => {
+                Some(license.record.holding)
+            }
+            _ => {
+                return Ok(Verdict::Reject(Rejection::with_detail(
+                    Code::FirstStageMissing,
+                    "the binding was cancelled and cannot be restored from Mynaportal any \
+                     more: the first stage is needed",
+                )))
+            }
+        }
     };
     let same_certificate =
         binding.certificate_serial == serial && binding.issuer_key_id == issuer_key_id;
@@ -552,6 +608,7 @@ fn evaluate(
             statement_sha256,
         },
         same_certificate,
+        relink,
     })
 }
 

@@ -16,7 +16,7 @@ use mynalink_link::license::LicenseNumber;
 use time::OffsetDateTime;
 
 use crate::code::{Code, Rejection};
-use crate::store::{is_ended, Binding, CancelOutcome, Store, StoreError};
+use crate::store::{is_ended, Binding, CancelOutcome, Store, StoreError, StoredLicense};
 
 /// The stable reason codes of [`LicenseStatus::reason`].
 pub mod reason {
@@ -71,11 +71,9 @@ pub fn license_status(
             (Some(binding.linked_via), false, reason)
         }
         None if !eligible => (None, false, reason::NOT_ELIGIBLE),
-        None => match store.last_cancelled_binding(license.as_str())? {
-            Some(cancelled) if !ended_since(&cancelled, &stored) => {
-                (None, false, reason::RELINK_FROM_MYNAPORTAL)
-            }
-            _ => (None, true, reason::REQUIRED),
+        None => match relink_candidate(store, &stored)? {
+            Some(_) => (None, false, reason::RELINK_FROM_MYNAPORTAL),
+            None => (None, true, reason::REQUIRED),
         },
     };
 
@@ -98,8 +96,24 @@ pub fn license_status(
     }))
 }
 
+/// §6: the cancelled binding the holder may restore from Mynaportal with the second stage
+/// alone — the license's latest cancelled one, when the license has no active binding, its
+/// holder can link, and it has not lapsed or been revoked since the cancellation.
+pub fn relink_candidate(
+    store: &mut Store,
+    stored: &StoredLicense,
+) -> Result<Option<Binding>, StoreError> {
+    let number = stored.record.license_number.as_str();
+    if !stored.record.holding.can_link() || store.active_binding(number)?.is_some() {
+        return Ok(None);
+    }
+    Ok(store
+        .last_cancelled_binding(number)?
+        .filter(|cancelled| !ended_since(cancelled, stored)))
+}
+
 /// §6: the license lapsed or was revoked after the binding was cancelled (or is so now).
-fn ended_since(cancelled: &Binding, stored: &crate::store::StoredLicense) -> bool {
+fn ended_since(cancelled: &Binding, stored: &StoredLicense) -> bool {
     if is_ended(stored.record.state) {
         return true;
     }

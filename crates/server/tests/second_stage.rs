@@ -27,6 +27,8 @@ mynalink_server::on_both_databases!(
     the_statement_is_bound_to_the_session_and_caller,
     cancellation_before_the_signature_ends_the_session,
     without_a_first_stage_nothing_is_kept,
+    after_a_cancellation_the_second_stage_alone_relinks,
+    no_relink_after_the_license_lapsed_since_the_cancellation,
 );
 
 const PORTAL: &str = "mynaportal";
@@ -393,4 +395,182 @@ fn cancellation_before_the_signature_ends_the_session(backend: Backend) {
         Err(Code::FirstStageMissing)
     );
     assert_eq!(pending_rows(&bench), 0);
+}
+
+/// Cancels the license's active binding at the bench's time and moves the clock on.
+fn cancel_active(bench: &mut Bench, number: &str) -> String {
+    let binding = bench
+        .store
+        .active_binding(number)
+        .expect("read")
+        .expect("an active binding");
+    bench
+        .store
+        .cancel_binding(&binding.binding_id, &format_time(bench.now), Some(PORTAL))
+        .expect("cancel");
+    bench.now += Duration::minutes(1);
+    binding.binding_id
+}
+
+/// One full second stage; the answer.
+fn full_second_stage(
+    bench: &mut Bench,
+    number: &str,
+) -> mynalink_server::second_stage::SecondStageLinked {
+    let id = basic4(bench, number, &card_basic4()).expect("basic-4 received");
+    let request = signature_request(
+        &sim_signer(Validity::Current),
+        number,
+        &id,
+        PORTAL,
+        bench.now,
+    );
+    submit_signature(
+        &mut bench.store,
+        &bench.config,
+        &id,
+        &request,
+        PORTAL,
+        bench.now,
+    )
+    .expect("store works")
+    .expect("linked")
+}
+
+/// §6: after a cancellation the holder relinks from Mynaportal without the counter: the
+/// second stage alone stores a new binding that carries the cancelled one's first stage.
+fn after_a_cancellation_the_second_stage_alone_relinks(backend: Backend) {
+    let (mut bench, number) = linked_bench(backend, 19);
+    let first = full_second_stage(&mut bench, &number);
+    assert_eq!(first.code, "mynaportal_linked");
+    let original = bench
+        .store
+        .binding(&first.binding_id)
+        .expect("read")
+        .expect("binding");
+
+    for round in 0..2 {
+        let cancelled = cancel_active(&mut bench, &number);
+        let status = license_status(&mut bench.store, &number)
+            .expect("store works")
+            .expect("status");
+        assert!(!status.linked && !status.first_stage_needed, "{status:?}");
+        assert_eq!(status.reason, "relink_from_mynaportal");
+
+        let id = basic4(&mut bench, &number, &card_basic4()).expect("received");
+        let request = signature_request(
+            &sim_signer(Validity::Current),
+            &number,
+            &id,
+            PORTAL,
+            bench.now,
+        );
+        let relinked = submit_signature(
+            &mut bench.store,
+            &bench.config,
+            &id,
+            &request,
+            PORTAL,
+            bench.now,
+        )
+        .expect("store works")
+        .expect("relinked");
+        assert_eq!(relinked.code, "mynaportal_relinked", "round {round}");
+        assert_eq!(relinked.relinked_from.as_deref(), Some(cancelled.as_str()));
+        assert_ne!(relinked.binding_id, cancelled);
+        assert!(relinked.same_certificate_as_first_stage);
+
+        let new = bench
+            .store
+            .active_binding(&number)
+            .expect("read")
+            .expect("active again");
+        assert_eq!(new.binding_id, relinked.binding_id);
+        assert_eq!(new.relinked_from.as_deref(), Some(cancelled.as_str()));
+        // The first stage's identifiers carry over; its statement stays spent.
+        assert_eq!(new.certificate_serial, original.certificate_serial);
+        assert_eq!(new.issuer_key_id, original.issuer_key_id);
+        assert_eq!(new.terminal_id, original.terminal_id);
+        assert_eq!(new.identity_check, original.identity_check);
+        assert_eq!(new.statement_sha256, None);
+        assert!(new.is_active());
+        let link = bench
+            .store
+            .mynaportal_link(&new.binding_id)
+            .expect("read")
+            .expect("second stage recorded");
+        assert_eq!(link.linked_at, format_time(bench.now));
+        let old = bench
+            .store
+            .binding(&cancelled)
+            .expect("read")
+            .expect("kept");
+        assert!(!old.is_active());
+
+        let status = license_status(&mut bench.store, &number)
+            .expect("store works")
+            .expect("status");
+        assert!(status.linked && status.second_stage_done && !status.first_stage_needed);
+        assert_eq!(status.reason, "already_linked");
+
+        // The same statement again: the same answer, nothing new.
+        let again = submit_signature(
+            &mut bench.store,
+            &bench.config,
+            &id,
+            &request,
+            PORTAL,
+            bench.now,
+        )
+        .expect("store works")
+        .expect("repeated");
+        assert_eq!(again.code, "second_stage_repeated");
+        assert_eq!(again.binding_id, relinked.binding_id);
+        assert_eq!(pending_rows(&bench), 0);
+        assert_no_basic4_left(&bench);
+        bench.now += Duration::minutes(1);
+    }
+    assert_eq!(bench.count("SELECT COUNT(*) FROM bindings"), 3);
+    assert_eq!(
+        bench.count("SELECT COUNT(*) FROM audit WHERE code = 'mynaportal_relinked'"),
+        2
+    );
+    // A counter submission now meets the restored binding.
+    let counter = good_request(&bench, &number);
+    assert_eq!(bench.submit(&counter).code(), Code::AlreadyLinked);
+}
+
+/// §6: a license that lapsed after the cancellation needs the counter again; so does a
+/// relink session when the license lapses before the signature.
+fn no_relink_after_the_license_lapsed_since_the_cancellation(backend: Backend) {
+    let (mut bench, number) = linked_bench(backend, 20);
+    cancel_active(&mut bench, &number);
+    let id = basic4(&mut bench, &number, &card_basic4()).expect("relink session");
+    bench.now += Duration::minutes(1);
+    bench.record(&number, Holding::MynaOnly, LicenseState::Lapsed);
+    bench.now += Duration::minutes(1);
+    bench.record(&number, Holding::MynaOnly, LicenseState::Valid);
+    let request = signature_request(
+        &sim_signer(Validity::Current),
+        &number,
+        &id,
+        PORTAL,
+        bench.now,
+    );
+    assert_eq!(
+        signature(&mut bench, &id, &request),
+        Err(Code::FirstStageMissing)
+    );
+    assert_eq!(pending_rows(&bench), 0);
+    assert_eq!(
+        basic4(&mut bench, &number, &card_basic4()),
+        Err(Code::FirstStageMissing)
+    );
+    assert_eq!(pending_rows(&bench), 0);
+    let status = license_status(&mut bench.store, &number)
+        .expect("store works")
+        .expect("status");
+    assert!(status.first_stage_needed);
+    assert_eq!(status.reason, "required");
+    assert!(bench.store.active_binding(&number).expect("read").is_none());
 }

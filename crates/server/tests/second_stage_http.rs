@@ -180,6 +180,43 @@ fn second_stage_over_https_with_separate_credentials(backend: Backend) {
         assert!(status.linked && status.second_stage_done);
     }
 
+    // §6: Mynaportal cancels, then the holder relinks from Mynaportal alone.
+    let binding_id = linked["binding_id"]
+        .as_str()
+        .expect("binding id")
+        .to_string();
+    let r = http
+        .delete(format!("{}v1/bindings/{binding_id}", server.url))
+        .bearer_auth(PORTAL_TOKEN)
+        .send()
+        .expect("delete");
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = post(&http, basic4_url.clone(), PORTAL_TOKEN, &basic4_body());
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<serde_json::Value>().expect("body")["second_stage_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let r = post(
+        &http,
+        format!("{}v1/second-stage/{id}/signature", server.url),
+        PORTAL_TOKEN,
+        &signature_body(&number, &id),
+    );
+    assert_eq!(r.status(), StatusCode::OK);
+    let relinked: serde_json::Value = r.json().expect("body");
+    assert_eq!(relinked["code"], "mynaportal_relinked");
+    assert_eq!(relinked["relinked_from"], binding_id.as_str());
+    assert_ne!(relinked["binding_id"], binding_id.as_str());
+    let status: LicenseStatus = http
+        .get(format!("{}v1/licenses/{number}/status", server.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .expect("status")
+        .json()
+        .expect("status body");
+    assert!(status.linked && status.second_stage_done && !status.first_stage_needed);
+
     // A body that is not the expected JSON: 422 without echoing it.
     let r = post(
         &http,

@@ -9,7 +9,7 @@ use crate::code::Code;
 pub(crate) const BINDING_COLUMNS: &str = "binding_id, license_number, issuer_key_id, \
      certificate_serial, certificate_not_before, certificate_not_after, terminal_id, \
      operator_id, linked_via, holding_at_link, identity_check, linked_at, statement_time, \
-     statement_sha256, cancelled_at";
+     statement_sha256, cancelled_at, relinked_from";
 
 fn binding_from_row(mut row: Row) -> Result<Binding, StoreError> {
     let linked_via = row.text(8)?;
@@ -40,6 +40,7 @@ fn binding_from_row(mut row: Row) -> Result<Binding, StoreError> {
         statement_time: row.opt_text(12)?,
         statement_sha256: row.opt_text(13)?,
         cancelled_at: row.opt_text(14)?,
+        relinked_from: row.opt_text(15)?,
     })
 }
 
@@ -64,6 +65,18 @@ pub(crate) fn active_binding_in(
     query_binding(
         conn,
         "license_number = ?1 AND cancelled_at IS NULL",
+        license_number,
+    )
+}
+
+pub(crate) fn last_cancelled_in(
+    conn: &mut Conn,
+    license_number: &str,
+) -> Result<Option<Binding>, StoreError> {
+    query_binding(
+        conn,
+        "license_number = ?1 AND cancelled_at IS NOT NULL
+         ORDER BY cancelled_at DESC, linked_at DESC, binding_id DESC LIMIT 1",
         license_number,
     )
 }
@@ -193,12 +206,7 @@ impl Store {
         &mut self,
         license_number: &str,
     ) -> Result<Option<Binding>, StoreError> {
-        query_binding(
-            &mut self.conn,
-            "license_number = ?1 AND cancelled_at IS NOT NULL
-             ORDER BY cancelled_at DESC, linked_at DESC LIMIT 1",
-            license_number,
-        )
+        last_cancelled_in(&mut self.conn, license_number)
     }
 
     pub fn binding_by_statement(
@@ -243,7 +251,8 @@ impl Store {
             conn.execute(
                 &format!(
                     "INSERT INTO bindings ({BINDING_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL,
+                         NULL)"
                 ),
                 args![
                     &new.binding_id,

@@ -175,6 +175,8 @@ pub struct Binding {
     pub statement_time: Option<String>,
     pub statement_sha256: Option<String>,
     pub cancelled_at: Option<String>,
+    /// §6: the cancelled binding this one restored from Mynaportal.
+    pub relinked_from: Option<String>,
 }
 
 impl Binding {
@@ -317,13 +319,16 @@ impl fmt::Debug for CardBasic4 {
 pub struct PendingSecondStage {
     pub second_stage_id: String,
     pub license_number: String,
-    /// The active first-stage binding when the basic-4 arrived.
+    /// The active first-stage binding when the basic-4 arrived, or for a relink the
+    /// cancelled binding it restores.
     pub binding_id: String,
     /// The authenticated Mynaportal caller.
     pub caller_id: String,
     pub basic4: CardBasic4,
     pub created_at: String,
     pub expires_at: String,
+    /// §6: begun for a cancelled binding (set by the store when it stores the row).
+    pub relink: bool,
 }
 
 /// What storing a pending second stage did.
@@ -344,6 +349,19 @@ pub struct MynaportalLink {
     pub certificate_serial: String,
     pub issuer_key_id: Option<String>,
     pub statement_sha256: String,
+}
+
+/// §6: a cancelled binding restored by the second stage alone. The new binding keeps the
+/// cancelled one's first-stage identifiers (certificate, terminal, how it was linked and how
+/// the identity was established) and records the second stage's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relink {
+    pub new_binding_id: String,
+    /// The most recently cancelled binding of the license.
+    pub cancelled_binding_id: String,
+    /// What the holder carries now.
+    pub holding_at_link: Holding,
+    pub link: MynaportalLink,
 }
 
 /// What deciding a pending second stage did. Its row is gone in every case.

@@ -252,7 +252,20 @@ ALTER TABLE audit ADD CONSTRAINT audit_operation_check CHECK (operation IN ('sub
     'one_stop', 'second_stage_basic4', 'second_stage_signature'));
 "#,
     },
+    Migration {
+        version: 3,
+        sqlite: MIGRATION_3,
+        postgres: MIGRATION_3,
+    },
 ];
+
+/// §6: a binding restored from Mynaportal after a cancellation names the cancelled one;
+/// a pending second stage knows whether it was begun to restore one.
+const MIGRATION_3: &str = r#"
+ALTER TABLE bindings ADD COLUMN relinked_from TEXT REFERENCES bindings (binding_id);
+ALTER TABLE second_stage_pending ADD COLUMN relink INTEGER NOT NULL DEFAULT 0
+    CHECK (relink IN (0, 1));
+"#;
 
 /// The newest schema version this build knows.
 pub fn latest_schema_version() -> i64 {

@@ -2,7 +2,7 @@
 //! binding's mark once the two were compared.
 
 use super::audit::insert_audit;
-use super::bindings::{active_binding_in, query_binding};
+use super::bindings::{active_binding_in, last_cancelled_in, query_binding};
 use super::model::*;
 use super::sql::{args, Conn};
 use super::{Store, StoreError};
@@ -53,13 +53,16 @@ impl Store {
 
     /// Stores Mynaportal's basic-4 for a license that has an active first-stage binding,
     /// replacing a pending one of the same license, and audits the decision with the code
-    /// that fits the outcome (`audit.code` is used for a stored row).
+    /// that fits the outcome (`audit.code` is used for a stored row). Without an active
+    /// binding, `relink_from` (§6: the cancelled binding the rules allow to restore) is the
+    /// binding the row waits for, as long as it is still the license's latest cancelled one.
     pub fn insert_second_stage(
         &mut self,
         new: &PendingSecondStage,
         audit: AuditEntry,
         missing: Code,
         done: Code,
+        relink_from: Option<&str>,
     ) -> Result<PendingOutcome, StoreError> {
         self.write(|conn| {
             let mut audit = audit.clone();
@@ -67,7 +70,16 @@ impl Store {
                 "DELETE FROM second_stage_pending WHERE expires_at <= ?1",
                 args![&new.created_at],
             )?;
-            let Some(active) = active_binding_in(conn, &new.license_number)? else {
+            let active = match active_binding_in(conn, &new.license_number)? {
+                Some(active) => Some(active),
+                // §6: no active binding, so the row restores the cancelled one.
+                None => match relink_from {
+                    Some(id) => last_cancelled_in(conn, &new.license_number)?
+                        .filter(|cancelled| cancelled.binding_id == id),
+                    None => None,
+                },
+            };
+            let Some(active) = active else {
                 // A row left from a binding cancelled since is of no use any more.
                 conn.execute(
                     "DELETE FROM second_stage_pending WHERE license_number = ?1",
@@ -78,7 +90,9 @@ impl Store {
                 return Ok(PendingOutcome::FirstStageMissing);
             };
             audit.binding_id = Some(active.binding_id.clone());
-            if mynaportal_link_in(conn, &active.binding_id)?.is_some() {
+            // A cancelled binding may have completed the second stage before: it is
+            // restored all the same.
+            if active.is_active() && mynaportal_link_in(conn, &active.binding_id)?.is_some() {
                 audit.code = done;
                 insert_audit(conn, &audit)?;
                 return Ok(PendingOutcome::AlreadyDone {
@@ -89,10 +103,11 @@ impl Store {
                 "DELETE FROM second_stage_pending WHERE license_number = ?1",
                 args![&new.license_number],
             )? > 0;
+            let relink = i64::from(!active.is_active());
             conn.execute(
                 "INSERT INTO second_stage_pending (second_stage_id, license_number, binding_id,
-                     caller_id, name, address, birth_date, sex, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     caller_id, name, address, birth_date, sex, created_at, expires_at, relink)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 args![
                     &new.second_stage_id,
                     &new.license_number,
@@ -103,7 +118,8 @@ impl Store {
                     &new.basic4.birth_date,
                     &new.basic4.sex,
                     &new.created_at,
-                    &new.expires_at
+                    &new.expires_at,
+                    relink
                 ],
             )?;
             insert_audit(conn, &audit)?;
@@ -122,7 +138,7 @@ impl Store {
     ) -> Result<Option<PendingSecondStage>, StoreError> {
         let row = self.conn.query_opt(
             "SELECT second_stage_id, license_number, binding_id, caller_id, name, address,
-                 birth_date, sex, created_at, expires_at
+                 birth_date, sex, created_at, expires_at, relink
              FROM second_stage_pending WHERE second_stage_id = ?1 AND expires_at > ?2",
             args![second_stage_id, now],
         )?;
@@ -142,6 +158,7 @@ impl Store {
             },
             created_at: r.text(8)?,
             expires_at: r.text(9)?,
+            relink: r.int(10)? != 0,
         }))
     }
 
@@ -197,6 +214,74 @@ impl Store {
             };
             insert_audit(conn, &audit)?;
             Ok(outcome)
+        })
+    }
+
+    /// §6: decides a pending second stage that restores a cancelled binding, in one
+    /// transaction: the pending row is deleted, a new binding is stored from the cancelled
+    /// one's first-stage identifiers and the second stage's (see [`Relink`]), and the
+    /// decision is audited. Unless the license still has no active binding and the
+    /// cancelled one is still its latest, nothing is stored (`BindingChanged`, audited with
+    /// `binding_changed`); a missing row is `NotPending` (`not_pending`).
+    pub fn relink_second_stage(
+        &mut self,
+        second_stage_id: &str,
+        relink: &Relink,
+        audit: AuditEntry,
+        not_pending: Code,
+        binding_changed: Code,
+    ) -> Result<FinishOutcome, StoreError> {
+        self.write(|conn| {
+            let mut audit = audit.clone();
+            let license = conn
+                .query_opt(
+                    "SELECT license_number FROM second_stage_pending WHERE second_stage_id = ?1",
+                    args![second_stage_id],
+                )?
+                .map(|mut r| r.text(0))
+                .transpose()?;
+            conn.execute(
+                "DELETE FROM second_stage_pending WHERE second_stage_id = ?1",
+                args![second_stage_id],
+            )?;
+            let Some(license) = license else {
+                audit.code = not_pending;
+                insert_audit(conn, &audit)?;
+                return Ok(FinishOutcome::NotPending);
+            };
+            let still_latest = last_cancelled_in(conn, &license)?
+                .is_some_and(|b| b.binding_id == relink.cancelled_binding_id);
+            if active_binding_in(conn, &license)?.is_some() || !still_latest {
+                audit.code = binding_changed;
+                insert_audit(conn, &audit)?;
+                return Ok(FinishOutcome::BindingChanged);
+            }
+            conn.execute(
+                "INSERT INTO bindings (binding_id, license_number, issuer_key_id,
+                     certificate_serial, certificate_not_before, certificate_not_after,
+                     terminal_id, operator_id, linked_via, holding_at_link, identity_check,
+                     linked_at, statement_time, statement_sha256, cancelled_at,
+                     mynaportal_linked_at, mynaportal_certificate_serial,
+                     mynaportal_issuer_key_id, mynaportal_statement_sha256, relinked_from)
+                 SELECT ?1, license_number, issuer_key_id, certificate_serial,
+                     certificate_not_before, certificate_not_after, terminal_id, operator_id,
+                     linked_via, ?2, identity_check, ?3, NULL, NULL, NULL, ?3, ?4, ?5, ?6,
+                     binding_id
+                 FROM bindings WHERE binding_id = ?7",
+                args![
+                    &relink.new_binding_id,
+                    holding_str(relink.holding_at_link),
+                    &relink.link.linked_at,
+                    &relink.link.certificate_serial,
+                    &relink.link.issuer_key_id,
+                    &relink.link.statement_sha256,
+                    &relink.cancelled_binding_id
+                ],
+            )?;
+            audit.binding_id = Some(relink.new_binding_id.clone());
+            audit.license_number = Some(license);
+            insert_audit(conn, &audit)?;
+            Ok(FinishOutcome::Linked)
         })
     }
 

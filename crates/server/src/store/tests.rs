@@ -89,7 +89,7 @@ fn opens_with_durable_commits_and_latest_schema(backend: Backend) {
         .into_iter()
         .map(|mut r| r.int(0).expect("version"))
         .collect::<Vec<_>>();
-    assert_eq!(applied, [1, 2]);
+    assert_eq!(applied, [1, 2, 3]);
     drop(store);
     // Reopening applies nothing twice.
     let mut again = Store::open_url(db.url()).expect("reopen");
@@ -229,7 +229,7 @@ fn the_database_enforces_one_active_binding(backend: Backend) {
         &format!(
             "INSERT INTO bindings ({BINDING_COLUMNS})
              VALUES (?1, ?2, NULL, 'x', 'x', 'x', 't', NULL, 'counter', 'myna_only',
-                 'automatic', 'x', NULL, ?3, NULL)"
+                 'automatic', 'x', NULL, ?3, NULL, NULL)"
         ),
         args![&b.binding_id, &b.license_number, &b.statement_sha256],
     );
@@ -246,7 +246,7 @@ fn the_database_enforces_one_active_binding(backend: Backend) {
             &format!(
                 "INSERT INTO bindings ({BINDING_COLUMNS})
                  VALUES (?1, ?2, NULL, 'x', 'x', 'x', 't', NULL, 'counter', 'myna_only',
-                     'automatic', 'x', NULL, ?3, 'y')"
+                     'automatic', 'x', NULL, ?3, 'y', NULL)"
             ),
             args![&b3.binding_id, &b3.license_number, &b3.statement_sha256],
         )
