@@ -3,6 +3,7 @@
 //! a card worker thread and uploads on a backend worker thread; the window only awaits them.
 
 mod card;
+mod history;
 mod i18n;
 mod kiosk;
 mod look;

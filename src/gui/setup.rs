@@ -90,6 +90,8 @@ pub struct Environment {
     pub sender: Arc<SenderLink>,
     pub operator_password_sha256: Option<String>,
     pub kiosk_idle: Duration,
+    /// Today's operations, beside the outbox (`None`: kept in memory only).
+    pub history: Option<super::history::HistoryFile>,
     /// The kiosk sizes itself to the monitor (off in tests, which have no monitor).
     pub fit_to_monitor: bool,
     /// Kept alive while the window runs (`--demo`).
@@ -184,6 +186,31 @@ pub fn demo_with(language: Lang, sim_options: SimOptions) -> Result<Environment,
     Ok(env)
 }
 
+/// The demo with its backend out of reach: lookups fail and uploads stay in the outbox
+/// (the tests of the queued path). Port 1 lies below the ephemeral range, so nothing else
+/// can be listening there.
+#[cfg(test)]
+pub fn demo_backend_down(
+    language: Lang,
+    sim_options: SimOptions,
+) -> Result<Environment, FlowError> {
+    let mut env = demo_with(language, sim_options)?;
+    let Some(backend) = env.embedded.clone() else {
+        return Err(config_error("the demo has no embedded backend"));
+    };
+    let token = backend.token.clone();
+    let make_backend =
+        move || Backend::new("http://127.0.0.1:1/", token.clone(), None).map_err(|e| e.0);
+    let (remote, sender) = start_remote(
+        Box::new(make_backend),
+        backend.dir.join("outbox-unreachable.db"),
+        backend.public_key.clone(),
+    )?;
+    env.remote = Some(remote);
+    env.sender = sender;
+    Ok(env)
+}
+
 fn demo_environment(language: Lang, sim_options: SimOptions) -> Result<Environment, FlowError> {
     let dir = EmbeddedBackend::temp_dir("mynalink-window-demo");
     let records = demo_records();
@@ -227,6 +254,7 @@ fn demo_environment(language: Lang, sim_options: SimOptions) -> Result<Environme
         sender,
         operator_password_sha256: Some(hex::encode(Sha256::digest(DEMO_OPERATOR_PASSWORD))),
         kiosk_idle: DEFAULT_KIOSK_IDLE,
+        history: Some(super::history::HistoryFile::new(dir.join("history.jsonl"))),
         fit_to_monitor: true,
         embedded: Some(Arc::new(backend)),
     })
@@ -311,6 +339,10 @@ pub fn from_config(config: &Config) -> Result<Environment, FlowError> {
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_KIOSK_IDLE)
             .max(Duration::from_secs(40)),
+        history: config.outbox.clone().or_else(default_outbox).and_then(|p| {
+            p.parent()
+                .map(|d| super::history::HistoryFile::new(d.join("history.jsonl")))
+        }),
         fit_to_monitor: true,
         embedded: None,
     })

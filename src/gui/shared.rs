@@ -254,6 +254,7 @@ pub fn note_sender_event(event: &SenderEvent, sink: &mut impl FnMut(HistoryRow))
         _ => return,
     };
     sink(HistoryRow {
+        date: local_date(),
         time: local_clock(),
         license_number: license_number.clone(),
         outcome: outcome.into(),
@@ -289,6 +290,11 @@ pub fn format_local(t: time::OffsetDateTime) -> String {
         t.hour(),
         t.minute()
     )
+}
+
+pub fn local_date() -> String {
+    let t = time::OffsetDateTime::now_utc().to_offset(local_offset());
+    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
 }
 
 pub fn local_clock() -> String {

@@ -67,14 +67,7 @@ pub enum Panel {
     Settings,
 }
 
-/// One line of today's history: no name, birth date or address.
-#[derive(Debug, Clone)]
-pub struct HistoryRow {
-    pub time: String,
-    pub license_number: String,
-    pub outcome: String,
-    pub binding_id: Option<String>,
-}
+pub use super::history::HistoryRow;
 
 #[derive(Debug, Clone)]
 pub enum Message {
@@ -140,6 +133,11 @@ const OPERATOR_ID: &str = "operator-password";
 impl Staff {
     pub fn new(env: Environment) -> (Staff, Task<Message>) {
         let presence = shared::initial_presence(&env);
+        let history = env
+            .history
+            .as_ref()
+            .map(|file| file.rows_of(&shared::local_date()))
+            .unwrap_or_default();
         let staff = Staff {
             lang: env.language,
             env,
@@ -149,7 +147,7 @@ impl Staff {
             presence,
             backend_up: None,
             outbox_size: None,
-            history: Vec::new(),
+            history,
             operator_unlocked: false,
             operator_password: Zeroizing::new(String::new()),
             operator_refused: false,
@@ -412,7 +410,16 @@ impl Staff {
     }
 
     fn history_sink(&mut self) -> impl FnMut(HistoryRow) + '_ {
-        |row| self.history.push(row)
+        |row| self.remember(row)
+    }
+
+    /// Shown in today's history and kept in the history file (no basic-4 in either).
+    fn remember(&mut self, row: HistoryRow) {
+        if let Some(file) = &self.env.history {
+            // The history is informational; a failed write must not stop the counter.
+            let _ = file.append(&row);
+        }
+        self.history.push(row);
     }
 
     fn record(&mut self, delivery: &Delivery) {
@@ -422,7 +429,8 @@ impl Staff {
             .as_ref()
             .map(|l| l.as_str().to_string())
             .unwrap_or_default();
-        self.history.push(HistoryRow {
+        self.remember(HistoryRow {
+            date: shared::local_date(),
             time: shared::local_clock(),
             license_number,
             outcome: delivery.outcome().to_string(),
@@ -1201,6 +1209,14 @@ impl Staff {
             text(format!(
                 "{}: {terms}",
                 lang.pick("規約ファイル", "Terms file")
+            )),
+            text(format!(
+                "{}: {}",
+                lang.pick("本日の履歴", "Today's history"),
+                env.history
+                    .as_ref()
+                    .map(|h| h.path().display().to_string())
+                    .unwrap_or_else(|| lang.pick("メモリのみ", "in memory only").to_string())
             )),
             row![
                 text(format!(
