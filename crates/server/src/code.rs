@@ -195,6 +195,7 @@ impl Code {
                 | Code::LicenseNotFound
                 | Code::IdentityMismatch
                 | Code::StatementReused
+                | Code::Basic4Mismatch
         )
     }
 

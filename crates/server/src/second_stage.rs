@@ -21,6 +21,12 @@
 //!
 //! Whatever the decision, the pending row goes in the transaction that records it: the
 //! card-info basic-4 never outlives its comparison, and the certificate's is never stored.
+//!
+//! Rate limits (§8), as for the first stage: a refusal that points at forgery or probing
+//! ([`Code::counts_as_abuse`], which includes `basic4_mismatch`) counts against the
+//! license, in the same window and towards the same limit as the first stage's failures;
+//! a license at the limit is refused `rate_limited` in both steps until the window moves
+//! on. Mynaportal itself is not limited: it is one caller for every holder.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -36,12 +42,12 @@ use crate::code::{Code, Rejection};
 use crate::identity::{self, IdentityMatch};
 use crate::status::relink_candidate;
 use crate::store::{
-    AuditEntry, CardBasic4, FinishOutcome, MynaportalLink, Operation, PendingOutcome,
-    PendingSecondStage, Relink, Store, StoreError,
+    AuditEntry, CardBasic4, FailureCount, FinishOutcome, MynaportalLink, Operation, PendingOutcome,
+    PendingSecondStage, Relink, Store, StoreError, SubjectKind,
 };
 use crate::submission::{
-    statement_names_certificate, verify_signed_statement, SubmissionConfig, MAX_SIGNATURE_LEN,
-    MAX_STATEMENT_LEN,
+    statement_names_certificate, verify_signed_statement, window_start, SubmissionConfig,
+    MAX_SIGNATURE_LEN, MAX_STATEMENT_LEN,
 };
 use mynalink_link::api::Holding;
 
@@ -118,6 +124,37 @@ fn audit(operation: Operation, caller: &str, now: &str) -> AuditEntry {
     }
 }
 
+/// The failures a refusal counts: against the license, when it is known and the code
+/// counts.
+fn charged<'a>(config: &SubmissionConfig, entry: &'a AuditEntry) -> Vec<FailureCount<'a>> {
+    match entry.license_number.as_deref() {
+        Some(license) if entry.code.counts_as_abuse() => vec![FailureCount {
+            kind: SubjectKind::License,
+            subject: license,
+            threshold: config.abuse.max_failures_per_license,
+        }],
+        _ => Vec::new(),
+    }
+}
+
+/// `Some(rate_limited)` when the license failed too often within the window (either stage).
+fn license_limited(
+    store: &mut Store,
+    config: &SubmissionConfig,
+    license: &str,
+    window_start: &str,
+) -> Result<Option<Rejection>, StoreError> {
+    let failures = store.failures_since(SubjectKind::License, license, window_start)?;
+    Ok(
+        (failures >= config.abuse.max_failures_per_license).then(|| {
+            Rejection::with_detail(
+                Code::RateLimited,
+                "too many failed attempts for this license number",
+            )
+        }),
+    )
+}
+
 /// Step 1. `Ok(Err(_))` is a refusal, audited.
 pub fn receive_basic4(
     store: &mut Store,
@@ -128,10 +165,13 @@ pub fn receive_basic4(
     now: OffsetDateTime,
 ) -> Result<Result<Basic4Accepted, Rejection>, StoreError> {
     let now_text = format_time(now);
+    let window = window_start(config, now);
     let mut entry = audit(Operation::SecondStageBasic4, caller, &now_text);
     let refuse = |store: &mut Store, mut entry: AuditEntry, rejection: Rejection| {
         entry.code = rejection.code;
-        store.audit_only(&entry).map(|()| Err(rejection))
+        store
+            .record_decision(&entry, &charged(config, &entry), &window)
+            .map(|_| Err(rejection))
     };
 
     let license = match LicenseNumber::parse(license_number) {
@@ -145,6 +185,9 @@ pub fn receive_basic4(
         }
     };
     entry.license_number = Some(license.as_str().to_string());
+    if let Some(r) = license_limited(store, config, license.as_str(), &window)? {
+        return refuse(store, entry, r);
+    }
     if let Err(r) = validate_basic4(request) {
         return refuse(store, entry, r);
     }
@@ -319,16 +362,20 @@ pub fn submit_signature(
     match verdict {
         Verdict::Reject(rejection) => {
             entry.code = rejection.code;
+            let window = window_start(config, now);
+            let failures = charged(config, &entry);
             if is_session_id(second_stage_id) {
                 store.finish_second_stage(
                     second_stage_id,
                     None,
-                    entry,
+                    entry.clone(),
                     Code::SecondStageNotFound,
                     Code::FirstStageMissing,
+                    &failures,
+                    &window,
                 )?;
             } else {
-                store.audit_only(&entry)?;
+                store.record_decision(&entry, &failures, &window)?;
             }
             Ok(Err(rejection))
         }
@@ -355,6 +402,8 @@ pub fn submit_signature(
                         entry,
                         Code::SecondStageNotFound,
                         Code::FirstStageMissing,
+                        &[],
+                        "",
                     )?;
                     (outcome, Code::MynaportalLinked, binding_id, None)
                 }
@@ -444,6 +493,14 @@ fn evaluate(
 ) -> Result<Verdict, StoreError> {
     if !is_session_id(second_stage_id) {
         return Ok(Verdict::Reject(Rejection::new(Code::SecondStageNotFound)));
+    }
+    // A license at its limit is refused before any work on the request.
+    if let Some(pending) = store.pending_second_stage(second_stage_id, &format_time(now))? {
+        entry.license_number = Some(pending.license_number.clone());
+        let window = window_start(config, now);
+        if let Some(r) = license_limited(store, config, &pending.license_number, &window)? {
+            return Ok(Verdict::Reject(r));
+        }
     }
     let statement_bytes = check!(decode("statement", &request.statement, MAX_STATEMENT_LEN));
     let signature = check!(decode("signature", &request.signature, MAX_SIGNATURE_LEN));

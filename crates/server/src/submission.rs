@@ -253,9 +253,14 @@ pub fn submit(
     }
 }
 
+/// Where the rate-limit window that ends `now` starts.
+pub(crate) fn window_start(config: &SubmissionConfig, now: OffsetDateTime) -> String {
+    format_time(now.checked_sub(config.abuse.window).unwrap_or(EARLIEST))
+}
+
 /// The start of the rate-limit window and a fresh audit entry, as both entry points begin.
 fn opening(config: &SubmissionConfig, now: OffsetDateTime) -> (String, AuditEntry) {
-    let window_start = format_time(now.checked_sub(config.abuse.window).unwrap_or(EARLIEST));
+    let window_start = window_start(config, now);
     let audit = AuditEntry {
         at: format_time(now),
         operation: Operation::Submit,

@@ -29,6 +29,7 @@ mynalink_server::on_both_databases!(
     without_a_first_stage_nothing_is_kept,
     after_a_cancellation_the_second_stage_alone_relinks,
     no_relink_after_the_license_lapsed_since_the_cancellation,
+    repeated_second_stage_failures_are_rate_limited,
 );
 
 const PORTAL: &str = "mynaportal";
@@ -573,4 +574,69 @@ fn no_relink_after_the_license_lapsed_since_the_cancellation(backend: Backend) {
     assert!(status.first_stage_needed);
     assert_eq!(status.reason, "required");
     assert!(bench.store.active_binding(&number).expect("read").is_none());
+}
+
+/// §8 on the second stage: failures that point at forgery count against the license
+/// (with the first stage's in the same window); at the limit both steps answer
+/// `rate_limited` until the window moves on.
+fn repeated_second_stage_failures_are_rate_limited(backend: Backend) {
+    let (mut bench, number) = linked_bench(backend, 21);
+    let limit = bench.config.abuse.max_failures_per_license;
+    assert!(limit >= 2);
+    let mut wrong = card_basic4();
+    wrong.name = "見本　次郎".into();
+    let signer = sim_signer(Validity::Current);
+    for attempt in 0..limit - 1 {
+        let id = basic4(&mut bench, &number, &wrong).expect("received");
+        let request = signature_request(&signer, &number, &id, PORTAL, bench.now);
+        assert_eq!(
+            signature(&mut bench, &id, &request),
+            Err(Code::Basic4Mismatch),
+            "attempt {attempt}"
+        );
+    }
+    // A session opened now, with the right basic-4 ...
+    let open = basic4(&mut bench, &number, &card_basic4()).expect("received");
+    // ... then the last allowed failure, from the first stage: a forged signature.
+    let mut forged = good_request(&bench, &number);
+    forged.signature = BASE64.encode([0u8; 256]);
+    assert_eq!(bench.submit(&forged).code(), Code::SignatureInvalid);
+    assert_eq!(
+        bench.count(&format!(
+            "SELECT COUNT(*) FROM abuse_events WHERE subject_kind = 'license' \
+             AND subject = '{number}'"
+        )),
+        i64::from(limit)
+    );
+    let flags = bench.store.abuse_flags().expect("flags");
+    assert!(
+        flags
+            .iter()
+            .any(|f| f.subject_kind == "license" && f.subject == number),
+        "{flags:?}"
+    );
+
+    // Now the open session's right signature is refused and the session ends; a new
+    // basic-4 is refused too.
+    let request = signature_request(&signer, &number, &open, PORTAL, bench.now);
+    assert_eq!(
+        signature(&mut bench, &open, &request),
+        Err(Code::RateLimited)
+    );
+    assert_eq!(pending_rows(&bench), 0);
+    assert_eq!(
+        basic4(&mut bench, &number, &card_basic4()),
+        Err(Code::RateLimited)
+    );
+    assert_eq!(pending_rows(&bench), 0);
+    let rate_limited = bench.count(
+        "SELECT COUNT(*) FROM audit WHERE code = 'rate_limited' \
+         AND operation = 'second_stage_basic4'",
+    );
+    assert_eq!(rate_limited, 1);
+
+    // After the window the holder completes the second stage.
+    bench.now += bench.config.abuse.window + Duration::minutes(1);
+    let done = full_second_stage(&mut bench, &number);
+    assert_eq!(done.code, "mynaportal_linked");
 }

@@ -28,6 +28,43 @@ pub(crate) fn insert_audit(conn: &mut Conn, audit: &AuditEntry) -> Result<(), St
     Ok(())
 }
 
+/// Counts a decision's failure against each subject and flags those whose failures since
+/// `window_start` reach their threshold; returns the subjects flagged.
+pub(crate) fn charge_failures(
+    conn: &mut Conn,
+    audit: &AuditEntry,
+    failures: &[FailureCount<'_>],
+    window_start: &str,
+) -> Result<Vec<SubjectKind>, StoreError> {
+    let mut flagged = Vec::new();
+    for failure in failures {
+        let kind = failure.kind.as_str();
+        conn.execute(
+            "DELETE FROM abuse_events WHERE subject_kind = ?1 AND subject = ?2 AND at <= ?3",
+            args![kind, failure.subject, window_start],
+        )?;
+        conn.execute(
+            "INSERT INTO abuse_events (subject_kind, subject, code, at) VALUES (?1, ?2, ?3, ?4)",
+            args![kind, failure.subject, audit.code.as_str(), &audit.at],
+        )?;
+        let count = count_failures(conn, failure.kind, failure.subject, window_start)?;
+        if count >= failure.threshold {
+            conn.execute(
+                "INSERT INTO abuse_flags (subject_kind, subject, first_flagged_at,
+                     last_flagged_at, failures, last_code)
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5)
+                 ON CONFLICT (subject_kind, subject) DO UPDATE SET
+                     last_flagged_at = excluded.last_flagged_at,
+                     failures = excluded.failures,
+                     last_code = excluded.last_code",
+                args![kind, failure.subject, &audit.at, count, audit.code.as_str()],
+            )?;
+            flagged.push(failure.kind);
+        }
+    }
+    Ok(flagged)
+}
+
 fn count_failures(
     conn: &mut Conn,
     kind: SubjectKind,
@@ -53,35 +90,7 @@ impl Store {
     ) -> Result<Vec<SubjectKind>, StoreError> {
         self.write(|conn| {
             insert_audit(conn, audit)?;
-            let mut flagged = Vec::new();
-            for failure in failures {
-                let kind = failure.kind.as_str();
-                conn.execute(
-                    "DELETE FROM abuse_events WHERE subject_kind = ?1 AND subject = ?2
-                         AND at <= ?3",
-                    args![kind, failure.subject, window_start],
-                )?;
-                conn.execute(
-                    "INSERT INTO abuse_events (subject_kind, subject, code, at)
-                     VALUES (?1, ?2, ?3, ?4)",
-                    args![kind, failure.subject, audit.code.as_str(), &audit.at],
-                )?;
-                let count = count_failures(conn, failure.kind, failure.subject, window_start)?;
-                if count >= failure.threshold {
-                    conn.execute(
-                        "INSERT INTO abuse_flags (subject_kind, subject, first_flagged_at,
-                             last_flagged_at, failures, last_code)
-                         VALUES (?1, ?2, ?3, ?3, ?4, ?5)
-                         ON CONFLICT (subject_kind, subject) DO UPDATE SET
-                             last_flagged_at = excluded.last_flagged_at,
-                             failures = excluded.failures,
-                             last_code = excluded.last_code",
-                        args![kind, failure.subject, &audit.at, count, audit.code.as_str()],
-                    )?;
-                    flagged.push(failure.kind);
-                }
-            }
-            Ok(flagged)
+            charge_failures(conn, audit, failures, window_start)
         })
     }
 

@@ -1,7 +1,7 @@
 //! The second stage (§4): Mynaportal's basic-4 waiting for the holder's signature, and the
 //! binding's mark once the two were compared.
 
-use super::audit::insert_audit;
+use super::audit::{charge_failures, insert_audit};
 use super::bindings::{active_binding_in, last_cancelled_in, query_binding};
 use super::model::*;
 use super::sql::{args, Conn};
@@ -166,7 +166,9 @@ impl Store {
     /// basic-4 as far as this system ever held them) is deleted, the binding is marked
     /// when `link` is given, and the decision is audited. `audit.code` is used as given
     /// unless the row or the binding changed meanwhile, when `not_pending` or
-    /// `binding_changed` is recorded instead.
+    /// `binding_changed` is recorded instead. A refusal is counted against `failures` as
+    /// [`Store::record_decision`] does.
+    #[allow(clippy::too_many_arguments)]
     pub fn finish_second_stage(
         &mut self,
         second_stage_id: &str,
@@ -174,6 +176,8 @@ impl Store {
         audit: AuditEntry,
         not_pending: Code,
         binding_changed: Code,
+        failures: &[FailureCount<'_>],
+        window_start: &str,
     ) -> Result<FinishOutcome, StoreError> {
         self.write(|conn| {
             let mut audit = audit.clone();
@@ -213,6 +217,9 @@ impl Store {
                 }
             };
             insert_audit(conn, &audit)?;
+            if link.is_none() {
+                charge_failures(conn, &audit, failures, window_start)?;
+            }
             Ok(outcome)
         })
     }
