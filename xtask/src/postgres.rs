@@ -91,7 +91,7 @@ fn check_reachable(dir: &Path) -> Result<(), String> {
         if meta.permissions().mode() & 0o001 == 0 {
             return Err(format!(
                 "{} is not searchable by other users, so the {SYSTEM_USER} user cannot reach \
-                 {}; allow it (chmod o+x) or run from another directory",
+                 {}",
                 ancestor.display(),
                 dir.display()
             ));
@@ -160,9 +160,24 @@ impl Postgres {
         let bin = bin_dir()?;
         let owner = is_root().then_some(SYSTEM_USER);
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let dir = &dir
+        let mut dir = dir
             .canonicalize()
             .map_err(|e| format!("{}: {e}", dir.display()))?;
+        // The system user must reach the cluster: a checkout under a private home directory
+        // gets it under the temporary directory instead.
+        if owner.is_some() {
+            if let Err(why) = check_reachable(&dir) {
+                let name = dir
+                    .file_name()
+                    .map_or("pg".into(), |n| n.to_string_lossy().into_owned());
+                let elsewhere = std::env::temp_dir().join(format!("mynalink-{name}"));
+                step(&format!("{why}; using {} instead", elsewhere.display()));
+                std::fs::create_dir_all(&elsewhere)
+                    .map_err(|e| format!("{}: {e}", elsewhere.display()))?;
+                dir = elsewhere;
+            }
+        }
+        let dir = &dir;
         let data = dir.join("data");
         stop_stale(&data);
         std::fs::remove_dir_all(dir)
@@ -288,4 +303,24 @@ pub fn run_by_hand(dir: &Path) -> Result<(), String> {
     let _ = std::io::stdin().read_line(&mut line);
     drop(server);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_parent_makes_a_directory_unreachable() {
+        let base = std::env::temp_dir().join(format!("mynalink-reach-{}", std::process::id()));
+        let inner = base.join("private").join("cluster");
+        std::fs::create_dir_all(&inner).expect("dirs");
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let private = base.join("private");
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let refused = check_reachable(&inner).expect_err("private parent");
+        assert!(refused.contains("private"), "{refused}");
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert!(check_reachable(&inner).is_ok());
+        let _ = std::fs::remove_dir_all(&base);
+    }
 }
