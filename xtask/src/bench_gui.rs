@@ -2,7 +2,10 @@
 //! the kiosk show their first frame, and how much memory they hold, on a private Xvfb. The
 //! release binary reports its own first presented frame (`MYNALINK_STARTUP_LOG=1`:
 //! `mynalink-startup first_frame_ms=N mode=M` on stderr, counted from process start); the
-//! memory is read from `/proc/PID/status` two seconds after the start.
+//! memory is read from `/proc/PID/status` two seconds after the start (and at least one after
+//! the first frame). The demo windows are measured (`--demo`: simulated card and embedded
+//! backend set up before the window opens), and for reference the same windows with nothing
+//! configured (no card reader, no backend): the window alone.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -36,15 +39,28 @@ type Tail = Arc<Mutex<VecDeque<String>>>;
 enum Mode {
     Staff,
     Kiosk,
+    /// `mynalink` with no configuration: the window without the demo's setup.
+    StaffBare,
+    KioskBare,
 }
 
 impl Mode {
-    const ALL: [Mode; 2] = [Mode::Staff, Mode::Kiosk];
+    const ALL: [Mode; 4] = [Mode::Staff, Mode::Kiosk, Mode::StaffBare, Mode::KioskBare];
 
+    /// The `mode=` the app reports.
     fn name(self) -> &'static str {
         match self {
-            Mode::Staff => "staff",
-            Mode::Kiosk => "kiosk",
+            Mode::Staff | Mode::StaffBare => "staff",
+            Mode::Kiosk | Mode::KioskBare => "kiosk",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Staff => "staff `--demo`",
+            Mode::Kiosk => "kiosk `kiosk --demo`",
+            Mode::StaffBare => "staff, nothing configured",
+            Mode::KioskBare => "kiosk, nothing configured",
         }
     }
 
@@ -52,7 +68,15 @@ impl Mode {
         match self {
             Mode::Staff => &["--demo"],
             Mode::Kiosk => &["kiosk", "--demo"],
+            Mode::StaffBare => &[],
+            Mode::KioskBare => &["kiosk"],
         }
+    }
+
+    /// A reference row: when it cannot be measured (the app may refuse to start without a
+    /// configuration) that is reported, not an error.
+    fn reference(self) -> bool {
+        matches!(self, Mode::StaffBare | Mode::KioskBare)
     }
 }
 
@@ -108,7 +132,8 @@ pub fn measure(runs: usize, drop_caches: bool) -> Result<(), String> {
     let display = xvfb.display();
     let load_before = load_average();
 
-    let mut first = Vec::new();
+    let mut first: Vec<Option<Sample>> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
     let mut first_label = "first run (cold-ish)";
     for mode in Mode::ALL {
         if drop_caches {
@@ -122,19 +147,33 @@ pub fn measure(runs: usize, drop_caches: bool) -> Result<(), String> {
                 }
             }
         }
-        step(&format!("{} window: first run", mode.name()));
-        first.push(sample(&binary, &dir, &display, mode).map_err(|e| explain(e, &mut xvfb))?);
+        step(&format!("{}: first run", mode.label()));
+        match sample(&binary, &dir, &display, mode) {
+            Ok(s) => first.push(Some(s)),
+            Err(e) if mode.reference() && xvfb.running() => {
+                step(&format!("{}: not measured: {e}", mode.label()));
+                skipped.push(format!("{}: {e}", mode.label()));
+                first.push(None);
+            }
+            Err(e) => return Err(explain(e, &mut xvfb)),
+        }
     }
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); Mode::ALL.len()];
     for round in 1..=runs {
         step(&format!("round {round} of {runs}"));
-        for (mode, results) in Mode::ALL.iter().zip(samples.iter_mut()) {
+        for ((mode, results), first) in Mode::ALL.iter().zip(samples.iter_mut()).zip(&first) {
+            if first.is_none() {
+                continue;
+            }
             results
                 .push(sample(&binary, &dir, &display, *mode).map_err(|e| explain(e, &mut xvfb))?);
         }
     }
     drop(xvfb);
     print_report(runs, first_label, &first, &samples);
+    for note in skipped {
+        println!("not measured: {note}");
+    }
     println!(
         "load average (1, 5, 15 min) before: {load_before}; after: {} — other work on the \
          machine slows the start-up",
@@ -350,7 +389,7 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
-fn print_report(runs: usize, first_label: &str, first: &[Sample], samples: &[Vec<Sample>]) {
+fn print_report(runs: usize, first_label: &str, first: &[Option<Sample>], samples: &[Vec<Sample>]) {
     println!();
     println!(
         "Window start-up on Xvfb {}x{}x24, release build, {runs} runs per mode after the first \
@@ -365,6 +404,7 @@ fn print_report(runs: usize, first_label: &str, first: &[Sample], samples: &[Vec
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     let mut verdicts = Vec::new();
     for ((mode, results), first) in Mode::ALL.iter().zip(samples).zip(first) {
+        let Some(first) = first else { continue };
         let column = |f: fn(&Sample) -> u64| {
             let mut values: Vec<u64> = results.iter().map(f).collect();
             let m = median(&mut values);
@@ -380,7 +420,7 @@ fn print_report(runs: usize, first_label: &str, first: &[Sample], samples: &[Vec
         let hwm = column(|s| s.hwm_kb);
         println!(
             "| {} | {} ({}–{}) | {} ({}–{}) | {:.1} ({:.1}–{:.1}) | {:.1} ({:.1}–{:.1}) | {}, {:.1} |",
-            mode.name(),
+            mode.label(),
             frame.0,
             frame.1,
             frame.2,
@@ -405,7 +445,7 @@ fn print_report(runs: usize, first_label: &str, first: &[Sample], samples: &[Vec
         verdicts.push(format!(
             "{}: first frame median {} ms ≤ {FIRST_FRAME_TARGET_MS} ms {} (first run {} ms {}); \
              peak RSS {:.1} MB ≤ {} MB {}",
-            mode.name(),
+            mode.label(),
             frame.0,
             verdict(frame.0 <= FIRST_FRAME_TARGET_MS),
             first.first_frame_ms,
