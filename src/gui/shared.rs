@@ -262,6 +262,20 @@ pub fn note_sender_event(event: &SenderEvent, sink: &mut impl FnMut(HistoryRow))
     });
 }
 
+/// A binding stayed queued: let the sender count it and schedule its retry now rather than
+/// at its next periodic look.
+pub fn wake_sender(env: &Environment) {
+    if let Some(handle) = env
+        .sender
+        .handle
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+    {
+        handle.wake();
+    }
+}
+
 pub fn flush_now(env: &Environment) {
     if let Some(handle) = env
         .sender

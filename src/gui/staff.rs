@@ -390,6 +390,9 @@ impl Staff {
             Message::Uploaded(result) => {
                 match result {
                     Ok(delivery) => {
+                        if delivery.still_queued() {
+                            shared::wake_sender(&self.env);
+                        }
                         self.record(&delivery);
                         self.turn.send = SendPhase::Finished(delivery);
                         self.step = Step::Done;
