@@ -57,19 +57,25 @@ fn test_display() -> String {
 
 /// Runs an X client (from x11-utils or x11-apps) on `display`; its stdout.
 fn x_tool(display: &str, program: &str, args: &[&str]) -> String {
+    try_x_tool(display, program, args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The same, for queries about a window that may vanish meanwhile (`BadWindow`).
+fn try_x_tool(display: &str, program: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new(program)
         .args(args)
         .env("DISPLAY", display)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program} (packages x11-utils, x11-apps): {e}"));
-    assert!(
-        out.status.success(),
-        "`{program} {}` on {display} failed ({}): {}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    if !out.status.success() {
+        return Err(format!(
+            "`{program} {}` on {display} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A number after `name` on a line of xwininfo's output (`  Width: 1280`).
@@ -98,7 +104,7 @@ fn top_level_windows(display: &str) -> Vec<(String, String)> {
 
 /// `_NET_WM_PID(CARDINAL) = 1234`.
 fn window_pid(display: &str, id: &str) -> Option<u32> {
-    let out = x_tool(display, "xprop", &["-id", id, "_NET_WM_PID"]);
+    let out = try_x_tool(display, "xprop", &["-id", id, "_NET_WM_PID"]).ok()?;
     out.split_once(" = ")?.1.trim().parse().ok()
 }
 
@@ -124,12 +130,12 @@ struct Geometry {
     height: u32,
 }
 
-/// Map state and position of a window (`xwininfo -id`).
-fn window_state(display: &str, id: &str) -> (bool, Geometry) {
-    let info = x_tool(display, "xwininfo", &["-id", id]);
+/// Map state and position of a window (`xwininfo -id`); `None` once it is gone.
+fn window_state(display: &str, id: &str) -> Option<(bool, Geometry)> {
+    let info = try_x_tool(display, "xwininfo", &["-id", id]).ok()?;
     let viewable = info.contains("Map State: IsViewable");
     let get = |name| info_field(&info, name).unwrap_or(-1);
-    (
+    Some((
         viewable,
         Geometry {
             x: get("Absolute upper-left X:"),
@@ -137,7 +143,7 @@ fn window_state(display: &str, id: &str) -> (bool, Geometry) {
             width: get("Width:").max(0) as u32,
             height: get("Height:").max(0) as u32,
         },
-    )
+    ))
 }
 
 /// The started app; killed if a test fails before it ends it with SIGTERM.
@@ -224,7 +230,9 @@ impl App {
                 if window_pid(display, &id) != Some(pid) {
                     continue;
                 }
-                let (viewable, geometry) = window_state(display, &id);
+                let Some((viewable, geometry)) = window_state(display, &id) else {
+                    continue;
+                };
                 if viewable && name.starts_with(prefix) && self.startup_line().is_some() {
                     return (id, name, geometry);
                 }
@@ -387,7 +395,12 @@ fn show(
     loop {
         let shot = screenshot(display);
         // The window after its own (possibly changed) geometry, as the screen shows it.
-        let (_, now) = window_state(display, &id);
+        let (_, now) = window_state(display, &id).unwrap_or_else(|| {
+            panic!(
+                "window {id} {name:?} vanished; stderr:\n{}",
+                app.stderr_text()
+            )
+        });
         let area = shot.crop(now.x, now.y, now.width, now.height);
         let seen = content(&area);
         if drawn(&seen) || Instant::now() > deadline {
@@ -489,7 +502,7 @@ fn harness_sees_a_plain_x_client() {
             })
             .map(|(id, _)| id);
         if let Some(id) = found {
-            if window_state(&display, &id).0 {
+            if window_state(&display, &id).is_some_and(|(viewable, _)| viewable) {
                 break id;
             }
         }
@@ -500,7 +513,7 @@ fn harness_sees_a_plain_x_client() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let (_, geometry) = window_state(&display, &id);
+    let (_, geometry) = window_state(&display, &id).expect("xlogo's window");
     // xlogo draws after mapping; give it a moment.
     std::thread::sleep(Duration::from_millis(300));
     let shot = screenshot(&display);
