@@ -170,6 +170,15 @@ impl Kiosk {
 
     pub fn update(&mut self, message: Message) -> Task<Message> {
         match message {
+            // A card answer for a turn that was wiped meanwhile (card removed, timeout).
+            Message::Verified(_)
+            | Message::CertificateRead(_)
+            | Message::Signed(_)
+            | Message::Uploaded(_)
+                if self.screen != Screen::Working =>
+            {
+                Task::none()
+            }
             Message::Activity | Message::StayHere => {
                 self.last_activity = Instant::now();
                 self.now = self.last_activity;
@@ -676,7 +685,9 @@ impl Kiosk {
         }
         match &self.turn.lookup {
             Lookup::Loading => col = col.push(text(lang.pick("確認しています…", "Checking…"))),
-            Lookup::Found(status) if status.linked || !status.first_stage_needed => {
+            Lookup::Found(status)
+                if status.eligible && (status.linked || !status.first_stage_needed) =>
+            {
                 col = col.push(look::notice(
                     lang.pick(
                         "この免許証はすでに連携済みか、手続が不要です。",

@@ -71,11 +71,17 @@ pub fn ruby_segments(source: &str) -> Vec<(String, Option<String>)> {
         if close < open {
             break;
         }
+        let base = &after[..open];
+        let reading = &after[open + '《'.len_utf8()..close];
+        if reading.is_empty() {
+            // "｜…《》" marks nothing (e.g. text explaining the marks): shown as written.
+            out.push((rest[..bar + '｜'.len_utf8()].to_string(), None));
+            rest = after;
+            continue;
+        }
         if bar > 0 {
             out.push((rest[..bar].to_string(), None));
         }
-        let base = &after[..open];
-        let reading = &after[open + '《'.len_utf8()..close];
         out.push((base.to_string(), Some(reading.to_string())));
         rest = &after[close + '》'.len_utf8()..];
     }
