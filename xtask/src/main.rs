@@ -97,14 +97,7 @@ fn demo(rest: &[String]) -> Result<(), String> {
         ensure_packages(GUI_TEST_PACKAGES)?;
     }
     step("running the demo on the simulated card");
-    let mut args = vec![
-        "run",
-        "--quiet",
-        "--bin",
-        "mynalink",
-        "--",
-        "demo",
-    ];
+    let mut args = vec!["run", "--quiet", "--bin", "mynalink", "--", "demo"];
     // `mynalink demo` opens the staff window when there is a display, and runs in the
     // terminal otherwise.
     args.extend(rest.iter().map(String::as_str));
