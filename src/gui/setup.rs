@@ -26,6 +26,9 @@ use crate::headless::SIMULATED_CARD_TEST_ROOT;
 const MAX_TERMS_BYTES: u64 = 1 << 20;
 /// Kiosk default: a turn is reset after this long without a touch.
 pub const DEFAULT_KIOSK_IDLE: Duration = Duration::from_secs(120);
+/// The demo backend's outbox sealing key: a fixed key for demos only (the embedded backend
+/// would otherwise spend about a second generating one before the window opens).
+const DEMO_SEAL_KEY: &str = include_str!("../../assets/demo-backend-seal-key.pem");
 /// The demo operator password (`--demo` only).
 pub const DEMO_OPERATOR_PASSWORD: &str = "demo";
 pub const DEMO_TERMINAL: &str = "demo-terminal";
@@ -213,6 +216,9 @@ pub fn demo_backend_down(
 
 fn demo_environment(language: Lang, sim_options: SimOptions) -> Result<Environment, FlowError> {
     let dir = EmbeddedBackend::temp_dir("mynalink-window-demo");
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join("seal-key.pem"), DEMO_SEAL_KEY))
+        .map_err(|e| config_error(format!("{}: {e}", dir.display())))?;
     let records = demo_records();
     let backend = EmbeddedBackend::start(&Setup {
         dir: dir.clone(),

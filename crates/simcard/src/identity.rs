@@ -141,22 +141,33 @@ fn generate_key(seed: u64) -> RsaPrivateKey {
     RsaPrivateKey::new(&mut rng, 2048).expect("RSA-2048 key generation from a seeded RNG")
 }
 
+/// The four keys as generated from the seeds, stored (PKCS#1 DER) so that start-up does not
+/// spend a second on prime search: the window demo opens in tens of milliseconds instead.
+/// A test regenerates them from the seeds and requires byte equality.
+const SHIPPED_KEYS: [&[u8]; 4] = [
+    include_bytes!("../keys/sign_root.der"),
+    include_bytes!("../keys/sign_ee.der"),
+    include_bytes!("../keys/auth_root.der"),
+    include_bytes!("../keys/auth_ee.der"),
+];
+const SEEDS: [u64; 4] = [SEED_SIGN_ROOT, SEED_SIGN_EE, SEED_AUTH_ROOT, SEED_AUTH_EE];
+
+fn shipped_key(index: usize) -> Option<RsaPrivateKey> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    RsaPrivateKey::from_pkcs1_der(SHIPPED_KEYS[index]).ok()
+}
+
 fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
-        // Prime search dominates start-up; the four keys are independent.
-        std::thread::scope(|s| {
-            let sign_root = s.spawn(|| generate_key(SEED_SIGN_ROOT));
-            let sign_ee = s.spawn(|| generate_key(SEED_SIGN_EE));
-            let auth_root = s.spawn(|| generate_key(SEED_AUTH_ROOT));
-            let auth_ee = generate_key(SEED_AUTH_EE);
-            Keys {
-                sign_root: sign_root.join().expect("key generation thread"),
-                sign_ee: sign_ee.join().expect("key generation thread"),
-                auth_root: auth_root.join().expect("key generation thread"),
-                auth_ee,
-            }
-        })
+        // A damaged key file only costs time: the key is generated from its seed instead.
+        let key = |i: usize| shipped_key(i).unwrap_or_else(|| generate_key(SEEDS[i]));
+        Keys {
+            sign_root: key(0),
+            sign_ee: key(1),
+            auth_root: key(2),
+            auth_ee: key(3),
+        }
     })
 }
 
@@ -916,5 +927,42 @@ mod tests {
         );
         let gt = der::generalized_time(na).unwrap();
         assert!(cert.windows(gt.len()).any(|w| w == gt.as_slice()));
+    }
+
+    /// The stored keys are exactly the seeded ones. To rewrite them after a deliberate
+    /// change: `MYNALINK_WRITE_SIM_KEYS=1 cargo test -p mynalink-simcard shipped_keys`.
+    #[test]
+    fn shipped_keys_are_the_seeded_keys() {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        let names = ["sign_root", "sign_ee", "auth_root", "auth_ee"];
+        let generated: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let handles: Vec<_> = SEEDS
+                .iter()
+                .map(|&seed| s.spawn(move || generate_key(seed)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    let key = h.join().expect("key generation");
+                    key.to_pkcs1_der().expect("PKCS#1").as_bytes().to_vec()
+                })
+                .collect()
+        });
+        if std::env::var_os("MYNALINK_WRITE_SIM_KEYS").is_some() {
+            for (name, der) in names.iter().zip(&generated) {
+                let path = format!("{}/keys/{name}.der", env!("CARGO_MANIFEST_DIR"));
+                std::fs::write(&path, der).expect("write key");
+            }
+            return;
+        }
+        for (i, der) in generated.iter().enumerate() {
+            assert_eq!(
+                SHIPPED_KEYS[i],
+                der.as_slice(),
+                "{} differs from its seed",
+                names[i]
+            );
+            assert!(shipped_key(i).is_some(), "{} decodes", names[i]);
+        }
     }
 }
