@@ -31,6 +31,9 @@ pub const IDLE_WARNING: Duration = Duration::from_secs(30);
 /// Touch targets: at least 15 mm — 80 px is 21 mm on a 96 dpi panel and 15.5 mm at 131 dpi
 /// (a 15.6" full-HD kiosk screen).
 const KEY: f32 = 80.0;
+/// The letter keypad has five rows: slightly shorter keys keep the password screen within
+/// 768 px (still 19 mm on a 96 dpi panel).
+const LETTER_KEY_HEIGHT: f32 = 72.0;
 const BIG_BUTTON_HEIGHT: f32 = 88.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +97,9 @@ pub struct Kiosk {
     pub exit_prompt: Option<Zeroizing<String>>,
     pub exit_refused: bool,
     pub first_frame_seen: bool,
+    /// A card was still in the reader when the last turn was wiped (timeout): nobody may
+    /// start on it until it has been taken out.
+    pub leftover_card: bool,
 }
 
 const EXIT_ID: &str = "kiosk-exit-password";
@@ -115,6 +121,7 @@ impl Kiosk {
             exit_prompt: None,
             exit_refused: false,
             first_frame_seen: false,
+            leftover_card: false,
         };
         let task = if fit { fit_to_monitor() } else { Task::none() };
         (kiosk, task)
@@ -204,6 +211,10 @@ impl Kiosk {
                 Task::none()
             }
             Message::Start => {
+                if self.leftover_card && self.presence.card_present == Some(true) {
+                    return Task::none();
+                }
+                self.leftover_card = false;
                 self.notice = None;
                 self.touch();
                 self.screen = Screen::Terms;
@@ -375,7 +386,12 @@ impl Kiosk {
             },
             Message::Uploaded(result) => {
                 self.turn.send = match result {
-                    Ok(delivery) => SendPhase::Finished(delivery),
+                    Ok(delivery) => {
+                        if delivery.still_queued() {
+                            shared::wake_sender(&self.env);
+                        }
+                        SendPhase::Finished(delivery)
+                    }
                     Err(e) => SendPhase::Failed(e),
                 };
                 // The certificate's fields are not needed any more.
@@ -424,6 +440,10 @@ impl Kiosk {
                 Task::none()
             }
         }
+    }
+
+    fn card_left_behind(&self) -> bool {
+        self.leftover_card && self.presence.card_present == Some(true)
     }
 
     fn touch(&mut self) {
@@ -479,6 +499,7 @@ impl Kiosk {
     /// number. The card session ends.
     fn wipe(&mut self, notice: Option<FlowError>) -> Task<Message> {
         self.turn = Turn::default();
+        self.leftover_card = self.presence.card_present == Some(true);
         self.screen = Screen::Welcome;
         self.notice = notice;
         self.exit_prompt = None;
@@ -489,6 +510,9 @@ impl Kiosk {
         let now = self.presence.card_present;
         if now == before {
             return Task::none();
+        }
+        if now != Some(true) {
+            self.leftover_card = false;
         }
         match (now, self.screen) {
             (Some(true), Screen::Card) => self.begin_card(),
@@ -589,10 +613,22 @@ impl Kiosk {
                 "お待ちの間に、ここで｜手続《てつづき》の｜第1段階《だいいちだんかい》ができます。マイナンバーカードと｜署名用《しょめいよう》パスワード（英数字6〜16文字）をご用意ください。",
                 "While you wait, you can do the first stage here. Have your My Number card and its signing password (6–16 letters and digits) ready.",
             ), 30.0),
-            big_button(lang.pick("はじめる", "Start"), Some(Message::Start)),
+            big_button(
+                lang.pick("はじめる", "Start"),
+                (!self.card_left_behind()).then_some(Message::Start)
+            ),
         ]
         .spacing(28)
         .align_x(Alignment::Center);
+        if self.card_left_behind() {
+            col = col.push(look::notice(
+                lang.pick(
+                    "前の方のカードが残っています。カードをお取りください。",
+                    "A card from the previous person is still in the reader. Please take it out.",
+                ),
+                look::WARNING,
+            ));
+        }
         if let Some(notice) = &self.notice {
             let text_for = match notice.code {
                 ErrorCode::CardRemoved => lang.pick(
@@ -709,8 +745,11 @@ impl Kiosk {
         }
         let valid = self.turn.license.is_some()
             && !matches!(self.turn.lookup, Lookup::Loading | Lookup::Found(_));
-        col = col.push(numeric_keypad(lang, valid));
-        container(col).center_x(Length::Fill).into()
+        // Side by side, so that a notice never squeezes the keypad at 1024×768.
+        row![col.width(Length::Fill), numeric_keypad(lang, valid)]
+            .spacing(32)
+            .align_y(Alignment::Center)
+            .into()
     }
 
     fn card_view(&self) -> Element<'_, Message> {
@@ -741,10 +780,10 @@ impl Kiosk {
         let mut col = column![
             ruby_text(
                 lang.pick(
-                    "｜署名用《しょめいよう》パスワード（英数字6〜16文字）を入力してください",
-                    "Enter the signing password (6–16 letters and digits)"
+                    "｜署名用《しょめいよう》パスワード（英数字6〜16文字）",
+                    "The signing password (6–16 letters and digits)"
                 ),
-                32.0
+                30.0
             ),
             row![
                 container(
@@ -765,8 +804,19 @@ impl Kiosk {
         ]
         .spacing(14)
         .align_x(Alignment::Center);
-        if let Some(e) = &self.turn.password_problem {
-            col = col.push(look::error(lang, e));
+        match &self.turn.password_problem {
+            // Short enough for one line above the keypad at 1024×768.
+            Some(e) if e.code == ErrorCode::PinWrong => {
+                col = col.push(look::notice(
+                    lang.pick(
+                        "パスワードがちがいます。もう一度入力してください。",
+                        "Wrong password. Please enter it again.",
+                    ),
+                    DANGER,
+                ));
+            }
+            Some(e) => col = col.push(look::error(lang, e)),
+            None => {}
         }
         let ready = (6..=16).contains(&self.turn.password.chars().count())
             && self
@@ -973,10 +1023,19 @@ fn big_button<'a>(label: &'a str, message: Option<Message>) -> Element<'a, Messa
 }
 
 fn key(label: String, message: Option<Message>, width: f32) -> Element<'static, Message> {
+    sized_key(label, message, width, KEY)
+}
+
+fn sized_key(
+    label: String,
+    message: Option<Message>,
+    width: f32,
+    height: f32,
+) -> Element<'static, Message> {
     button(container(text(label).size(36)).center(Length::Fill))
         .on_press_maybe(message)
         .width(Length::Fixed(width))
-        .height(Length::Fixed(KEY))
+        .height(Length::Fixed(height))
         .style(button::secondary)
         .into()
 }
@@ -1020,21 +1079,28 @@ fn letter_keypad(lang: Lang, can_submit: bool) -> Element<'static, Message> {
     for r in rows {
         let mut line = row![].spacing(8);
         for c in r.chars() {
-            line = line.push(key(c.to_string(), Some(Message::Letter(c)), width));
+            line = line.push(sized_key(
+                c.to_string(),
+                Some(Message::Letter(c)),
+                width,
+                LETTER_KEY_HEIGHT,
+            ));
         }
         pad = pad.push(line);
     }
     pad = pad.push(
         row![
-            key(
+            sized_key(
                 lang.pick("1字消す", "Delete").to_string(),
                 Some(Message::DeleteLetter),
-                width * 2.5
+                width * 2.5,
+                LETTER_KEY_HEIGHT
             ),
-            key(
+            sized_key(
                 lang.pick("決定", "OK").to_string(),
                 can_submit.then_some(Message::PasswordEntered),
-                width * 2.5
+                width * 2.5,
+                LETTER_KEY_HEIGHT
             ),
         ]
         .spacing(8),

@@ -309,7 +309,8 @@ impl Staff {
             }
             Message::ReadCard => self.begin_card(),
             Message::Checked(result) => {
-                if self.step != Step::Card {
+                // A late answer for a session that ended meanwhile (card removed).
+                if self.step != Step::Card || !matches!(self.turn.card, CardPhase::Checking) {
                     return Task::none();
                 }
                 match result {

@@ -121,9 +121,8 @@ impl Window for super::staff::Staff {
 
 impl Window for super::kiosk::Kiosk {
     type Message = super::kiosk::Message;
-    // A 5:4 kiosk panel. (At 1024x768 a notice above a keypad squeezes its last row to
-    // nothing; the `.ice` flow runs at 1024x768 where no notice appears.)
-    const SIZE: (f32, f32) = (1280.0, 1024.0);
+    // The smallest kiosk panel the layout supports; every screen, with its notices, must fit.
+    const SIZE: (f32, f32) = (1024.0, 768.0);
     const TEXT_SIZE: f32 = look::KIOSK_TEXT;
 
     fn apply(&mut self, message: Self::Message) -> Task<Self::Message> {
