@@ -197,3 +197,104 @@ impl CardStation {
         }
     }
 }
+
+/// The window's card side through the real pcscd and the vpcd virtual reader (started by
+/// `cargo xtask test`): the reader events the status bar shows, and the first stage run by
+/// the card worker exactly as the window drives it.
+#[cfg(test)]
+mod pcsc_tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use mynalink_card::events::{CardEvent, Watcher};
+    use mynalink_simcard::vpcd::{serve, VcardOptions};
+    use mynalink_simcard::{SimOptions, SimulatedCard};
+
+    use super::*;
+    use crate::gui::shared::Presence;
+
+    /// The second vpcd reader; the end-to-end tests in `tests/` run in other processes,
+    /// one test binary at a time.
+    const READER: &str = "Virtual PCD 00 01";
+    const PORT: u16 = 35964;
+
+    fn wait_for(
+        events: &std::sync::mpsc::Receiver<CardEvent>,
+        presence: &mut Presence,
+        want: Option<bool>,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while presence.card_present != want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = events
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no event bringing card_present to {want:?}"));
+            if matches!(&event, CardEvent::CardInserted { reader, .. } | CardEvent::CardRemoved { reader } if reader != READER)
+            {
+                continue;
+            }
+            presence.apply(&event);
+        }
+    }
+
+    #[test]
+    fn the_window_card_worker_runs_the_first_stage_through_pcscd() {
+        assert!(
+            std::env::var_os("MYNALINK_TEST_PCSCD").is_some(),
+            "runs through the real pcscd: use `cargo xtask test`, which starts it"
+        );
+        let (watcher, events) = Watcher::with_channel().expect("watcher");
+        let mut presence = Presence::default();
+
+        let card = Arc::new(Mutex::new(SimulatedCard::new(SimOptions::default())));
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = {
+            let (card, stop) = (card.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let options = VcardOptions {
+                    port: PORT,
+                    ..VcardOptions::default()
+                };
+                serve(card, &options, &stop, &mut |_| {})
+            })
+        };
+        wait_for(&events, &mut presence, Some(true));
+        assert_eq!(presence.reader.as_deref(), Some(READER));
+
+        let mut trust = TrustStore::new();
+        trust
+            .add_trust_anchor(crate::headless::SIMULATED_CARD_TEST_ROOT)
+            .expect("test root");
+        let worker = Card::start(CardSource::Reader(Some(READER.into())), trust).expect("worker");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let inputs = FlowInputs::fresh(crate::demo::DEMO_LICENSE, "pcsc-test", None, None);
+        let status = rt
+            .block_on(worker.clone().begin(inputs))
+            .expect("card check");
+        assert_eq!(status, PasswordStatus::Tries(5));
+        let password = SigningPassword::parse("TEST1234").expect("format");
+        rt.block_on(worker.clone().verify(password, false))
+            .expect("verify");
+        let view = rt
+            .block_on(worker.clone().read_certificate())
+            .expect("certificate");
+        assert_eq!(view.name.as_str(), "試験　花子");
+        assert_eq!(view.birth_date.as_str(), "1990-01-02");
+        let signed = rt.block_on(worker.clone().sign()).expect("signature");
+        assert_eq!(signed.statement.license_number, crate::demo::DEMO_LICENSE);
+        rt.block_on(worker.clone().end());
+        assert!(
+            !card.lock().map(|c| c.signing_verified()).unwrap_or(true),
+            "the session ended: no verified state is left on the card"
+        );
+
+        // Taking the card out is seen by the status bar's event stream.
+        stop.store(true, Ordering::SeqCst);
+        served.join().expect("vcard thread").expect("vcard served");
+        wait_for(&events, &mut presence, Some(false));
+        watcher.stop();
+    }
+}
