@@ -38,6 +38,15 @@ pub enum Command {
     Outbox(OutboxArgs),
     /// The full-screen self-service kiosk.
     Kiosk(KioskArgs),
+    /// Make the `operator_password_hash` line for the config file.
+    OperatorPassword(OperatorPasswordArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OperatorPasswordArgs {
+    /// Read the password from one line of standard input instead of asking twice.
+    #[arg(long)]
+    pub stdin: bool,
 }
 
 #[derive(Args, Debug, Clone)]

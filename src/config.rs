@@ -18,7 +18,8 @@
 //! terms_file = "/etc/mynalink/terms.txt"          # the operator's official terms of use
 //! terms_version = "2025-03-24"                    # its version, recorded with the consent
 //! prefecture = "東京都"                            # this center's prefecture (§4 住所地)
-//! operator_password_sha256 = "…"                  # settings and the kiosk exit (hex SHA-256)
+//! operator_password_hash = "pbkdf2-sha256$…"      # settings and the kiosk exit
+//!                                                 # (`mynalink operator-password` makes it)
 //! kiosk_idle_seconds = 120                        # kiosk: reset after this long untouched
 //! ```
 
@@ -46,7 +47,7 @@ pub struct Config {
     pub terms_file: Option<PathBuf>,
     pub terms_version: Option<String>,
     pub prefecture: Option<String>,
-    pub operator_password_sha256: Option<String>,
+    pub operator_password_hash: Option<String>,
     pub kiosk_idle_seconds: Option<u64>,
 }
 

@@ -7,6 +7,7 @@ mod delivery;
 mod demo;
 mod gui;
 mod headless;
+mod operator_password;
 mod password_input;
 mod readers;
 mod report;
@@ -27,6 +28,7 @@ fn main() {
         }
         Some(cli::Command::Vcard(args)) => vcard::run(&args),
         Some(cli::Command::Outbox(args)) => delivery::run(&args, cli.config.as_deref()),
+        Some(cli::Command::OperatorPassword(args)) => operator_password::run(args.stdin),
         None => gui::run(gui::Mode::Staff, cli.demo, cli.config.as_deref()),
     };
     std::process::exit(code);

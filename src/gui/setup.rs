@@ -21,6 +21,7 @@ use super::i18n::Lang;
 use super::remote::{Remote, RemoteSettings};
 use crate::config::{default_outbox, Config};
 use crate::headless::SIMULATED_CARD_TEST_ROOT;
+use crate::operator_password::OperatorPasswordHash;
 
 /// The terms file is text for people; anything larger is not a terms file.
 const MAX_TERMS_BYTES: u64 = 1 << 20;
@@ -29,8 +30,9 @@ pub const DEFAULT_KIOSK_IDLE: Duration = Duration::from_secs(120);
 /// The demo backend's outbox sealing key: a fixed key for demos only (the embedded backend
 /// would otherwise spend about a second generating one before the window opens).
 const DEMO_SEAL_KEY: &str = include_str!("../../assets/demo-backend-seal-key.pem");
-/// The demo operator password (`--demo` only).
+/// The demo operator password (`--demo` only) and its hash, computed once (a test checks it).
 pub const DEMO_OPERATOR_PASSWORD: &str = "demo";
+const DEMO_OPERATOR_HASH: &str = "pbkdf2-sha256$600000$6d796e616c696e6b2d64656d6f2d3031$4676ba22edb6a4ddf4014f6d06491348685a4fe7c0a3c5a97f3a204005209a05";
 pub const DEMO_TERMINAL: &str = "demo-terminal";
 
 /// The operator's official terms file as loaded.
@@ -91,7 +93,7 @@ pub struct Environment {
     /// Why there is no backend, when there is none.
     pub remote_problem: Option<String>,
     pub sender: Arc<SenderLink>,
-    pub operator_password_sha256: Option<String>,
+    pub operator_password: Option<OperatorPasswordHash>,
     pub kiosk_idle: Duration,
     /// Today's operations, beside the outbox (`None`: kept in memory only).
     pub history: Option<super::history::HistoryFile>,
@@ -112,18 +114,12 @@ impl std::fmt::Debug for Environment {
 }
 
 impl Environment {
+    /// Checks the operator password (PBKDF2: a fraction of a second, so call it off the UI
+    /// thread). No password configured: nobody gets in.
     pub fn operator_password_ok(&self, typed: &str) -> bool {
-        let Some(expected) = &self.operator_password_sha256 else {
-            return false;
-        };
-        let actual = hex::encode(Sha256::digest(typed.as_bytes()));
-        // Both are public-length hex strings; compare without an early exit anyway.
-        actual.len() == expected.len()
-            && actual
-                .bytes()
-                .zip(expected.to_ascii_lowercase().bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        self.operator_password
+            .as_ref()
+            .is_some_and(|hash| hash.verify(typed))
     }
 
     pub fn simulated_card(&self) -> Option<&mynalink_simcard::SimHandle> {
@@ -186,6 +182,12 @@ pub fn demo(language: Lang) -> Result<Environment, FlowError> {
 pub fn demo_with(language: Lang, sim_options: SimOptions) -> Result<Environment, FlowError> {
     let mut env = demo_environment(language, sim_options)?;
     env.fit_to_monitor = false;
+    // The same password with the fewest iterations accepted: unoptimised test builds
+    // would otherwise spend seconds on each check.
+    env.operator_password = OperatorPasswordHash::parse(
+        "pbkdf2-sha256$100000$6d796e616c696e6b2d74657374732d31$e36c5a7ab583c86fea4b46d6c46e7e8369e024a7daa8b9b779aaad7c479e800d",
+    )
+    .ok();
     Ok(env)
 }
 
@@ -258,7 +260,7 @@ fn demo_environment(language: Lang, sim_options: SimOptions) -> Result<Environme
         remote: Some(remote),
         remote_problem: None,
         sender,
-        operator_password_sha256: Some(hex::encode(Sha256::digest(DEMO_OPERATOR_PASSWORD))),
+        operator_password: OperatorPasswordHash::parse(DEMO_OPERATOR_HASH).ok(),
         kiosk_idle: DEFAULT_KIOSK_IDLE,
         history: Some(super::history::HistoryFile::new(dir.join("history.jsonl"))),
         fit_to_monitor: true,
@@ -339,7 +341,12 @@ pub fn from_config(config: &Config) -> Result<Environment, FlowError> {
         remote,
         remote_problem,
         sender,
-        operator_password_sha256: config.operator_password_sha256.clone(),
+        operator_password: config
+            .operator_password_hash
+            .as_deref()
+            .map(OperatorPasswordHash::parse)
+            .transpose()
+            .map_err(|e| config_error(format!("operator_password_hash: {e}")))?,
         kiosk_idle: config
             .kiosk_idle_seconds
             .map(Duration::from_secs)
@@ -411,3 +418,19 @@ const DEMO_TERMS: &str = "\
 This screen shows the operator's official terms-of-use file (terms_file) as it is.
 The demo shows this explanation in place of the terms.
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_operator_hash_is_the_demo_password() {
+        let hash = OperatorPasswordHash::parse(DEMO_OPERATOR_HASH).expect("parses");
+        assert!(hash.verify(DEMO_OPERATOR_PASSWORD));
+        let tests = demo_with(Lang::Ja, SimOptions::default()).expect("demo");
+        assert!(tests.operator_password_ok(DEMO_OPERATOR_PASSWORD));
+        if let Some(backend) = tests.embedded.clone() {
+            let _ = std::fs::remove_dir_all(&backend.dir);
+        }
+    }
+}

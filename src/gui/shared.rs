@@ -262,6 +262,23 @@ pub fn note_sender_event(event: &SenderEvent, sink: &mut impl FnMut(HistoryRow))
     });
 }
 
+/// Checks the operator password on a blocking thread (PBKDF2 takes a noticeable moment).
+pub fn check_operator_password<M: Send + 'static>(
+    env: &Environment,
+    typed: zeroize::Zeroizing<String>,
+    done: fn(bool) -> M,
+) -> Task<M> {
+    let env = env.clone();
+    Task::perform(
+        async move {
+            tokio::task::spawn_blocking(move || env.operator_password_ok(&typed))
+                .await
+                .unwrap_or(false)
+        },
+        done,
+    )
+}
+
 /// A binding stayed queued: let the sender count it and schedule its retry now rather than
 /// at its next periodic look.
 pub fn wake_sender(env: &Environment) {

@@ -80,6 +80,7 @@ pub enum Message {
     ExitChord,
     ExitPassword(String),
     ExitConfirm,
+    ExitChecked(bool),
     ExitCancel,
 }
 
@@ -426,7 +427,10 @@ impl Kiosk {
                 let Some(typed) = self.exit_prompt.take() else {
                     return Task::none();
                 };
-                if self.env.operator_password_ok(&typed) {
+                shared::check_operator_password(&self.env, typed, Message::ExitChecked)
+            }
+            Message::ExitChecked(ok) => {
+                if ok {
                     iced::exit()
                 } else {
                     self.exit_refused = true;

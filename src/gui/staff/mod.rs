@@ -86,6 +86,7 @@ pub enum Message {
     Show(Panel),
     OperatorPassword(String),
     OperatorLogin,
+    OperatorChecked(bool),
     OutboxLoaded(Result<Vec<EntrySummary>, String>),
     FlushNow,
     LicenseInput(String),
@@ -257,8 +258,11 @@ impl Staff {
                 Task::none()
             }
             Message::OperatorLogin => {
-                let ok = self.env.operator_password_ok(&self.operator_password);
-                self.operator_password = Zeroizing::new(String::new());
+                let typed =
+                    std::mem::replace(&mut self.operator_password, Zeroizing::new(String::new()));
+                shared::check_operator_password(&self.env, typed, Message::OperatorChecked)
+            }
+            Message::OperatorChecked(ok) => {
                 self.operator_refused = !ok;
                 if ok {
                     self.operator_unlocked = true;

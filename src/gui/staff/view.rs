@@ -486,11 +486,26 @@ impl Staff {
                 lang.pick("パスワードが違います。", "Wrong password."),
             ));
         }
-        if self.env.operator_password_sha256.is_none() {
+        if self.env.demo {
+            col = col.push(
+                text(lang.choose(
+                    format!(
+                        "デモの職員パスワード：{}",
+                        super::super::setup::DEMO_OPERATOR_PASSWORD
+                    ),
+                    format!(
+                        "Demo operator password: {}",
+                        super::super::setup::DEMO_OPERATOR_PASSWORD
+                    ),
+                ))
+                .color(MUTED),
+            );
+        }
+        if self.env.operator_password.is_none() {
             col = col.push(
                 text(lang.pick(
-                    "職員パスワードが設定されていません（operator_password_sha256）。",
-                    "No operator password is configured (operator_password_sha256).",
+                    "職員パスワードが設定されていません（operator_password_hash）。",
+                    "No operator password is configured (operator_password_hash).",
                 ))
                 .color(MUTED),
             );
