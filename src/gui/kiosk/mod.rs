@@ -31,8 +31,8 @@ pub const IDLE_WARNING: Duration = Duration::from_secs(30);
 /// (a 15.6" full-HD kiosk screen).
 const KEY: f32 = 80.0;
 /// The letter keypad has five rows: slightly shorter keys keep the password screen within
-/// 768 px (still 19 mm on a 96 dpi panel).
-const LETTER_KEY_HEIGHT: f32 = 72.0;
+/// 768 px (still 17 mm on a 96 dpi panel).
+const LETTER_KEY_HEIGHT: f32 = 66.0;
 const BIG_BUTTON_HEIGHT: f32 = 88.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

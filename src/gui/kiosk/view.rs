@@ -26,25 +26,26 @@ impl Kiosk {
             Screen::Working => self.working_view(),
             Screen::Done => self.done_view(),
         };
-        let mut top = row![
-            text(lang.pick(
-                "マイナポータル連携（第1段階）",
-                "Mynaportal linking (first stage)"
-            ))
-            .size(24)
-            .color(MUTED),
-            space::horizontal(),
-        ]
-        .align_y(Alignment::Center)
-        .spacing(12);
-        if self.env.demo {
-            top = top.push(shared::demo_controls(
+        // The demo's card controls take the title's place, so that the bar fits 1024 px.
+        let lead: Element<'_, Message> = if self.env.demo {
+            shared::demo_controls(
                 lang,
                 self.presence.card_present,
                 Message::DemoInsert,
                 Message::DemoRemove,
-            ));
-        }
+            )
+        } else {
+            text(lang.pick(
+                "マイナポータル連携（第1段階）",
+                "Mynaportal linking (first stage)",
+            ))
+            .size(24)
+            .color(MUTED)
+            .into()
+        };
+        let mut top = row![lead, space::horizontal()]
+            .align_y(Alignment::Center)
+            .spacing(12);
         if !matches!(self.screen, Screen::Welcome | Screen::Terms | Screen::Done) {
             top = top.push(
                 button(text(lang.pick("やめる", "Stop")).size(24))
@@ -64,7 +65,7 @@ impl Kiosk {
             container(body).height(Length::Fill).width(Length::Fill)
         ]
         .spacing(16)
-        .padding(28);
+        .padding(20);
         if let Some(seconds) = self.idle_warning() {
             page = page.push(
                 container(
@@ -276,7 +277,7 @@ impl Kiosk {
                     } else {
                         dots
                     })
-                    .size(44)
+                    .size(36)
                 )
                 .padding(10)
                 .width(Length::Fixed(640.0))
@@ -516,7 +517,9 @@ fn sized_key(
     width: f32,
     height: f32,
 ) -> Element<'static, Message> {
-    button(container(text(label).size(36)).center(Length::Fill))
+    // Word keys ("1字消す", "決定") in smaller type, so that they fit on one line.
+    let size = if label.chars().count() > 1 { 26 } else { 36 };
+    button(container(text(label).size(size)).center(Length::Fill))
         .on_press_maybe(message)
         .width(Length::Fixed(width))
         .height(Length::Fixed(height))
