@@ -3,7 +3,6 @@
 
 use mynalink_card::{PasswordStatus, SigningPassword, Transport};
 use mynalink_link::certificate::Basic4;
-use mynalink_link::statement::format_time;
 use mynalink_link::trust::TrustStore;
 use mynalink_link::{ErrorCode, FirstStage, FlowError, FlowInputs, SignedStatement};
 use mynalink_simcard::SimHandle;
@@ -37,6 +36,7 @@ impl std::fmt::Debug for CardSource {
 pub struct CertificateView {
     pub serial_hex: String,
     pub serial_decimal: String,
+    /// Japan time, `YYYY-MM-DD HH:MM`.
     pub not_before: String,
     pub not_after: String,
     pub days_left: i64,
@@ -69,8 +69,8 @@ impl CertificateView {
         CertificateView {
             serial_hex: flow_cert.serial_hex(),
             serial_decimal: flow_cert.serial_decimal(),
-            not_before: format_time(flow_cert.not_before()),
-            not_after: format_time(flow_cert.not_after()),
+            not_before: super::shared::format_local(flow_cert.not_before()),
+            not_after: super::shared::format_local(flow_cert.not_after()),
             days_left: flow_cert.days_left(at),
             name: Zeroizing::new(name),
             birth_date: Zeroizing::new(birth_date),

@@ -89,7 +89,7 @@ impl Presence {
 pub fn initial_presence(env: &Environment) -> Presence {
     match &env.card.source {
         CardSource::Simulated(handle) => Presence {
-            reader: Some("mynalink simulated reader".into()),
+            reader: Some("Simulated".into()),
             card_present: Some(handle.is_present()),
             pcsc_down: false,
         },
@@ -451,10 +451,11 @@ pub fn certificate_view<'a, M: 'a>(
             cert.serial_decimal
         )),
         text(format!(
-            "{}: {} – {}",
+            "{}: {} – {} {}",
             lang.pick("有効期間", "Valid"),
             cert.not_before,
-            cert.not_after
+            cert.not_after,
+            lang.pick("（日本時間）", "(Japan time)")
         )),
         text(format!(
             "{}: {}",

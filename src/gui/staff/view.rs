@@ -85,8 +85,12 @@ impl Staff {
             )),
             text(format!("{} {outbox}", lang.pick("送信待ち", "Outbox"))),
         ]
-        .spacing(24);
-        container(bar.align_y(iced::Alignment::Center))
+        .spacing(24)
+        .align_y(iced::Alignment::Center)
+        // Wraps onto a second line in a narrow window instead of squeezing the items.
+        .wrap()
+        .vertical_spacing(4);
+        container(bar)
             .padding(8)
             .width(Length::Fill)
             .style(container::rounded_box)

@@ -163,7 +163,7 @@ fn card_step_waits_for_the_card_then_shows_the_tries_left() {
     assert_eq!(h.app.step, Step::Card);
     h.assert_shows("3 カード：マイナンバーカードを置いてください");
     h.assert_shows("カードを待っています…");
-    h.assert_shows("mynalink simulated reader（模擬）: カードなし");
+    h.assert_shows("Simulated（模擬）: カードなし");
 
     // The card arrives: the check starts; while it runs, the step says so.
     card.insert();
@@ -317,9 +317,11 @@ fn confirm_step_shows_the_certificate_and_needs_the_staff_check() {
         cert.serial_hex, cert.serial_decimal
     ));
     h.assert_shows(&format!(
-        "有効期間: {} – {}",
+        "有効期間: {} – {} （日本時間）",
         cert.not_before, cert.not_after
     ));
+    // Japan time, to the minute: YYYY-MM-DD HH:MM.
+    assert_eq!(cert.not_after.len(), 16, "{}", cert.not_after);
     assert_eq!(cert.name.as_str(), holder_name);
     h.assert_shows(&format!("氏名（照合用・保存しません）: {holder_name}"));
     assert!(!cert.birth_date.is_empty());
