@@ -279,9 +279,7 @@ pub fn check_operator_password<M: Send + 'static>(
     )
 }
 
-/// A binding stayed queued: let the sender count it and schedule its retry now rather than
-/// at its next periodic look.
-pub fn wake_sender(env: &Environment) {
+fn with_sender(env: &Environment, f: impl FnOnce(&mynalink_link::sender::SenderHandle)) {
     if let Some(handle) = env
         .sender
         .handle
@@ -289,20 +287,19 @@ pub fn wake_sender(env: &Environment) {
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
     {
-        handle.wake();
+        f(handle);
     }
 }
 
+/// A binding stayed queued: let the sender count it and schedule its retry now rather than
+/// at its next periodic look.
+pub fn wake_sender(env: &Environment) {
+    with_sender(env, |handle| handle.wake());
+}
+
+/// The operator's "send now": every queued binding, backoff or not.
 pub fn flush_now(env: &Environment) {
-    if let Some(handle) = env
-        .sender
-        .handle
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-    {
-        handle.flush_now();
-    }
+    with_sender(env, |handle| handle.flush_now());
 }
 
 /// Japan Standard Time (no daylight saving): license centers are in Japan, and the local
