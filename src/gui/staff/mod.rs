@@ -391,6 +391,8 @@ impl Staff {
                 }
             },
             Message::Uploaded(result) => {
+                // The holder's name, birth date and address are not needed any more.
+                self.turn.certificate = None;
                 match result {
                     Ok(delivery) => {
                         if delivery.still_queued() {

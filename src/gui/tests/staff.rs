@@ -64,6 +64,10 @@ fn to_confirm(h: &mut Harness<Staff>) {
 }
 
 fn linked_binding(h: &Harness<Staff>) -> String {
+    assert!(
+        h.app.turn.certificate.is_none(),
+        "the certificate's personal fields are dropped once the binding is sent"
+    );
     match &h.app.turn.send {
         SendPhase::Finished(Delivery::Linked { binding_id, .. }) => binding_id.clone(),
         other => panic!("not linked: {other:?}"),
