@@ -115,7 +115,7 @@ pub fn presence_text(lang: Lang, presence: &Presence, env: &Environment) -> Stri
             None => "…",
         }
     };
-    let demo = if env.demo {
+    let demo = if env.simulated_card().is_some() {
         lang.pick("（模擬）", " (simulated)")
     } else {
         ""

@@ -27,7 +27,7 @@ impl Kiosk {
             Screen::Done => self.done_view(),
         };
         // The demo's card controls take the title's place, so that the bar fits 1024 px.
-        let lead: Element<'_, Message> = if self.env.demo {
+        let lead: Element<'_, Message> = if self.env.simulated_card().is_some() {
             shared::demo_controls(
                 lang,
                 self.presence.card_present,

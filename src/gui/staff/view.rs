@@ -32,7 +32,7 @@ impl Staff {
         ]
         .spacing(8)
         .align_y(iced::Alignment::Center);
-        if self.env.demo {
+        if self.env.simulated_card().is_some() {
             nav = nav.push(shared::demo_controls(
                 lang,
                 self.presence.card_present,

@@ -8,6 +8,7 @@
 
 mod ice;
 mod kiosk;
+mod pcsc;
 mod staff;
 
 use std::collections::VecDeque;
