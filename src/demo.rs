@@ -157,7 +157,8 @@ fn demo() -> Result<(), FlowError> {
     }
 }
 
-fn demo_uploader(backend: &EmbeddedBackend) -> Result<Uploader, FlowError> {
+/// The uploader for an embedded backend: its URL and token, an outbox in its directory.
+pub fn demo_uploader(backend: &EmbeddedBackend) -> Result<Uploader, FlowError> {
     let client = Backend::new(&backend.url, backend.token.clone(), None)
         .map_err(|e| FlowError::new(ErrorCode::ConfigurationInvalid).with_detail(e.0))?;
     let outbox = Outbox::open(backend.dir.join("outbox.db"))

@@ -2,7 +2,6 @@
 
 use mynalink_card::{PasswordStatus, SigningPassword, Transport};
 use mynalink_link::license::{LicenseNumber, LicenseWarning};
-use mynalink_link::trust::TrustStore;
 use mynalink_link::{ErrorCode, FirstStage, FlowError, FlowInputs, Warning};
 
 use crate::cli::HeadlessArgs;
@@ -53,7 +52,11 @@ fn execute(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> Report
         Ok(opened) => opened,
         Err(e) => return Report::failed(license_number, e),
     };
-    let trust = match trust_store(args, &config, opened.trust_simulated_root) {
+    let trust = match source::trust_store(
+        args.jpki_ca.iter().chain(&config.jpki_ca),
+        args.trust_anchors.iter().chain(&config.trust_anchors),
+        opened.trust_simulated_root,
+    ) {
         Ok(trust) => trust,
         Err(e) => return Report::failed(license_number, e),
     };
@@ -181,38 +184,4 @@ fn confirm_interactively(args: &HeadlessArgs, status: PasswordStatus) -> bool {
         && password_input::confirm(
             "残り1回です。間違えるとロックされます。送信しますか？ / One try left; a wrong password locks it. Send?",
         )
-}
-
-fn trust_store(
-    args: &HeadlessArgs,
-    config: &crate::config::Config,
-    trust_simulated_root: bool,
-) -> Result<TrustStore, FlowError> {
-    let mut trust = TrustStore::new();
-    let config_error = |what: &str, path: &std::path::Path, e: String| {
-        FlowError::new(ErrorCode::ConfigurationInvalid)
-            .with_detail(format!("{what} {}: {e}", path.display()))
-    };
-    for path in args.jpki_ca.iter().chain(&config.jpki_ca) {
-        let bytes =
-            std::fs::read(path).map_err(|e| config_error("--jpki-ca", path, e.to_string()))?;
-        trust
-            .add_ca_certificate(&bytes)
-            .map_err(|e| config_error("--jpki-ca", path, e.to_string()))?;
-    }
-    for path in args.trust_anchors.iter().chain(&config.trust_anchors) {
-        let bytes =
-            std::fs::read(path).map_err(|e| config_error("--trust-anchor", path, e.to_string()))?;
-        trust
-            .add_trust_anchor(&bytes)
-            .map_err(|e| config_error("--trust-anchor", path, e.to_string()))?;
-    }
-    if trust_simulated_root {
-        trust
-            .add_trust_anchor(SIMULATED_CARD_TEST_ROOT)
-            .map_err(|e| {
-                FlowError::new(ErrorCode::ConfigurationInvalid).with_detail(e.to_string())
-            })?;
-    }
-    Ok(trust)
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use mynalink_card::trace::MAX_TRACE_BYTES;
 use mynalink_card::transport::{list_readers, PcscTransport, Recorder, Replay, TraceHandle};
 use mynalink_card::{JpkiCard, Transport, TransportError};
+use mynalink_link::trust::TrustStore;
 use mynalink_link::{ErrorCode, FlowError, FlowInputs};
 use mynalink_simcard::{SimOptions, SimTransport, Validity};
 
@@ -25,12 +26,7 @@ pub enum Choice {
 
 impl Choice {
     pub fn resolve(cli: &CardSource, config: &Config) -> Option<Choice> {
-        let reader = |name: &str| {
-            Choice::Reader(match name.trim() {
-                "" | "auto" => None,
-                named => Some(named.to_string()),
-            })
-        };
+        let reader = |name: &str| Choice::Reader(named_reader(name));
         if cli.sim {
             Some(Choice::Sim)
         } else if let Some(path) = &cli.replay {
@@ -40,6 +36,14 @@ impl Choice {
         } else {
             config.reader.as_deref().map(reader)
         }
+    }
+}
+
+/// A reader setting: `None` for "" or "auto" (the only reader holding a My Number card).
+pub fn named_reader(name: &str) -> Option<String> {
+    match name.trim() {
+        "" | "auto" => None,
+        named => Some(named.to_string()),
     }
 }
 
@@ -53,6 +57,43 @@ pub struct Opened {
     pub trust_simulated_root: bool,
     /// How the reader was chosen, when it was not named.
     pub reader_note: Option<String>,
+}
+
+/// What the card's certificate must chain to: the J-LIS CA certificates (pinned
+/// fingerprints), extra roots (test benches only), and the simulated card's TEST root for runs
+/// on that card or its recordings. The flags and the config file's keys of the same names
+/// feed the first two.
+pub fn trust_store<'a>(
+    jpki_ca: impl IntoIterator<Item = &'a PathBuf>,
+    trust_anchors: impl IntoIterator<Item = &'a PathBuf>,
+    trust_simulated_root: bool,
+) -> Result<TrustStore, FlowError> {
+    let invalid = |what: &str, path: &std::path::Path, e: String| {
+        FlowError::new(ErrorCode::ConfigurationInvalid)
+            .with_detail(format!("{what} {}: {e}", path.display()))
+    };
+    let mut trust = TrustStore::new();
+    for path in jpki_ca {
+        let bytes = std::fs::read(path).map_err(|e| invalid("jpki_ca", path, e.to_string()))?;
+        trust
+            .add_ca_certificate(&bytes)
+            .map_err(|e| invalid("jpki_ca", path, e.to_string()))?;
+    }
+    for path in trust_anchors {
+        let bytes =
+            std::fs::read(path).map_err(|e| invalid("trust_anchors", path, e.to_string()))?;
+        trust
+            .add_trust_anchor(&bytes)
+            .map_err(|e| invalid("trust_anchors", path, e.to_string()))?;
+    }
+    if trust_simulated_root {
+        trust
+            .add_trust_anchor(crate::headless::SIMULATED_CARD_TEST_ROOT)
+            .map_err(|e| {
+                FlowError::new(ErrorCode::ConfigurationInvalid).with_detail(e.to_string())
+            })?;
+    }
+    Ok(trust)
 }
 
 pub fn sim_options(args: &SimArgs) -> SimOptions {

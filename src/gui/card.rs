@@ -198,26 +198,83 @@ impl CardStation {
     }
 }
 
-/// The window's card side through the real pcscd and the vpcd virtual reader (started by
-/// `cargo xtask test`): the reader events the status bar shows, and the first stage run by
-/// the card worker exactly as the window drives it.
+/// The simulated card served through vpcd to the real pcscd that `cargo xtask test` starts,
+/// for the window's tests on a real reader. The end-to-end tests under `tests/` run in other
+/// processes, one test binary at a time, so the second reader is free here.
 #[cfg(test)]
-mod pcsc_tests {
+pub(crate) mod served_card {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
+    use std::thread::JoinHandle;
 
-    use mynalink_card::events::{CardEvent, Watcher};
-    use mynalink_simcard::vpcd::{serve, VcardOptions};
+    use mynalink_simcard::vpcd::{serve, VcardError, VcardOptions};
     use mynalink_simcard::{SimOptions, SimulatedCard};
 
     use super::*;
-    use crate::gui::shared::Presence;
 
-    /// The second vpcd reader; the end-to-end tests in `tests/` run in other processes,
-    /// one test binary at a time.
-    const READER: &str = "Virtual PCD 00 01";
+    pub const READER: &str = "Virtual PCD 00 01";
     const PORT: u16 = 35964;
+
+    pub struct ServedCard {
+        pub card: Arc<Mutex<SimulatedCard>>,
+        stop: Arc<AtomicBool>,
+        thread: Option<JoinHandle<Result<(), VcardError>>>,
+    }
+
+    impl ServedCard {
+        /// Puts a default simulated card in [`READER`]; fails without pcscd.
+        pub fn insert() -> ServedCard {
+            assert!(
+                std::env::var_os("MYNALINK_TEST_PCSCD").is_some(),
+                "runs through the real pcscd: use `cargo xtask test`, which starts it"
+            );
+            let card = Arc::new(Mutex::new(SimulatedCard::new(SimOptions::default())));
+            let stop = Arc::new(AtomicBool::new(false));
+            let thread = {
+                let (card, stop) = (card.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let options = VcardOptions {
+                        port: PORT,
+                        ..VcardOptions::default()
+                    };
+                    serve(card, &options, &stop, &mut |_| {})
+                })
+            };
+            ServedCard {
+                card,
+                stop,
+                thread: Some(thread),
+            }
+        }
+
+        /// Takes the card out of the reader.
+        pub fn remove(mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            if let Some(thread) = self.thread.take() {
+                thread.join().expect("vcard thread").expect("vcard served");
+            }
+        }
+    }
+
+    /// The card worker on [`READER`], trusting the simulated card's TEST root.
+    pub fn reader_worker() -> Card {
+        let trust = crate::source::trust_store([], [], true).expect("test root");
+        Card::start(CardSource::Reader(Some(READER.into())), trust).expect("card worker")
+    }
+}
+
+/// The window's card side through the real pcscd and the vpcd virtual reader: the reader
+/// events the status bar shows, and the first stage run by the card worker exactly as the
+/// window drives it.
+#[cfg(test)]
+mod pcsc_tests {
+    use std::time::{Duration, Instant};
+
+    use mynalink_card::events::{CardEvent, Watcher};
+
+    use super::served_card::{reader_worker, ServedCard, READER};
+    use super::*;
+    use crate::gui::shared::Presence;
 
     fn wait_for(
         events: &std::sync::mpsc::Receiver<CardEvent>,
@@ -240,33 +297,13 @@ mod pcsc_tests {
 
     #[test]
     fn the_window_card_worker_runs_the_first_stage_through_pcscd() {
-        assert!(
-            std::env::var_os("MYNALINK_TEST_PCSCD").is_some(),
-            "runs through the real pcscd: use `cargo xtask test`, which starts it"
-        );
         let (watcher, events) = Watcher::with_channel().expect("watcher");
         let mut presence = Presence::default();
-
-        let card = Arc::new(Mutex::new(SimulatedCard::new(SimOptions::default())));
-        let stop = Arc::new(AtomicBool::new(false));
-        let served = {
-            let (card, stop) = (card.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let options = VcardOptions {
-                    port: PORT,
-                    ..VcardOptions::default()
-                };
-                serve(card, &options, &stop, &mut |_| {})
-            })
-        };
+        let served = ServedCard::insert();
         wait_for(&events, &mut presence, Some(true));
         assert_eq!(presence.reader.as_deref(), Some(READER));
 
-        let mut trust = TrustStore::new();
-        trust
-            .add_trust_anchor(crate::headless::SIMULATED_CARD_TEST_ROOT)
-            .expect("test root");
-        let worker = Card::start(CardSource::Reader(Some(READER.into())), trust).expect("worker");
+        let worker = reader_worker();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
@@ -288,7 +325,12 @@ mod pcsc_tests {
         rt.block_on(worker.clone().end());
         // pcscd passes the power-down to the virtual card after the disconnect returns.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while card.lock().map(|c| c.signing_verified()).unwrap_or(true) {
+        while served
+            .card
+            .lock()
+            .map(|c| c.signing_verified())
+            .unwrap_or(true)
+        {
             assert!(
                 Instant::now() < deadline,
                 "the session ended: no verified state may be left on the card"
@@ -297,8 +339,7 @@ mod pcsc_tests {
         }
 
         // Taking the card out is seen by the status bar's event stream.
-        stop.store(true, Ordering::SeqCst);
-        served.join().expect("vcard thread").expect("vcard served");
+        served.remove();
         wait_for(&events, &mut presence, Some(false));
         watcher.stop();
     }

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,11 +26,17 @@ const MAX_LINE: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct HistoryFile {
     path: PathBuf,
+    /// Appends run on blocking threads; one at a time, so a day's rewrite and an append
+    /// never interleave.
+    writing: Arc<Mutex<()>>,
 }
 
 impl HistoryFile {
     pub fn new(path: impl Into<PathBuf>) -> HistoryFile {
-        HistoryFile { path: path.into() }
+        HistoryFile {
+            path: path.into(),
+            writing: Arc::new(Mutex::new(())),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -51,6 +58,7 @@ impl HistoryFile {
     /// Appends one row. Earlier days are dropped when the file is rewritten at the first
     /// append of a new day, so it never grows beyond one day.
     pub fn append(&self, row: &HistoryRow) -> std::io::Result<()> {
+        let _one_writer = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let mut keep = self.rows_of(&row.date);
         let rewrite = std::fs::read_to_string(&self.path)
             .map(|text| text.lines().count() != keep.len())

@@ -1,32 +1,18 @@
-//! The backend side of the window: a worker thread with the HTTP client and an outbox
-//! connection, for license lookups and this person's upload (outbox first, then the
-//! request), plus the background sender that retries what stays queued.
+//! The backend side of the window: a worker thread that owns the uploader (HTTP client,
+//! outbox connection, sealing key) for license lookups and this person's upload (outbox
+//! first, then the request), plus the background sender that retries what stays queued.
 
 use mynalink_link::api::LicenseStatus;
-use mynalink_link::backend::Backend;
-use mynalink_link::outbox::{EntryOptions, EntrySummary, Outbox};
+use mynalink_link::outbox::{EntryOptions, EntrySummary};
 use mynalink_link::upload::{self, Delivery};
 use mynalink_link::{ErrorCode, FlowError, SignedStatement};
-use rsa::RsaPublicKey;
 
 use super::worker::{Worker, WorkerGone};
-
-/// How to reach the backend and where the outbox lives.
-pub struct RemoteSettings {
-    pub make_backend: Box<dyn Fn() -> Result<Backend, String> + Send>,
-    pub outbox_path: std::path::PathBuf,
-    pub recipient: RsaPublicKey,
-}
-
-struct Station {
-    backend: Result<Backend, String>,
-    outbox: Result<Outbox, String>,
-    recipient: RsaPublicKey,
-}
+use crate::delivery::Uploader;
 
 #[derive(Debug, Clone)]
 pub struct Remote {
-    worker: Worker<Station>,
+    worker: Worker<Uploader>,
 }
 
 /// The lookup could not be answered (backend unreachable or refusing); the reason is for
@@ -34,38 +20,29 @@ pub struct Remote {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupFailed(pub String);
 
-fn gone(_: WorkerGone) -> FlowError {
-    FlowError::new(ErrorCode::OutboxUnavailable).with_detail("the upload worker stopped")
-}
+const WORKER_STOPPED: &str = "the upload worker stopped";
 
 impl Remote {
-    pub fn start(settings: RemoteSettings) -> std::io::Result<Remote> {
-        let worker = Worker::spawn("mynalink-backend", move || Station {
-            backend: (settings.make_backend)(),
-            outbox: Outbox::open(&settings.outbox_path).map_err(|e| e.to_string()),
-            recipient: settings.recipient,
-        })?;
+    pub fn start(uploader: Uploader) -> std::io::Result<Remote> {
+        let worker = Worker::spawn("mynalink-backend", move || uploader)?;
         Ok(Remote { worker })
     }
 
     pub async fn status(self, license_number: String) -> Result<LicenseStatus, LookupFailed> {
         self.worker
-            .run(move |station| {
-                let backend = station
+            .run(move |uploader| {
+                uploader
                     .backend
-                    .as_ref()
-                    .map_err(|e| LookupFailed(e.clone()))?;
-                backend
                     .license_status(&license_number)
                     .map_err(|e| LookupFailed(e.0))
             })
             .await
-            .unwrap_or_else(|_| Err(LookupFailed("the upload worker stopped".into())))
+            .unwrap_or_else(|_| Err(LookupFailed(WORKER_STOPPED.into())))
     }
 
     pub async fn healthy(self) -> bool {
         self.worker
-            .run(|station| station.backend.as_ref().is_ok_and(Backend::healthy))
+            .run(|uploader| uploader.backend.healthy())
             .await
             .unwrap_or(false)
     }
@@ -78,44 +55,30 @@ impl Remote {
         options: EntryOptions,
     ) -> Result<Delivery, FlowError> {
         self.worker
-            .run(move |station| {
-                let outbox_error =
-                    |e: String| FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e);
-                let outbox = station
-                    .outbox
-                    .as_mut()
-                    .map_err(|e| outbox_error(e.clone()))?;
-                match &station.backend {
-                    Ok(backend) => {
-                        upload::submit(outbox, backend, &signed, &station.recipient, &options)
-                            .map(|(_, delivery)| delivery)
-                            .map_err(|e| outbox_error(e.to_string()))
-                    }
-                    // No usable client: keep the binding; the sender reports the cause.
-                    Err(reason) => {
-                        let now = time::OffsetDateTime::now_utc();
-                        outbox
-                            .add_with(&signed, &station.recipient, &options, now)
-                            .map_err(|e| outbox_error(e.to_string()))?;
-                        Ok(Delivery::Queued {
-                            reason: reason.clone(),
-                            next_attempt_at: now,
-                        })
-                    }
-                }
+            .run(move |uploader| {
+                upload::submit(
+                    &mut uploader.outbox,
+                    &uploader.backend,
+                    &signed,
+                    &uploader.recipient,
+                    &options,
+                )
+                .map(|(_, delivery)| delivery)
+                .map_err(|e| {
+                    FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string())
+                })
             })
             .await
-            .map_err(gone)?
+            .map_err(|_: WorkerGone| {
+                FlowError::new(ErrorCode::OutboxUnavailable).with_detail(WORKER_STOPPED)
+            })?
     }
 
     /// The entries waiting, for the outbox screen (no personal data).
     pub async fn outbox(self) -> Result<Vec<EntrySummary>, String> {
         self.worker
-            .run(|station| {
-                let outbox = station.outbox.as_ref().map_err(Clone::clone)?;
-                outbox.list().map_err(|e| e.to_string())
-            })
+            .run(|uploader| uploader.outbox.list().map_err(|e| e.to_string()))
             .await
-            .unwrap_or_else(|_| Err("the upload worker stopped".into()))
+            .unwrap_or_else(|_| Err(WORKER_STOPPED.into()))
     }
 }

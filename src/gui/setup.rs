@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[cfg(test)]
 use mynalink_link::backend::Backend;
 use mynalink_link::license::expected_check_digit;
+#[cfg(test)]
+use mynalink_link::outbox::Outbox;
 use mynalink_link::sender::{Sender, SenderEvent, SenderHandle};
 use mynalink_link::statement::TermsRef;
-use mynalink_link::trust::TrustStore;
 use mynalink_link::{ErrorCode, FlowError};
 use mynalink_server::embedded::{EmbeddedBackend, Setup};
 use mynalink_simcard::{SimOptions, SimTransport};
@@ -18,8 +20,10 @@ use sha2::{Digest, Sha256};
 
 use super::card::{Card, CardSource};
 use super::i18n::Lang;
-use super::remote::{Remote, RemoteSettings};
+use super::remote::Remote;
+use crate::cli::BackendArgs;
 use crate::config::{default_outbox, Config};
+use crate::delivery::Uploader;
 use crate::headless::SIMULATED_CARD_TEST_ROOT;
 use crate::operator_password::OperatorPasswordHash;
 
@@ -203,14 +207,14 @@ pub fn demo_backend_down(
     let Some(backend) = env.embedded.clone() else {
         return Err(config_error("the demo has no embedded backend"));
     };
-    let token = backend.token.clone();
-    let make_backend =
-        move || Backend::new("http://127.0.0.1:1/", token.clone(), None).map_err(|e| e.0);
-    let (remote, sender) = start_remote(
-        Box::new(make_backend),
-        backend.dir.join("outbox-unreachable.db"),
-        backend.public_key.clone(),
-    )?;
+    let unreachable = Uploader {
+        backend: Backend::new("http://127.0.0.1:1/", backend.token.clone(), None)
+            .map_err(|e| config_error(e.0))?,
+        outbox: Outbox::open(backend.dir.join("outbox-unreachable.db"))
+            .map_err(|e| FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string()))?,
+        recipient: backend.public_key.clone(),
+    };
+    let (remote, sender) = start_remote(unreachable)?;
     env.remote = Some(remote);
     env.sender = sender;
     Ok(env)
@@ -233,22 +237,11 @@ fn demo_environment(language: Lang, sim_options: SimOptions) -> Result<Environme
     let terms_path = dir.join("demo-terms.txt");
     std::fs::write(&terms_path, DEMO_TERMS)
         .map_err(|e| config_error(format!("{}: {e}", terms_path.display())))?;
-    let mut trust = TrustStore::new();
-    trust
-        .add_trust_anchor(SIMULATED_CARD_TEST_ROOT)
-        .map_err(|e| config_error(e.to_string()))?;
+    let trust = crate::source::trust_store([], [], true)?;
     let sim = SimTransport::new(sim_options).handle();
     let card = Card::start(CardSource::Simulated(sim), trust)
         .map_err(|e| config_error(format!("card worker: {e}")))?;
-    let url = backend.url.clone();
-    let token = backend.token.clone();
-    let make_backend = move || Backend::new(&url, token.clone(), None).map_err(|e| e.0);
-    let outbox_path = dir.join("outbox.db");
-    let (remote, sender) = start_remote(
-        Box::new(make_backend),
-        outbox_path,
-        backend.public_key.clone(),
-    )?;
+    let (remote, sender) = start_remote(crate::demo::demo_uploader(&backend)?)?;
     Ok(Environment {
         demo: true,
         language,
@@ -268,50 +261,26 @@ fn demo_environment(language: Lang, sim_options: SimOptions) -> Result<Environme
     })
 }
 
-fn start_remote(
-    make_backend: Box<dyn Fn() -> Result<Backend, String> + Send>,
-    outbox_path: PathBuf,
-    recipient: rsa::RsaPublicKey,
-) -> Result<(Remote, Arc<SenderLink>), FlowError> {
-    let mut link = SenderLink::default();
-    if let Ok(client) = make_backend() {
-        let (handle, events) = Sender::start(&outbox_path, client)
-            .map_err(|e| FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string()))?;
-        link.handle = Mutex::new(Some(handle));
-        link.events = Mutex::new(Some(events));
-    }
-    let remote = Remote::start(RemoteSettings {
-        make_backend,
-        outbox_path,
-        recipient,
-    })
-    .map_err(|e| config_error(format!("upload worker: {e}")))?;
+/// The upload worker and the background sender, on one configured uploader.
+fn start_remote(uploader: Uploader) -> Result<(Remote, Arc<SenderLink>), FlowError> {
+    let (handle, events) = Sender::start(uploader.outbox.path(), uploader.backend.clone())
+        .map_err(|e| FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string()))?;
+    let link = SenderLink {
+        handle: Mutex::new(Some(handle)),
+        events: Mutex::new(Some(events)),
+    };
+    let remote =
+        Remote::start(uploader).map_err(|e| config_error(format!("upload worker: {e}")))?;
     Ok((remote, Arc::new(link)))
 }
 
 /// The real thing, from the config file: a reader, the configured backend and terms.
 pub fn from_config(config: &Config) -> Result<Environment, FlowError> {
-    let mut trust = TrustStore::new();
-    for path in &config.jpki_ca {
-        let bytes = std::fs::read(path)
-            .map_err(|e| config_error(format!("jpki_ca {}: {e}", path.display())))?;
-        trust
-            .add_ca_certificate(&bytes)
-            .map_err(|e| config_error(format!("jpki_ca {}: {e}", path.display())))?;
-    }
-    for path in &config.trust_anchors {
-        let bytes = std::fs::read(path)
-            .map_err(|e| config_error(format!("trust_anchors {}: {e}", path.display())))?;
-        trust
-            .add_trust_anchor(&bytes)
-            .map_err(|e| config_error(format!("trust_anchors {}: {e}", path.display())))?;
-    }
+    let trust = crate::source::trust_store(&config.jpki_ca, &config.trust_anchors, false)?;
     let reader = config
         .reader
         .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty() && *r != "auto")
-        .map(str::to_string);
+        .and_then(crate::source::named_reader);
     let card = Card::start(CardSource::Reader(reader), trust)
         .map_err(|e| config_error(format!("card worker: {e}")))?;
     let terms = match (&config.terms_file, &config.terms_version) {
@@ -361,47 +330,11 @@ pub fn from_config(config: &Config) -> Result<Environment, FlowError> {
     })
 }
 
+/// The backend settings are read as for `mynalink headless` (one reading of them).
 fn configured_remote(config: &Config) -> Result<(Remote, Arc<SenderLink>), FlowError> {
-    let url = config
-        .backend_url
-        .clone()
+    let uploader = crate::delivery::prepare(&BackendArgs::default(), config)?
         .ok_or_else(|| config_error("backend_url is not set in the config file"))?;
-    let token_file = config
-        .token_file
-        .clone()
-        .ok_or_else(|| config_error("token_file: a backend needs this terminal's token file"))?;
-    let token = Backend::read_token(&token_file).map_err(|e| config_error(e.0))?;
-    let ca = match &config.ca_file {
-        Some(path) => Some(
-            std::fs::read(path)
-                .map_err(|e| config_error(format!("ca_file {}: {e}", path.display())))?,
-        ),
-        None => None,
-    };
-    // Checked once here so that a bad URL or CA is reported before the window opens.
-    Backend::new(&url, token.clone(), ca.as_deref()).map_err(|e| config_error(e.0))?;
-    let key_path = config.backend_key.clone().ok_or_else(|| {
-        config_error(
-            "backend_key: the outbox keeps certificates sealed to the backend's public key",
-        )
-    })?;
-    let key_bytes = std::fs::read(&key_path)
-        .map_err(|e| config_error(format!("backend_key {}: {e}", key_path.display())))?;
-    let recipient = mynalink_link::seal::parse_public_key(&key_bytes)
-        .map_err(|e| config_error(format!("backend_key {}: {e}", key_path.display())))?;
-    let outbox_path = config
-        .outbox
-        .clone()
-        .or_else(default_outbox)
-        .ok_or_else(|| config_error("no outbox location: set `outbox` in the config file"))?;
-    if let Some(dir) = outbox_path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            FlowError::new(ErrorCode::OutboxUnavailable)
-                .with_detail(format!("{}: {e}", dir.display()))
-        })?;
-    }
-    let make_backend = move || Backend::new(&url, token.clone(), ca.as_deref()).map_err(|e| e.0);
-    start_remote(Box::new(make_backend), outbox_path, recipient)
+    start_remote(uploader)
 }
 
 /// The demo's stand-in for the operator's terms file. Real installations configure the

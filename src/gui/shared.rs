@@ -240,7 +240,7 @@ pub fn demo_controls<'a, M: Clone + 'a>(
 }
 
 /// Bindings the background sender settled later also appear in today's history.
-pub fn note_sender_event(event: &SenderEvent, sink: &mut impl FnMut(HistoryRow)) {
+pub fn sender_history_row(event: &SenderEvent) -> Option<HistoryRow> {
     let (license_number, outcome, binding_id) = match event {
         SenderEvent::Delivered {
             license_number,
@@ -251,15 +251,15 @@ pub fn note_sender_event(event: &SenderEvent, sink: &mut impl FnMut(HistoryRow))
             (license_number, "already_linked (outbox)", None)
         }
         SenderEvent::Failed { license_number, .. } => (license_number, "failed (outbox)", None),
-        _ => return,
+        _ => return None,
     };
-    sink(HistoryRow {
+    Some(HistoryRow {
         date: local_date(),
         time: local_clock(),
         license_number: license_number.clone(),
         outcome: outcome.into(),
         binding_id,
-    });
+    })
 }
 
 /// Checks the operator password on a blocking thread (PBKDF2 takes a noticeable moment).

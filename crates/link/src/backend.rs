@@ -39,6 +39,8 @@ pub struct Unavailable(pub String);
 #[error("{0}")]
 pub struct BackendConfigError(pub String);
 
+/// Clones share the HTTP client and its connection pool.
+#[derive(Clone)]
 pub struct Backend {
     http: Client,
     base: Url,

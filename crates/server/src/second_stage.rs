@@ -46,8 +46,8 @@ use crate::store::{
     PendingSecondStage, Relink, Store, StoreError, SubjectKind,
 };
 use crate::submission::{
-    statement_names_certificate, verify_signed_statement, window_start, SubmissionConfig,
-    MAX_SIGNATURE_LEN, MAX_STATEMENT_LEN,
+    license_limited, statement_names_certificate, verify_signed_statement, window_start,
+    SubmissionConfig, MAX_SIGNATURE_LEN, MAX_STATEMENT_LEN,
 };
 use mynalink_link::api::Holding;
 
@@ -135,24 +135,6 @@ fn charged<'a>(config: &SubmissionConfig, entry: &'a AuditEntry) -> Vec<FailureC
         }],
         _ => Vec::new(),
     }
-}
-
-/// `Some(rate_limited)` when the license failed too often within the window (either stage).
-fn license_limited(
-    store: &mut Store,
-    config: &SubmissionConfig,
-    license: &str,
-    window_start: &str,
-) -> Result<Option<Rejection>, StoreError> {
-    let failures = store.failures_since(SubjectKind::License, license, window_start)?;
-    Ok(
-        (failures >= config.abuse.max_failures_per_license).then(|| {
-            Rejection::with_detail(
-                Code::RateLimited,
-                "too many failed attempts for this license number",
-            )
-        }),
-    )
 }
 
 /// Step 1. `Ok(Err(_))` is a refusal, audited.

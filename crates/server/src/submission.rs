@@ -272,6 +272,25 @@ fn opening(config: &SubmissionConfig, now: OffsetDateTime) -> (String, AuditEntr
     (window_start, audit)
 }
 
+/// `Some(rate_limited)` when the license failed too often within the window (both stages
+/// count against it).
+pub(crate) fn license_limited(
+    store: &mut Store,
+    config: &SubmissionConfig,
+    license: &str,
+    window_start: &str,
+) -> Result<Option<Rejection>, StoreError> {
+    let failures = store.failures_since(SubjectKind::License, license, window_start)?;
+    Ok(
+        (failures >= config.abuse.max_failures_per_license).then(|| {
+            Rejection::with_detail(
+                Code::RateLimited,
+                "too many failed attempts for this license number",
+            )
+        }),
+    )
+}
+
 /// `Some(rate_limited)` when the terminal failed too often within the window.
 fn terminal_limited(
     store: &mut Store,
@@ -444,13 +463,8 @@ fn evaluate(
 
     let license = check!(canonical_license_number(&statement.license_number));
     audit.license_number = Some(license.as_str().to_string());
-    if store.failures_since(SubjectKind::License, license.as_str(), window_start)?
-        >= config.abuse.max_failures_per_license
-    {
-        return Ok(Verdict::Reject(Rejection::with_detail(
-            Code::RateLimited,
-            "too many failed submissions for this license number",
-        )));
+    if let Some(rejection) = license_limited(store, config, license.as_str(), window_start)? {
+        return Ok(Verdict::Reject(rejection));
     }
 
     let certificate = check!(SigningCertificate::parse(&certificate_der)

@@ -102,6 +102,7 @@ pub enum Message {
     Signed(Result<SignedStatement, FlowError>),
     Uploaded(Result<Delivery, FlowError>),
     CardEnded,
+    HistoryWritten,
     NextPerson,
 }
 
@@ -224,8 +225,10 @@ impl Staff {
                 if let SenderEvent::Pending { entries, .. } = &event {
                     self.outbox_size = Some(*entries);
                 }
-                shared::note_sender_event(&event, &mut self.history_sink());
-                Task::none()
+                match shared::sender_history_row(&event) {
+                    Some(row) => self.remember(row),
+                    None => Task::none(),
+                }
             }
             Message::Reader(event) => {
                 let before = self.presence.card_present;
@@ -398,15 +401,18 @@ impl Staff {
                         if delivery.still_queued() {
                             shared::wake_sender(&self.env);
                         }
-                        self.record(&delivery);
+                        let write = self.record(&delivery);
                         self.turn.send = SendPhase::Finished(delivery);
                         self.step = Step::Done;
+                        write
                     }
-                    Err(e) => self.turn.send = SendPhase::Failed(e),
+                    Err(e) => {
+                        self.turn.send = SendPhase::Failed(e);
+                        Task::none()
+                    }
                 }
-                Task::none()
             }
-            Message::CardEnded => Task::none(),
+            Message::CardEnded | Message::HistoryWritten => Task::none(),
             Message::NextPerson => {
                 if self.presence.card_present == Some(true) && self.step == Step::Done {
                     // The card must leave the reader before the next person.
@@ -417,20 +423,28 @@ impl Staff {
         }
     }
 
-    fn history_sink(&mut self) -> impl FnMut(HistoryRow) + '_ {
-        |row| self.remember(row)
-    }
-
-    /// Shown in today's history and kept in the history file (no basic-4 in either).
-    fn remember(&mut self, row: HistoryRow) {
-        if let Some(file) = &self.env.history {
-            // The history is informational; a failed write must not stop the counter.
-            let _ = file.append(&row);
-        }
+    /// Shown in today's history and kept in the history file (no basic-4 in either); the
+    /// file is written off the UI thread.
+    fn remember(&mut self, row: HistoryRow) -> Task<Message> {
+        let write = match self.env.history.clone() {
+            Some(file) => {
+                let row = row.clone();
+                Task::perform(
+                    async move {
+                        // The history is informational; a failed write must not stop the
+                        // counter.
+                        let _ = tokio::task::spawn_blocking(move || file.append(&row)).await;
+                    },
+                    |()| Message::HistoryWritten,
+                )
+            }
+            None => Task::none(),
+        };
         self.history.push(row);
+        write
     }
 
-    fn record(&mut self, delivery: &Delivery) {
+    fn record(&mut self, delivery: &Delivery) -> Task<Message> {
         let license_number = self
             .turn
             .license
@@ -446,7 +460,7 @@ impl Staff {
                 Delivery::Linked { binding_id, .. } => Some(binding_id.clone()),
                 _ => None,
             },
-        });
+        })
     }
 
     fn lookup(&mut self) -> Task<Message> {

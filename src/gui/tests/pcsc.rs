@@ -1,25 +1,16 @@
 //! The staff window on a real reader: the simulated card served through vpcd to the real
 //! pcscd that `cargo xtask test` starts, the backend embedded as in the demo.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mynalink_card::events::CardEvent;
 use mynalink_card::transport::list_readers;
-use mynalink_link::trust::TrustStore;
-use mynalink_simcard::vpcd::{serve, VcardOptions};
-use mynalink_simcard::{SimOptions, SimulatedCard};
+use mynalink_simcard::SimOptions;
 
-use super::super::card::{Card, CardSource};
+use super::super::card::served_card::{reader_worker, ServedCard, READER};
 use super::super::staff::{Message, Staff, Step};
 use super::*;
 use crate::demo::DEMO_LICENSE;
-
-/// The second vpcd reader (the end-to-end tests under `tests/` run in other processes, one
-/// test binary at a time).
-const READER: &str = "Virtual PCD 00 01";
-const PORT: u16 = 35964;
 
 fn card_in_reader() -> bool {
     list_readers()
@@ -29,22 +20,7 @@ fn card_in_reader() -> bool {
 
 #[test]
 fn the_staff_window_links_through_pcscd() {
-    assert!(
-        std::env::var_os("MYNALINK_TEST_PCSCD").is_some(),
-        "runs through the real pcscd: use `cargo xtask test`, which starts it"
-    );
-    let card = Arc::new(Mutex::new(SimulatedCard::new(SimOptions::default())));
-    let stop = Arc::new(AtomicBool::new(false));
-    let served = {
-        let (card, stop) = (card.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let options = VcardOptions {
-                port: PORT,
-                ..VcardOptions::default()
-            };
-            serve(card, &options, &stop, &mut |_| {})
-        })
-    };
+    let served = ServedCard::insert();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !card_in_reader() {
         assert!(
@@ -56,11 +32,7 @@ fn the_staff_window_links_through_pcscd() {
 
     // The demo's backend and terms, but the card comes from the reader.
     let (mut env, dir) = demo(SimOptions::default());
-    let mut trust = TrustStore::new();
-    trust
-        .add_trust_anchor(crate::headless::SIMULATED_CARD_TEST_ROOT)
-        .expect("test root");
-    env.card = Card::start(CardSource::Reader(Some(READER.into())), trust).expect("card worker");
+    env.card = reader_worker();
     let mut h = Harness::boot(Staff::new(env), dir);
     // What the reader-event subscription delivers when the card is in.
     h.send(Message::Reader(CardEvent::CardInserted {
@@ -89,14 +61,13 @@ fn the_staff_window_links_through_pcscd() {
         h.app.history
     );
     assert_eq!(
-        card.lock().map(|c| c.signing_tries()).unwrap_or(0),
+        served.card.lock().map(|c| c.signing_tries()).unwrap_or(0),
         5,
         "the right password costs no try"
     );
 
     // The card leaves the reader: the next person may start.
-    stop.store(true, Ordering::SeqCst);
-    served.join().expect("vcard thread").expect("vcard served");
+    served.remove();
     h.send(Message::Reader(CardEvent::CardRemoved {
         reader: READER.into(),
     }));
