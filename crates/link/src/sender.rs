@@ -28,8 +28,8 @@ use time::OffsetDateTime;
 
 use crate::api::{ApiError, LinkedVia};
 use crate::backend::Backend;
-use crate::error::{ErrorCode, FlowError};
-use crate::outbox::{EntryId, EntryOptions, Outbox, OutboxError, PendingEntry};
+use crate::error::FlowError;
+use crate::outbox::{Counts, EntryId, EntryOptions, HoldReason, Outbox, OutboxError, PendingEntry};
 use crate::session::SignedStatement;
 use crate::upload::{self, Delivery};
 
@@ -86,10 +86,19 @@ pub enum SenderEvent {
         next_attempt_at: OffsetDateTime,
         error: Option<ApiError>,
     },
-    /// The outbox now: how many entries wait and when the next one is due. Sent when it
-    /// changes.
+    /// Kept in the outbox for an operator (e.g. `seal_key_mismatch`); not retried until an
+    /// operator releases it.
+    Held {
+        entry: EntryId,
+        license_number: String,
+        reason: HoldReason,
+        error: Option<ApiError>,
+    },
+    /// The outbox now: how many entries wait in the queue, how many are held for an
+    /// operator, and when the next queued one is due. Sent when it changes.
     Pending {
         entries: usize,
+        held: usize,
         next_due_at: Option<OffsetDateTime>,
     },
     /// The outbox could not be read or written (`outbox_unavailable`); the sender tries
@@ -142,14 +151,18 @@ impl SenderEvent {
                 next_attempt_at,
                 error: Some(error),
             },
+            Delivery::Held { reason, error } => SenderEvent::Held {
+                entry: id,
+                license_number,
+                reason,
+                error,
+            },
         }
     }
 }
 
 fn outbox_failed(e: OutboxError) -> SenderEvent {
-    SenderEvent::OutboxFailed(
-        FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string()),
-    )
+    SenderEvent::OutboxFailed(e.to_flow_error())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,7 +313,7 @@ struct Worker {
     commands: Receiver<Command>,
     events: mpsc::Sender<SenderEvent>,
     stop: Arc<AtomicBool>,
-    last_pending: Option<(usize, Option<OffsetDateTime>)>,
+    last_pending: Option<(Counts, Option<OffsetDateTime>)>,
 }
 
 impl Worker {
@@ -370,19 +383,20 @@ impl Worker {
     fn report_pending(&mut self, attempted: bool) -> Option<Duration> {
         let state = self
             .outbox
-            .len()
+            .counts()
             .and_then(|n| self.outbox.next_due_at().map(|next| (n, next)));
-        let (entries, next_due_at) = match state {
+        let (counts, next_due_at) = match state {
             Ok(state) => state,
             Err(e) => {
                 self.emit(outbox_failed(e));
                 return None;
             }
         };
-        if attempted || self.last_pending != Some((entries, next_due_at)) {
-            self.last_pending = Some((entries, next_due_at));
+        if attempted || self.last_pending != Some((counts, next_due_at)) {
+            self.last_pending = Some((counts, next_due_at));
             self.emit(SenderEvent::Pending {
-                entries,
+                entries: counts.queued,
+                held: counts.held,
                 next_due_at,
             });
         }
@@ -804,6 +818,7 @@ mod tests {
             events.recv_timeout(WAIT).expect("first report"),
             SenderEvent::Pending {
                 entries: 0,
+                held: 0,
                 next_due_at: None
             }
         );
@@ -823,6 +838,7 @@ mod tests {
             events.recv_timeout(WAIT).expect("size after"),
             SenderEvent::Pending {
                 entries: 0,
+                held: 0,
                 next_due_at: None
             }
         );
@@ -881,6 +897,93 @@ mod tests {
         assert!(matches!(next(&events), SenderEvent::Queued { entry, .. } if entry == id));
         handle.shutdown();
         assert_eq!(bench.len(), 1);
+    }
+
+    #[test]
+    fn a_seal_key_mismatch_is_held_for_an_operator_and_the_next_entry_goes_out() {
+        let bench = Bench::new();
+        let mismatched = bench.add(false);
+        let sound = bench.add(false);
+        let backend = FakeBackend::start(vec![api_error(422, "seal_key_mismatch"), created("b-5")]);
+        let (handle, events) =
+            Sender::start_with(&bench.path, backend.client(), options()).expect("start");
+        match next(&events) {
+            SenderEvent::Held {
+                entry,
+                license_number,
+                reason,
+                error,
+            } => {
+                assert_eq!(entry, mismatched);
+                assert_eq!(license_number, LICENSE);
+                assert_eq!(reason, HoldReason::SealKeyMismatch);
+                assert_eq!(error.map(|e| e.code).as_deref(), Some("seal_key_mismatch"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(next(&events), SenderEvent::Delivered { entry, .. } if entry == sound));
+        assert_eq!(
+            pending_after(&events),
+            SenderEvent::Pending {
+                entries: 0,
+                held: 1,
+                next_due_at: None
+            }
+        );
+        handle.shutdown();
+        assert_eq!(backend.requests().len(), 2);
+        let listed = Outbox::open(&bench.path)
+            .expect("open")
+            .list()
+            .expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, mismatched);
+        assert_eq!(
+            listed[0].held.map(|h| h.reason),
+            Some(HoldReason::SealKeyMismatch)
+        );
+    }
+
+    #[test]
+    fn an_unreadable_entry_does_not_stop_the_sender() {
+        let bench = Bench::new();
+        let damaged = bench.add(false);
+        let sound = bench.add(false);
+        rusqlite::Connection::open(&bench.path)
+            .expect("sqlite")
+            .execute(
+                "UPDATE entries SET sealed_certificate = 'garbage' WHERE id = ?1",
+                [damaged.0],
+            )
+            .expect("damage");
+        let backend = FakeBackend::start(vec![created("b-6")]);
+        let (handle, events) =
+            Sender::start_with(&bench.path, backend.client(), options()).expect("start");
+        assert!(matches!(next(&events), SenderEvent::Delivered { entry, .. } if entry == sound));
+        assert_eq!(
+            pending_after(&events),
+            SenderEvent::Pending {
+                entries: 0,
+                held: 1,
+                next_due_at: None
+            }
+        );
+        handle.shutdown();
+        assert_eq!(backend.requests().len(), 1);
+        assert_eq!(bench.len(), 1);
+    }
+
+    /// The next `Pending` report (after the events before it).
+    fn pending_after(events: &Receiver<SenderEvent>) -> SenderEvent {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match events.recv_timeout(left).expect("a report in time") {
+                pending @ SenderEvent::Pending { .. } => return pending,
+                SenderEvent::OutboxFailed(e) => panic!("{e}"),
+                _ => continue,
+            }
+        }
     }
 
     #[test]

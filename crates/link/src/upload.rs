@@ -5,7 +5,8 @@
 //!
 //! A refusal of the terminal's own credentials (`unauthenticated`, `credential_not_allowed`)
 //! is not a decision about the binding: the entry stays queued until the terminal is
-//! configured correctly.
+//! configured correctly. Nor is `seal_key_mismatch` (the backend does not hold the key the
+//! certificate was sealed to): the entry is held for an operator, never deleted.
 
 use base64::Engine;
 use rsa::RsaPublicKey;
@@ -13,11 +14,15 @@ use time::OffsetDateTime;
 
 use crate::api::{ApiError, BindingRequest, LinkedVia};
 use crate::backend::{Backend, Submitted};
-use crate::outbox::{EntryId, EntryOptions, Outbox, OutboxError, PendingEntry};
+use crate::outbox::{EntryId, EntryOptions, HoldReason, Outbox, OutboxError, PendingEntry};
 use crate::session::SignedStatement;
 
 /// Backend codes that refuse the terminal rather than the binding.
 pub const CREDENTIAL_CODES: [&str; 2] = ["unauthenticated", "credential_not_allowed"];
+
+/// The backend's code for a sealed certificate it cannot open because it was sealed to
+/// another key (or the backend has no seal key): not a decision about the binding.
+pub const SEAL_KEY_MISMATCH: &str = "seal_key_mismatch";
 
 /// What became of one binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +47,12 @@ pub enum Delivery {
         error: ApiError,
         next_attempt_at: OffsetDateTime,
     },
+    /// Kept in the outbox for an operator and not retried on its own (`error`: the
+    /// backend's answer that made it so, when there was one).
+    Held {
+        reason: HoldReason,
+        error: Option<ApiError>,
+    },
 }
 
 impl Delivery {
@@ -52,10 +63,12 @@ impl Delivery {
             Delivery::AlreadyLinked { .. } => "already_linked",
             Delivery::Rejected(_) | Delivery::CredentialsRefused { .. } => "failed",
             Delivery::Queued { .. } => "queued",
+            Delivery::Held { .. } => "held",
         }
     }
 
-    /// Whether the entry is still in the outbox after this delivery.
+    /// Whether the entry is still queued after this delivery (a held entry is in the
+    /// outbox too, but waits for an operator).
     pub fn still_queued(&self) -> bool {
         matches!(
             self,
@@ -79,7 +92,7 @@ pub fn request_for(entry: &PendingEntry) -> BindingRequest {
 }
 
 /// Writes the binding to the outbox (durably, with `options`) and then tries to upload it
-/// once.
+/// once. The same statement held for an operator earlier stays held and is not sent.
 pub fn submit(
     outbox: &mut Outbox,
     backend: &Backend,
@@ -88,9 +101,19 @@ pub fn submit(
     options: &EntryOptions,
 ) -> Result<(EntryId, Delivery), OutboxError> {
     let (id, _) = outbox.add_with(signed, recipient, options, OffsetDateTime::now_utc())?;
-    let entry = outbox.get(id)?.ok_or(OutboxError::NotFound(id))?;
-    let delivery = deliver(outbox, backend, &entry)?;
-    Ok((id, delivery))
+    match outbox.get(id)? {
+        Some(entry) => Ok((id, deliver(outbox, backend, &entry)?)),
+        None => match outbox.held(id)? {
+            Some(held) => Ok((
+                id,
+                Delivery::Held {
+                    reason: held.reason,
+                    error: None,
+                },
+            )),
+            None => Err(OutboxError::NotFound(id)),
+        },
+    }
 }
 
 /// Uploads one entry and settles it in the outbox according to the answer.
@@ -110,6 +133,18 @@ pub fn deliver(
             return Ok(Delivery::CredentialsRefused {
                 error,
                 next_attempt_at,
+            });
+        }
+        Ok(Submitted::Rejected(error)) if error.code == SEAL_KEY_MISMATCH => {
+            let note = match &error.detail {
+                Some(detail) => format!("{}: {detail}", error.code),
+                None => error.code.clone(),
+            };
+            let reason = HoldReason::SealKeyMismatch;
+            outbox.hold(entry.id, reason, &note, OffsetDateTime::now_utc())?;
+            return Ok(Delivery::Held {
+                reason,
+                error: Some(error),
             });
         }
         Ok(Submitted::Rejected(error)) => Delivery::Rejected(error),
