@@ -57,10 +57,13 @@ pub enum Code {
     Basic4Mismatch,
     /// 200: §6, a cancelled binding restored from Mynaportal by the second stage alone.
     MynaportalRelinked,
+    /// 422: the certificate was sealed to a key this server does not hold (or it has none).
+    /// Not a decision about the binding: the terminal keeps it for an operator.
+    SealKeyMismatch,
 }
 
 impl Code {
-    pub const ALL: [Code; 33] = [
+    pub const ALL: [Code; 34] = [
         Code::Created,
         Code::Repeated,
         Code::Cancelled,
@@ -94,6 +97,7 @@ impl Code {
         Code::SecondStageNotFound,
         Code::Basic4Mismatch,
         Code::MynaportalRelinked,
+        Code::SealKeyMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -131,6 +135,7 @@ impl Code {
             Code::SecondStageNotFound => "second_stage_not_found",
             Code::Basic4Mismatch => "basic4_mismatch",
             Code::MynaportalRelinked => "mynaportal_relinked",
+            Code::SealKeyMismatch => "seal_key_mismatch",
         }
     }
 
@@ -258,6 +263,9 @@ impl Code {
             Code::MynaportalRelinked => {
                 "解除されていたマイナポータル連携を、マイナポータルからの手続で再び連携しました。"
             }
+            Code::SealKeyMismatch => {
+                "電子証明書が、このサーバーの持たない鍵で封をされています。端末の送信箱に保管したまま、サーバーの鍵を確認してください。"
+            }
         }
     }
 
@@ -323,6 +331,10 @@ impl Code {
             }
             Code::MynaportalRelinked => {
                 "The cancelled link was restored through Mynaportal, without the counter."
+            }
+            Code::SealKeyMismatch => {
+                "The certificate was sealed to a key this server does not hold; the terminal \
+                 keeps it in its outbox. Check the server's seal key."
             }
         }
     }

@@ -107,9 +107,11 @@ fn certificate_der(
     match (&request.certificate, &request.sealed_certificate) {
         (Some(plain), None) => decode("certificate", plain, MAX_DER_LEN),
         (None, Some(sealed)) => {
+            // A key the server does not hold is not a decision about the binding: the
+            // terminal keeps the entry for an operator on its own code.
             let key = config.seal_key.as_ref().ok_or_else(|| {
                 Rejection::with_detail(
-                    Code::MalformedRequest,
+                    Code::SealKeyMismatch,
                     "sealed certificates are not accepted by this server",
                 )
             })?;
@@ -118,7 +120,11 @@ fn certificate_der(
             })?;
             let aad = mynalink_link::outbox::certificate_aad(statement_bytes);
             let der = mynalink_link::seal::open(&key.0, &sealed, &aad).map_err(|e| {
-                Rejection::with_detail(Code::MalformedRequest, format!("sealed_certificate: {e}"))
+                let code = match e {
+                    mynalink_link::seal::SealError::WrongKey => Code::SealKeyMismatch,
+                    _ => Code::MalformedRequest,
+                };
+                Rejection::with_detail(code, format!("sealed_certificate: {e}"))
             })?;
             if der.len() > MAX_DER_LEN {
                 return Err(Rejection::with_detail(

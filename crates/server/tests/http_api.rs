@@ -184,13 +184,14 @@ fn the_api_over_tls_with_the_terminal_client(backend: Backend) {
         Some("Bearer")
     );
     assert_eq!(api_error(response).code, "unauthenticated");
-    // A sealed certificate to a server without a seal key.
+    // A sealed certificate to a server without a seal key: the terminal's key does not
+    // match, which the terminal must tell apart from a decision about the binding.
     let mut sealed = request.clone();
     sealed.certificate = None;
     sealed.sealed_certificate = Some("{}".into());
     assert_eq!(
         rejected_code(backend.submit(&sealed).expect("submit")),
-        "malformed_request"
+        "seal_key_mismatch"
     );
 
     // Bodies that are not a binding request: 422 malformed_request as ApiError JSON.
@@ -304,7 +305,14 @@ fn the_api_over_tls_with_the_terminal_client(backend: Backend) {
             "SELECT COUNT(*) FROM audit WHERE code = 'malformed_request' AND terminal_id = '{TERMINAL}'"
         ),
     );
-    assert_eq!(malformed, 5);
+    assert_eq!(malformed, 4);
+    let mismatched = common::count(
+        &files.db,
+        &format!(
+            "SELECT COUNT(*) FROM audit WHERE code = 'seal_key_mismatch' AND terminal_id = '{TERMINAL}'"
+        ),
+    );
+    assert_eq!(mismatched, 1);
 
     // SIGTERM: a graceful stop with status 0.
     let status = server.terminate();
@@ -365,6 +373,31 @@ fn a_sealed_certificate_is_opened_with_the_seal_key(backend: Backend) {
         .detail
         .unwrap_or_default()
         .contains("sealed_certificate"));
+
+    // Sealed to another key: its own code, so that the terminal keeps the entry.
+    let other_key = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("other key");
+    let elsewhere = statement_for(&signer, &number, TERMINAL, now() - Duration::minutes(3));
+    let elsewhere_bytes = elsewhere.canonical_bytes();
+    let mut mismatched = common::request_for_bytes(&signer, &elsewhere_bytes);
+    mismatched.certificate = None;
+    mismatched.sealed_certificate = Some(
+        mynalink_link::seal::seal(
+            &other_key.to_public_key(),
+            &signer.cert_der,
+            &mynalink_link::outbox::certificate_aad(&elsewhere_bytes),
+        )
+        .expect("seal")
+        .to_json(),
+    );
+    let error = match backend.submit(&mismatched).expect("submit") {
+        Submitted::Rejected(error) => error,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(error.code, "seal_key_mismatch");
+    assert!(error
+        .detail
+        .unwrap_or_default()
+        .contains("sealed to a different key"));
 
     // Plain and sealed together is not a request either.
     let mut both = request.clone();
