@@ -34,7 +34,7 @@ pub enum Command {
     Demo(DemoArgs),
     /// Put the simulated card in the vpcd virtual reader of a running pcscd.
     Vcard(Box<VcardArgs>),
-    /// Show or deliver the signed bindings waiting for the backend.
+    /// Show, deliver or release the signed bindings waiting for the backend.
     Outbox(OutboxArgs),
     /// The full-screen self-service kiosk.
     Kiosk(KioskArgs),
@@ -91,8 +91,15 @@ pub struct OutboxArgs {
 pub enum OutboxAction {
     /// List the waiting bindings (no personal data).
     List,
-    /// Deliver every waiting binding that is due now.
+    /// Deliver every waiting binding that is due now. Exits 1 when anything is left
+    /// (queued or held for an operator).
     Flush,
+    /// Put an entry held for an operator back in the queue once its cause is fixed (nothing
+    /// is ever deleted).
+    Retry {
+        /// The entry's id, as `outbox list` shows it.
+        id: i64,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,10 +1,10 @@
 //! Getting signed bindings to the backend from the command line: settings, the outbox, and
-//! `mynalink outbox list|flush`.
+//! `mynalink outbox list|flush|retry`.
 
 use std::path::PathBuf;
 
 use mynalink_link::backend::Backend;
-use mynalink_link::outbox::{EntryId, EntryOptions, Outbox, OutboxError};
+use mynalink_link::outbox::{EntryId, EntryOptions, EntrySummary, Outbox, OutboxError};
 use mynalink_link::statement::format_time;
 use mynalink_link::upload::{self, Delivery};
 use mynalink_link::{ErrorCode, FlowError, SignedStatement};
@@ -43,8 +43,7 @@ pub fn open_outbox(args: &BackendArgs, config: &Config) -> Result<Outbox, FlowEr
                 .with_detail(format!("{}: {e}", dir.display()))
         })?;
     }
-    Outbox::open(&path)
-        .map_err(|e| FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string()))
+    Outbox::open(&path).map_err(outbox_error)
 }
 
 /// `None` when no backend is configured (offline).
@@ -85,20 +84,24 @@ pub fn prepare(args: &BackendArgs, config: &Config) -> Result<Option<Uploader>, 
     }))
 }
 
-/// Delivers what earlier runs left waiting (e.g. after a crash), then this run's binding.
+/// Stores this run's binding in the outbox and delivers it, then delivers what earlier runs
+/// left waiting (e.g. after a crash).
 pub fn deliver(uploader: &mut Uploader, signed: &SignedStatement) -> Result<Delivery, FlowError> {
     deliver_with(uploader, signed, &EntryOptions::default())
 }
 
 /// [`deliver`] with what the upload needs besides the statement (staff confirmation of the
 /// holder, the CA certificate), kept with the outbox entry for every later attempt.
+///
+/// This run's binding is written first: nothing about older entries (damaged, held, or a
+/// backend that refuses them) can stand between a signature and its entry. The older ones
+/// go out afterwards, only when the backend answered this run, and their problems do not
+/// change this run's outcome.
 pub fn deliver_with(
     uploader: &mut Uploader,
     signed: &SignedStatement,
     options: &EntryOptions,
 ) -> Result<Delivery, FlowError> {
-    let now = time::OffsetDateTime::now_utc();
-    upload::flush(&mut uploader.outbox, &uploader.backend, now).map_err(outbox_error)?;
     let (_, delivery) = upload::submit(
         &mut uploader.outbox,
         &uploader.backend,
@@ -107,11 +110,27 @@ pub fn deliver_with(
         options,
     )
     .map_err(outbox_error)?;
+    let answered = !matches!(
+        delivery,
+        Delivery::Queued { .. } | Delivery::CredentialsRefused { .. }
+    );
+    if answered {
+        let now = time::OffsetDateTime::now_utc();
+        if let Err(e) = upload::flush(&mut uploader.outbox, &uploader.backend, now) {
+            eprintln!("mynalink: earlier outbox entries stay queued: {e}");
+        }
+    }
     Ok(delivery)
 }
 
 fn outbox_error(e: OutboxError) -> FlowError {
-    FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string())
+    e.to_flow_error()
+}
+
+/// Makes sure the outbox can take the binding the card is about to sign (see
+/// [`Outbox::ensure_room`]); a full disk stops the run before the card signs.
+pub fn ensure_room(uploader: &Uploader) -> Result<(), FlowError> {
+    uploader.outbox.ensure_room().map_err(outbox_error)
 }
 
 /// One delivery as `outbox flush --json` prints it.
@@ -142,8 +161,49 @@ fn delivery_row(id: EntryId, delivery: &Delivery) -> serde_json::Value {
             row["queued_reason"] = json!(error.code);
             row["next_attempt_at"] = json!(format_time(*next_attempt_at));
         }
+        Delivery::Held { reason, error } => {
+            row["needs_operator"] = json!(true);
+            row["held_reason"] = json!(reason.as_str());
+            if let Some(error) = error {
+                row["error"] = json!(error);
+            }
+        }
     }
     row
+}
+
+/// One entry as `outbox list --json` prints it: no statement, signature or certificate.
+fn entry_row(e: &EntrySummary) -> serde_json::Value {
+    json!({
+        "id": e.id.0,
+        "license_number": e.license_number,
+        "statement_sha256": e.statement_sha256,
+        "created_at": format_time(e.created_at),
+        "attempts": e.attempts,
+        "next_attempt_at": format_time(e.next_attempt_at),
+        "last_error": e.last_error,
+        "staff_confirmed_identity": e.staff_confirmed_identity,
+        "needs_operator": e.held.is_some(),
+        "held_reason": e.held.map(|h| h.reason.as_str()),
+        "held_at": e.held.map(|h| format_time(h.since)),
+    })
+}
+
+/// One entry as `outbox list` prints it for people.
+fn entry_line(e: &EntrySummary) -> String {
+    let state = match &e.held {
+        Some(held) => {
+            let (ja, en) = held.reason.text();
+            format!("要対応 / needs operator [{}] {ja} / {en}", held.reason)
+        }
+        None => format!("送信待ち / queued, attempts {}", e.attempts),
+    };
+    format!(
+        "#{}\t{}\t{state}\t{}",
+        e.id,
+        e.license_number,
+        e.last_error.as_deref().unwrap_or("")
+    )
 }
 
 /// `mynalink outbox list|flush`.
@@ -179,35 +239,21 @@ fn execute(args: &OutboxArgs, config_path: Option<&std::path::Path>) -> Result<i
         OutboxAction::List => {
             let outbox = open_outbox(&args.backend, &config)?;
             let entries = outbox.list().map_err(outbox_error)?;
-            let rows: Vec<_> = entries
-                .iter()
-                .map(|e| {
-                    json!({
-                        "id": e.id.0,
-                        "license_number": e.license_number,
-                        "statement_sha256": e.statement_sha256,
-                        "created_at": format_time(e.created_at),
-                        "attempts": e.attempts,
-                        "next_attempt_at": format_time(e.next_attempt_at),
-                        "last_error": e.last_error,
-                        "staff_confirmed_identity": e.staff_confirmed_identity,
-                    })
-                })
-                .collect();
+            let held = entries.iter().filter(|e| e.held.is_some()).count();
+            let queued = entries.len() - held;
             if args.json {
-                println!("{}", json!({ "entries": rows }));
-            } else if rows.is_empty() {
+                let rows: Vec<_> = entries.iter().map(entry_row).collect();
+                println!(
+                    "{}",
+                    json!({ "entries": rows, "queued": queued, "held": held })
+                );
+            } else if entries.is_empty() {
                 println!("送信待ちはありません / the outbox is empty");
             } else {
                 for e in &entries {
-                    println!(
-                        "#{}\t{}\tattempts {}\t{}",
-                        e.id,
-                        e.license_number,
-                        e.attempts,
-                        e.last_error.as_deref().unwrap_or("")
-                    );
+                    println!("{}", entry_line(e));
                 }
+                println!("送信待ち / queued: {queued}, 要対応 / needs operator: {held}");
             }
             Ok(0)
         }
@@ -217,17 +263,85 @@ fn execute(args: &OutboxArgs, config_path: Option<&std::path::Path>) -> Result<i
             let now = time::OffsetDateTime::now_utc();
             let results = upload::flush(&mut uploader.outbox, &uploader.backend, now)
                 .map_err(outbox_error)?;
-            let remaining = uploader.outbox.len().map_err(outbox_error)?;
+            let counts = uploader.outbox.counts().map_err(outbox_error)?;
+            let remaining = counts.queued + counts.held;
             let rows: Vec<_> = results.iter().map(|(id, d)| delivery_row(*id, d)).collect();
             if args.json {
-                println!("{}", json!({ "delivered": rows, "remaining": remaining }));
+                println!(
+                    "{}",
+                    json!({
+                        "delivered": rows,
+                        "remaining": remaining,
+                        "queued": counts.queued,
+                        "held": counts.held,
+                    })
+                );
             } else {
                 for row in &rows {
                     println!("{row}");
                 }
-                println!("残り / remaining: {remaining}");
+                println!(
+                    "残り / remaining: {remaining} (送信待ち / queued {}, 要対応 / needs operator {})",
+                    counts.queued, counts.held
+                );
             }
+            // 0 only when nothing is left undelivered, held entries included.
             Ok(if remaining == 0 { 0 } else { 1 })
+        }
+        OutboxAction::Retry { id } => {
+            let mut outbox = open_outbox(&args.backend, &config)?;
+            let id = EntryId(id);
+            let refused = |ja: String, en: String, reason: Option<&str>| {
+                if args.json {
+                    println!(
+                        "{}",
+                        json!({
+                            "id": id.0,
+                            "released": false,
+                            "held_reason": reason,
+                            "message_ja": ja,
+                            "message_en": en,
+                        })
+                    );
+                } else {
+                    eprintln!("{ja} / {en}");
+                }
+                Ok(1)
+            };
+            match outbox.release(id, time::OffsetDateTime::now_utc()) {
+                Ok(reason) => {
+                    if args.json {
+                        println!(
+                            "{}",
+                            json!({ "id": id.0, "released": true, "held_reason": reason.as_str() })
+                        );
+                    } else {
+                        println!(
+                            "#{id} を送信待ちに戻しました（{reason}）。mynalink outbox flush で送信します。 / #{id} is queued again ({reason}); `mynalink outbox flush` sends it."
+                        );
+                    }
+                    Ok(0)
+                }
+                Err(OutboxError::NotFound(_)) => refused(
+                    format!("#{id} という記録はありません。"),
+                    format!("There is no entry #{id}."),
+                    None,
+                ),
+                Err(OutboxError::NotHeld(_)) => refused(
+                    format!("#{id} は要対応ではありません（送信待ちです）。"),
+                    format!("#{id} is not held; it is queued already."),
+                    None,
+                ),
+                Err(OutboxError::StillHeld { reason, .. }) => {
+                    let (ja, en) = reason.text();
+                    refused(
+                        format!("#{id} は戻せません。{ja}"),
+                        format!("#{id} cannot be put back. {en}"),
+                        Some(reason.as_str()),
+                    )
+                }
+                Err(e) => Err(outbox_error(e)),
+            }
         }
     }
 }

@@ -75,6 +75,7 @@ fn demo() -> Result<(), FlowError> {
         backend.url
     );
     let mut uploader = demo_uploader(&backend)?;
+    crate::delivery::ensure_room(&uploader)?;
 
     step(1, "受付：免許証番号の確認", "Reception: license number");
     let (license, _) = LicenseNumber::parse(DEMO_LICENSE)?;
@@ -161,8 +162,7 @@ fn demo() -> Result<(), FlowError> {
 pub fn demo_uploader(backend: &EmbeddedBackend) -> Result<Uploader, FlowError> {
     let client = Backend::new(&backend.url, backend.token.clone(), None)
         .map_err(|e| FlowError::new(ErrorCode::ConfigurationInvalid).with_detail(e.0))?;
-    let outbox = Outbox::open(backend.dir.join("outbox.db"))
-        .map_err(|e| FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string()))?;
+    let outbox = Outbox::open(backend.dir.join("outbox.db")).map_err(|e| e.to_flow_error())?;
     Ok(Uploader {
         backend: client,
         outbox,

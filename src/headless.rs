@@ -38,8 +38,8 @@ fn execute(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> Report
             ),
         );
     };
-    // The backend settings and the outbox are checked before the card is touched: no
-    // signature is made that could not be kept.
+    // The backend settings and the outbox, room for this run's entry included, are checked
+    // before the card is touched: no signature is made that could not be kept.
     let mut uploader = if args.offline {
         None
     } else {
@@ -48,6 +48,11 @@ fn execute(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> Report
             Err(e) => return Report::failed(license_number, e),
         }
     };
+    if let Some(uploader) = &uploader {
+        if let Err(e) = crate::delivery::ensure_room(uploader) {
+            return Report::failed(license_number, e);
+        }
+    }
     let opened = match source::open(&choice, &args.sim, args.record.is_some()) {
         Ok(opened) => opened,
         Err(e) => return Report::failed(license_number, e),
@@ -116,6 +121,26 @@ fn execute(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> Report
                 Delivery::CredentialsRefused { error, .. } => {
                     let kept = format!("{}: kept in the outbox", error.code);
                     (outcome, Err(error.into()), None, None, Some(kept))
+                }
+                // Not delivered and not to be retried on its own: a failed run, but the
+                // binding is kept in the outbox for an operator.
+                Delivery::Held { reason, error } => {
+                    let kept = format!("{reason}: held in the outbox for an operator");
+                    let error = match error {
+                        Some(error) => error.into(),
+                        None => {
+                            let (ja, en) = reason.text();
+                            ReportError {
+                                code: reason.as_str().to_string(),
+                                message_ja: ja.to_string(),
+                                message_en: en.to_string(),
+                                tries_left: None,
+                                detail: None,
+                                from_backend: false,
+                            }
+                        }
+                    };
+                    ("failed", Err(error), None, None, Some(kept))
                 }
             }
         }

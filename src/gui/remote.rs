@@ -64,9 +64,7 @@ impl Remote {
                     &options,
                 )
                 .map(|(_, delivery)| delivery)
-                .map_err(|e| {
-                    FlowError::new(ErrorCode::OutboxUnavailable).with_detail(e.to_string())
-                })
+                .map_err(|e| e.to_flow_error())
             })
             .await
             .map_err(|_: WorkerGone| {
@@ -74,7 +72,17 @@ impl Remote {
             })?
     }
 
-    /// The entries waiting, for the outbox screen (no personal data).
+    /// Makes sure the outbox can take the next binding, before the card signs it.
+    pub async fn ensure_room(self) -> Result<(), FlowError> {
+        self.worker
+            .run(|uploader| crate::delivery::ensure_room(uploader))
+            .await
+            .map_err(|_: WorkerGone| {
+                FlowError::new(ErrorCode::OutboxUnavailable).with_detail(WORKER_STOPPED)
+            })?
+    }
+
+    /// The entries waiting or held, for the outbox screen (no personal data).
     pub async fn outbox(self) -> Result<Vec<EntrySummary>, String> {
         self.worker
             .run(|uploader| uploader.outbox.list().map_err(|e| e.to_string()))

@@ -13,7 +13,7 @@ use mynalink_card::PasswordStatus;
 use mynalink_link::api::LinkedVia;
 use mynalink_link::sender::SenderEvent;
 use mynalink_link::upload::Delivery;
-use mynalink_link::FlowError;
+use mynalink_link::{ErrorCode, FlowError, SignedStatement};
 
 use super::card::{CardSource, CertificateView};
 use super::i18n::Lang;
@@ -251,6 +251,7 @@ pub fn sender_history_row(event: &SenderEvent) -> Option<HistoryRow> {
             (license_number, "already_linked (outbox)", None)
         }
         SenderEvent::Failed { license_number, .. } => (license_number, "failed (outbox)", None),
+        SenderEvent::Held { license_number, .. } => (license_number, "held (outbox)", None),
         _ => return None,
     };
     Some(HistoryRow {
@@ -288,6 +289,27 @@ fn with_sender(env: &Environment, f: impl FnOnce(&mynalink_link::sender::SenderH
         .as_ref()
     {
         f(handle);
+    }
+}
+
+/// Asks the card to sign only once the outbox is sure to take the binding (see
+/// [`mynalink_link::outbox::Outbox::ensure_room`]): a full disk, or no backend at all, stops
+/// the turn before the card signs, so no signature is made that could not be kept.
+pub fn sign_when_it_can_be_kept(
+    env: &Environment,
+) -> impl std::future::Future<Output = Result<SignedStatement, FlowError>> + 'static {
+    let card = env.card.clone();
+    let remote = env.remote.clone();
+    let problem = env.remote_problem.clone();
+    async move {
+        match remote {
+            Some(remote) => remote.ensure_room().await?,
+            None => {
+                return Err(FlowError::new(ErrorCode::ConfigurationInvalid)
+                    .with_detail(problem.unwrap_or_default()))
+            }
+        }
+        card.sign().await
     }
 }
 
@@ -544,5 +566,12 @@ fn delivery_view<'a, M: 'a>(lang: Lang, delivery: &Delivery) -> Element<'a, M> {
             format!("[{}] {}", error.code, lang.pick(&error.message_ja, &error.message_en)),
             look::DANGER,
         ),
+        Delivery::Held { reason, .. } => {
+            let (ja, en) = reason.text();
+            look::warning(lang.choose(
+                format!("送信箱に保管しました。要対応（{reason}）：自動では再送しません。{ja}"),
+                format!("Kept in the outbox; it needs an operator ({reason}) and is not retried automatically. {en}"),
+            ))
+        }
     }
 }

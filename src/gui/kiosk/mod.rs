@@ -354,7 +354,7 @@ impl Kiosk {
                     // Kept only until the turn ends; the kiosk shows the serial, not the name.
                     self.turn.certificate = Some(view);
                     self.turn.send = SendPhase::Signing;
-                    Task::perform(self.env.card.clone().sign(), Message::Signed)
+                    Task::perform(shared::sign_when_it_can_be_kept(&self.env), Message::Signed)
                 }
                 Err(e) => {
                     self.turn.card = CardPhase::Failed(e);

@@ -402,6 +402,21 @@ impl Kiosk {
                         "It will be sent automatically. Next, complete the second stage on Mynaportal.",
                     )).size(30));
                 }
+                // Kept in the outbox, but only staff can get it sent.
+                SendPhase::Finished(Delivery::Held { .. }) => {
+                    col = col.push(
+                        text(lang.pick("受け付けました", "Accepted"))
+                            .size(48)
+                            .color(SUCCESS),
+                    );
+                    col = col.push(
+                        text(lang.pick(
+                            "送信にはまだ係員の対応が必要です。係員にお声がけください。",
+                            "Sending still needs the staff. Please ask the staff.",
+                        ))
+                        .size(30),
+                    );
+                }
                 SendPhase::Finished(Delivery::Rejected(error)) => {
                     col = col.push(look::notice(
                         format!(

@@ -115,6 +115,8 @@ pub struct Staff {
     pub presence: Presence,
     pub backend_up: Option<bool>,
     pub outbox_size: Option<usize>,
+    /// Entries held for an operator, shown apart from the queue.
+    pub outbox_held: Option<usize>,
     pub history: Vec<HistoryRow>,
     pub operator_unlocked: bool,
     pub operator_password: Zeroizing<String>,
@@ -147,6 +149,7 @@ impl Staff {
             presence,
             backend_up: None,
             outbox_size: None,
+            outbox_held: None,
             history,
             operator_unlocked: false,
             operator_password: Zeroizing::new(String::new()),
@@ -222,8 +225,9 @@ impl Staff {
                 Task::none()
             }
             Message::Sender(event) => {
-                if let SenderEvent::Pending { entries, .. } = &event {
+                if let SenderEvent::Pending { entries, held, .. } = &event {
                     self.outbox_size = Some(*entries);
+                    self.outbox_held = Some(*held);
                 }
                 match shared::sender_history_row(&event) {
                     Some(row) => self.remember(row),
@@ -277,7 +281,9 @@ impl Staff {
             }
             Message::OutboxLoaded(rows) => {
                 if let Ok(rows) = &rows {
-                    self.outbox_size = Some(rows.len());
+                    let held = rows.iter().filter(|r| r.held.is_some()).count();
+                    self.outbox_size = Some(rows.len() - held);
+                    self.outbox_held = Some(held);
                 }
                 self.outbox_rows = Some(rows);
                 Task::none()
@@ -536,7 +542,7 @@ impl Staff {
         }
         self.step = Step::Send;
         self.turn.send = SendPhase::Signing;
-        Task::perform(self.env.card.clone().sign(), Message::Signed)
+        Task::perform(shared::sign_when_it_can_be_kept(&self.env), Message::Signed)
     }
 
     fn primary(&mut self) -> Task<Message> {

@@ -85,6 +85,14 @@ impl Staff {
             )),
             text(format!("{} {outbox}", lang.pick("送信待ち", "Outbox"))),
         ]
+        .push(match self.outbox_held {
+            // Apart from the queue: these wait for a person, not for the backend.
+            Some(held) if held > 0 => Element::from(
+                text(format!("{} {held}", lang.pick("要対応", "Needs operator")))
+                    .color(look::WARNING),
+            ),
+            _ => Element::from(space::horizontal().width(0)),
+        })
         .spacing(24)
         .align_y(iced::Alignment::Center)
         // Wraps onto a second line in a narrow window instead of squeezing the items.
@@ -550,13 +558,15 @@ impl Staff {
         match &self.outbox_rows {
             None => col = col.push(text("…")),
             Some(Err(e)) => col = col.push(look::warning(e.clone())),
-            Some(Ok(rows)) if rows.is_empty() => {
-                col = col.push(
-                    text(lang.pick("送信待ちはありません。", "Nothing is waiting.")).color(SUCCESS),
-                )
-            }
             Some(Ok(rows)) => {
-                for entry in rows {
+                let (held, queued): (Vec<_>, Vec<_>) = rows.iter().partition(|e| e.held.is_some());
+                if queued.is_empty() {
+                    col = col.push(
+                        text(lang.pick("送信待ちはありません。", "Nothing is waiting."))
+                            .color(SUCCESS),
+                    );
+                }
+                for entry in queued {
                     col = col.push(text(format!(
                         "#{}  {}  {}  {} {}  {}",
                         entry.id.0,
@@ -566,6 +576,31 @@ impl Staff {
                         entry.attempts,
                         entry.last_error.as_deref().unwrap_or("")
                     )));
+                }
+                if !held.is_empty() {
+                    col = col.push(look::heading(
+                        format!(
+                            "{} {}",
+                            lang.pick(
+                                "要対応（自動では再送しません。削除もしません）",
+                                "Needs an operator (not retried automatically, never deleted)"
+                            ),
+                            held.len()
+                        ),
+                        20.0,
+                    ));
+                }
+                for entry in held {
+                    let Some(hold) = entry.held else { continue };
+                    let (ja, en) = hold.reason.text();
+                    col = col.push(text(format!(
+                        "#{}  {}  {}  [{}]",
+                        entry.id.0,
+                        entry.license_number,
+                        shared::format_local(hold.since),
+                        hold.reason
+                    )));
+                    col = col.push(look::warning(lang.pick(ja, en)));
                 }
             }
         }

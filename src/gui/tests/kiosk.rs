@@ -165,6 +165,34 @@ fn the_letter_keypad_shows_dots_only_and_the_flow_completes() {
 }
 
 #[test]
+fn a_full_disk_stops_the_kiosk_before_the_card_signs() {
+    let (env, dir) = demo(SimOptions::default());
+    let card = sim(&env);
+    let mut reserve = env
+        .embedded
+        .as_ref()
+        .expect("the demo's backend")
+        .dir
+        .join("outbox.db")
+        .into_os_string();
+    reserve.push(".reserve");
+    // The outbox's reserve cannot be made, as on a full disk.
+    std::fs::create_dir(&reserve).expect("something in the reserve's place");
+    let mut h = kiosk((env, dir));
+    to_password(&mut h);
+    press(&mut h, "TEST1234");
+    h.click(OK);
+    assert_eq!(h.app.screen, Screen::Done);
+    let SendPhase::Failed(e) = &h.app.turn.send else {
+        panic!("the turn should stop: {:?}", h.app.turn.send);
+    };
+    assert_eq!(e.code, ErrorCode::OutboxUnavailable);
+    h.assert_shows(&error_text(Lang::Ja, e));
+    assert_eq!(signatures(&card), 0, "the card was never asked to sign");
+    h.assert_hides(DONE);
+}
+
+#[test]
 fn a_wrong_password_then_the_last_try_screen() {
     let (env, dir) = demo(card_with_tries(2));
     let card = sim(&env);

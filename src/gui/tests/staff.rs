@@ -429,6 +429,90 @@ fn backend_down_warns_and_the_binding_waits_in_the_outbox() {
     assert_eq!(waiting[0].license_number, DEMO_LICENSE);
 }
 
+/// The demo's outbox file.
+fn outbox_of(env: &Environment) -> std::path::PathBuf {
+    env.embedded
+        .as_ref()
+        .expect("the demo's backend")
+        .dir
+        .join("outbox.db")
+}
+
+#[test]
+fn a_full_disk_stops_the_turn_before_the_card_signs() {
+    let (env, dir) = demo(SimOptions::default());
+    let card = sim(&env);
+    let outbox = outbox_of(&env);
+    let mut h = staff((env, dir));
+    to_confirm(&mut h);
+    h.click(IDENTITY_CHECKED);
+    // The outbox's reserve cannot be made, as on a full disk.
+    let mut reserve = outbox.into_os_string();
+    reserve.push(".reserve");
+    std::fs::create_dir(&reserve).expect("something in the reserve's place");
+    h.click(SIGN_AND_SEND);
+    let SendPhase::Failed(e) = &h.app.turn.send else {
+        panic!("the turn should stop: {:?}", h.app.turn.send);
+    };
+    assert_eq!(e.code, ErrorCode::OutboxUnavailable);
+    assert!(e.message_ja.contains("ディスクに空きがありません"), "{e}");
+    h.assert_shows(&error_text(Lang::Ja, e));
+    assert_eq!(signatures(&card), 0, "the card was never asked to sign");
+    assert!(h.app.history.is_empty());
+}
+
+#[test]
+fn held_entries_are_counted_and_listed_apart_from_the_queue() {
+    let (env, dir) = demo_backend_down(SimOptions::default());
+    let remote = env.remote.clone().expect("remote");
+    let mut h = staff((env, dir));
+    reception(&mut h, DEMO_LICENSE);
+    h.click(NEXT);
+    h.click(AGREE);
+    enter_password(&mut h, "TEST1234");
+    h.click(IDENTITY_CHECKED);
+    h.click(SIGN_AND_SEND);
+    assert!(matches!(
+        h.app.turn.send,
+        SendPhase::Finished(Delivery::Queued { .. })
+    ));
+    let waiting = h.block_on(remote.clone().outbox()).expect("outbox");
+    assert_eq!(waiting.len(), 1);
+    let path = h
+        .app
+        .env
+        .embedded
+        .as_ref()
+        .expect("the demo's backend")
+        .dir
+        .join("outbox-unreachable.db");
+    mynalink_link::outbox::Outbox::open(&path)
+        .expect("open")
+        .hold(
+            waiting[0].id,
+            mynalink_link::outbox::HoldReason::SealKeyMismatch,
+            "seal_key_mismatch",
+            time::OffsetDateTime::now_utc(),
+        )
+        .expect("hold");
+
+    h.click("送信箱");
+    h.type_into("職員パスワード", "demo");
+    h.click("ログイン");
+    assert_eq!(h.app.panel, Panel::Outbox);
+    assert_eq!(h.app.outbox_size, Some(0));
+    assert_eq!(h.app.outbox_held, Some(1));
+    h.assert_shows("送信待ちはありません。");
+    h.assert_shows("要対応（自動では再送しません。削除もしません） 1");
+    h.assert_shows("要対応 1");
+    let (ja, en) = mynalink_link::outbox::HoldReason::SealKeyMismatch.text();
+    h.assert_shows(ja);
+    h.click("English");
+    h.assert_shows("Needs an operator (not retried automatically, never deleted) 1");
+    h.assert_shows("Needs operator 1");
+    h.assert_shows(en);
+}
+
 #[test]
 fn a_card_removed_mid_flow_returns_to_step_3_and_nothing_is_signed() {
     let (env, dir) = demo(SimOptions::default());
