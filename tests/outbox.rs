@@ -188,6 +188,22 @@ fn a_damaged_entry_is_held_untouched_and_later_runs_still_link_or_queue() {
         )
         .expect("damage the entry");
     let damaged = stored_row(&bench.outbox, id);
+    // Due again before the next run (read straight from the file: the outbox itself would
+    // already notice the damage).
+    let due_ms: i64 = rusqlite::Connection::open(&bench.outbox)
+        .expect("sqlite")
+        .query_row(
+            "SELECT next_attempt_at FROM entries WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .expect("next attempt");
+    let now_ms =
+        i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).expect("now");
+    if let Ok(wait) = u64::try_from(due_ms - now_ms) {
+        assert!(wait <= 3000, "due in {wait} ms");
+        std::thread::sleep(Duration::from_millis(wait + 5));
+    }
 
     // The next run, backend still down, queues its own binding.
     let queued = bench.headless(SECOND);
@@ -290,7 +306,11 @@ fn a_seal_key_mismatch_is_held_for_an_operator_and_flush_exits_1() {
         .as_str()
         .is_some_and(|e| e.starts_with("seal_key_mismatch")));
     let (status, again) = bench.outbox_command(&["flush"]);
-    assert_eq!(again["delivered"].as_array().map(Vec::len), Some(0), "{again}");
+    assert_eq!(
+        again["delivered"].as_array().map(Vec::len),
+        Some(0),
+        "{again}"
+    );
     assert_eq!(status, 1);
     assert_eq!(mismatches(&bench.setup), 1);
 
