@@ -31,9 +31,6 @@ use crate::operator_password::OperatorPasswordHash;
 const MAX_TERMS_BYTES: u64 = 1 << 20;
 /// Kiosk default: a turn is reset after this long without a touch.
 pub const DEFAULT_KIOSK_IDLE: Duration = Duration::from_secs(120);
-/// The demo backend's outbox sealing key: a fixed key for demos only (the embedded backend
-/// would otherwise spend about a second generating one before the window opens).
-const DEMO_SEAL_KEY: &str = include_str!("../../assets/demo-backend-seal-key.pem");
 /// The demo operator password (`--demo` only) and its hash, computed once (a test checks it).
 pub const DEMO_OPERATOR_PASSWORD: &str = "demo";
 const DEMO_OPERATOR_HASH: &str = "pbkdf2-sha256$600000$6d796e616c696e6b2d64656d6f2d3031$4676ba22edb6a4ddf4014f6d06491348685a4fe7c0a3c5a97f3a204005209a05";
@@ -221,10 +218,8 @@ pub fn demo_backend_down(
 }
 
 fn demo_environment(language: Lang, sim_options: SimOptions) -> Result<Environment, FlowError> {
+    // The embedded backend makes the directory 0700 and its keys 0600.
     let dir = EmbeddedBackend::temp_dir("mynalink-window-demo");
-    std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(dir.join("seal-key.pem"), DEMO_SEAL_KEY))
-        .map_err(|e| config_error(format!("{}: {e}", dir.display())))?;
     let records = demo_records();
     let backend = EmbeddedBackend::start(&Setup {
         dir: dir.clone(),

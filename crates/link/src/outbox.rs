@@ -22,12 +22,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rand::Rng;
-use rsa::RsaPublicKey;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::seal::{self, SealError, SealedBox};
+use crate::seal::{self, RecipientKey, SealError, SealedBox};
 use crate::session::SignedStatement;
 use crate::statement::Statement;
 
@@ -216,7 +215,7 @@ impl Outbox {
     pub fn add(
         &mut self,
         signed: &SignedStatement,
-        recipient: &RsaPublicKey,
+        recipient: &RecipientKey,
     ) -> Result<(EntryId, bool), OutboxError> {
         self.add_with(
             signed,
@@ -230,7 +229,7 @@ impl Outbox {
     pub fn add_at(
         &mut self,
         signed: &SignedStatement,
-        recipient: &RsaPublicKey,
+        recipient: &RecipientKey,
         now: OffsetDateTime,
     ) -> Result<(EntryId, bool), OutboxError> {
         self.add_with(signed, recipient, &EntryOptions::default(), now)
@@ -242,7 +241,7 @@ impl Outbox {
     pub fn add_with(
         &mut self,
         signed: &SignedStatement,
-        recipient: &RsaPublicKey,
+        recipient: &RecipientKey,
         options: &EntryOptions,
         now: OffsetDateTime,
     ) -> Result<(EntryId, bool), OutboxError> {
@@ -651,10 +650,8 @@ mod tests {
 
     #[test]
     fn a_version_1_outbox_is_migrated_without_losing_its_entries() {
-        use rand::SeedableRng;
-        let key = rsa::RsaPrivateKey::new(&mut rand::rngs::StdRng::seed_from_u64(1), 2048)
-            .expect("keygen");
-        let sealed = seal::seal(&key.to_public_key(), b"certificate", &[7u8; 32]).expect("seal");
+        let key = seal::SealPrivateKey::generate().expect("keygen");
+        let sealed = seal::seal(key.public_key(), b"certificate", &[7u8; 32]).expect("seal");
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("outbox.db");
         write_version_1(&path, &sealed);

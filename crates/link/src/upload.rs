@@ -7,8 +7,8 @@
 //! is not a decision about the binding: the entry stays queued until the terminal is
 //! configured correctly.
 
+use crate::seal::RecipientKey;
 use base64::Engine;
-use rsa::RsaPublicKey;
 use time::OffsetDateTime;
 
 use crate::api::{ApiError, BindingRequest, LinkedVia};
@@ -84,7 +84,7 @@ pub fn submit(
     outbox: &mut Outbox,
     backend: &Backend,
     signed: &SignedStatement,
-    recipient: &RsaPublicKey,
+    recipient: &RecipientKey,
     options: &EntryOptions,
 ) -> Result<(EntryId, Delivery), OutboxError> {
     let (id, _) = outbox.add_with(signed, recipient, options, OffsetDateTime::now_utc())?;

@@ -6,10 +6,12 @@
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
+use mynalink_link::seal::{RecipientKey, SealPrivateKey};
 use rand::RngCore;
-use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
+
+use crate::secret_file::{read_secret, write_new_secret};
 
 /// What the backend is set up with.
 pub struct Setup<'a> {
@@ -28,7 +30,7 @@ pub struct EmbeddedBackend {
     pub url: String,
     pub token: Zeroizing<String>,
     /// The backend's public key, which the outbox seals certificates to.
-    pub public_key: rsa::RsaPublicKey,
+    pub public_key: RecipientKey,
     pub dir: PathBuf,
     /// The `--database` URL it serves from.
     pub database: String,
@@ -54,50 +56,53 @@ impl EmbeddedBackend {
     /// SQLite in `setup.dir` when it is `None`.
     pub fn start_on(setup: &Setup, database: Option<&str>) -> Result<EmbeddedBackend, String> {
         let dir = setup.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        create_private_dir(&dir)?;
         let write = |name: &str, bytes: &[u8]| {
             let path = dir.join(name);
             std::fs::write(&path, bytes)
                 .map(|()| path)
                 .map_err(|e| format!("{name}: {e}"))
         };
+        // Secrets are 0600 in a 0700 directory: the server refuses them otherwise.
+        let write_secret = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            write_new_secret(&path, "embedded backend file", bytes)
+                .map(|()| path)
+                .map_err(|e| e.to_string())
+        };
 
         // A key for sealing the outbox's certificates and a terminal token, made once per
         // directory.
         let key_path = dir.join("seal-key.pem");
-        let key = match std::fs::read_to_string(&key_path) {
-            Ok(pem) => {
-                rsa::RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| format!("seal key: {e}"))?
-            }
-            Err(_) => {
-                let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048)
-                    .map_err(|e| format!("seal key: {e}"))?;
-                let pem = key
-                    .to_pkcs8_pem(LineEnding::LF)
-                    .map_err(|e| format!("seal key: {e}"))?;
-                write("seal-key.pem", pem.as_bytes())?;
-                key
-            }
+        let key = if key_path.exists() {
+            let pem = read_secret(&key_path, "seal key").map_err(|e| e.to_string())?;
+            SealPrivateKey::parse(&pem).map_err(|e| format!("seal key: {e}"))?
+        } else {
+            let key = SealPrivateKey::generate().map_err(|e| format!("seal key: {e}"))?;
+            let pem = key.to_pkcs8_pem().map_err(|e| format!("seal key: {e}"))?;
+            write_secret("seal-key.pem", pem.as_bytes())?;
+            key
         };
-        let public_key = rsa::RsaPublicKey::from(&key);
+        let public_key = key.public_key().clone();
+        drop(key);
         // Terminals are configured with this file (`backend_key`).
-        let public_pem =
-            rsa::pkcs8::EncodePublicKey::to_public_key_pem(&public_key, LineEnding::LF)
-                .map_err(|e| format!("seal key: {e}"))?;
+        let public_pem = public_key.to_pem().map_err(|e| format!("seal key: {e}"))?;
         write("seal-public.pem", public_pem.as_bytes())?;
         let token_path = dir.join("token");
-        let token = match std::fs::read_to_string(&token_path) {
-            Ok(token) => Zeroizing::new(token.trim().to_string()),
-            Err(_) => {
-                let mut bytes = [0u8; 24];
-                rand::thread_rng().fill_bytes(&mut bytes);
-                let token = Zeroizing::new(hex::encode(bytes));
-                write("token", token.as_bytes())?;
-                token
-            }
+        let token = if token_path.exists() {
+            let bytes = read_secret(&token_path, "token").map_err(|e| e.to_string())?;
+            Zeroizing::new(String::from_utf8_lossy(&bytes).trim().to_string())
+        } else {
+            let mut bytes = [0u8; 24];
+            rand::thread_rng().fill_bytes(&mut bytes);
+            let token = Zeroizing::new(hex::encode(bytes));
+            write_secret("token", token.as_bytes())?;
+            token
         };
         let token_hash = hex::encode(Sha256::digest(token.as_bytes()));
-        let tokens = write(
+        let tokens = dir.join("terminal-tokens");
+        let _ = std::fs::remove_file(&tokens);
+        write_secret(
             "terminal-tokens",
             format!("{} {token_hash}\n", setup.terminal_id).as_bytes(),
         )?;
@@ -166,6 +171,18 @@ impl EmbeddedBackend {
             thread: Some(thread),
         })
     }
+}
+
+/// Creates `dir` (and its parents) and makes it 0700.
+fn create_private_dir(dir: &std::path::Path) -> Result<(), String> {
+    let error = |e: std::io::Error| format!("{}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(error)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(error)?;
+    }
+    Ok(())
 }
 
 impl EmbeddedBackend {

@@ -22,6 +22,7 @@ pub mod import;
 pub mod pool;
 pub mod scratch;
 pub mod second_stage;
+pub mod secret_file;
 pub mod serve;
 pub mod status;
 pub mod store;

@@ -3,12 +3,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use mynalink_link::seal::SealPrivateKey;
 use mynalink_server::import::{self, ImportError};
+use mynalink_server::secret_file::{read_secret, write_new_secret};
 use mynalink_server::serve::{self as server, ServeError, ServeOptions};
 use mynalink_server::Store;
 
 const USAGE: &str = "usage:
   mynalink-server import-licenses --database URL FILE.csv
+  mynalink-server seal-key generate --out FILE
+  mynalink-server seal-key public FILE [--out PUB]
   mynalink-server serve --listen ADDR --database URL [--tls-cert FILE --tls-key FILE]
         [--terminal-tokens FILE] [--mynaportal-tokens FILE] [--admin-tokens FILE]
         [--trust-anchor FILE]... [--seal-key FILE]
@@ -21,7 +25,11 @@ ADDR is IP:PORT (port 0 picks a free one; the line `listening on URL` tells whic
 TLS is required unless --insecure-loopback-http is given with a loopback ADDR.
 The tokens files have one `ID SHA256_HEX_OF_TOKEN` per line (# comments). Terminals submit
 first stages; Mynaportal runs the second stage and cancels; admins may cancel; all read status.
---seal-key is the RSA private key (PKCS#8 PEM) terminals seal certificates to.";
+--seal-key is the X25519 private key (PKCS#8 PEM) terminals seal certificates to (HPKE).
+`seal-key generate` writes a new one (mode 0600, never over an existing file) and prints its
+key id; `seal-key public` writes its public key (to PUB or standard output), the file
+terminals configure as backend_key. Secret files (TLS key, seal key, token files) must not
+be readable by group or others.";
 
 /// Exit status for usage and configuration errors, as the client uses.
 const EXIT_USAGE: u8 = 2;
@@ -37,6 +45,7 @@ fn main() -> ExitCode {
             Ok(options) => serve(options),
             Err(message) => usage_error(&message),
         },
+        Some("seal-key") => seal_key(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -80,6 +89,127 @@ fn serve(options: ServeOptions) -> ExitCode {
 fn usage_error(message: &str) -> ExitCode {
     eprintln!("mynalink-server: {message}\n{USAGE}");
     ExitCode::from(EXIT_USAGE)
+}
+
+fn seal_key(args: &[String]) -> ExitCode {
+    match args.first().map(String::as_str) {
+        Some("generate") => match parse_seal_generate(&args[1..]) {
+            Ok(out) => seal_key_generate(&out),
+            Err(message) => usage_error(&message),
+        },
+        Some("public") => match parse_seal_public(&args[1..]) {
+            Ok((file, out)) => seal_key_public(&file, out.as_deref()),
+            Err(message) => usage_error(&message),
+        },
+        Some(other) => usage_error(&format!("unknown seal-key command {other:?}")),
+        None => usage_error("seal-key needs generate or public"),
+    }
+}
+
+/// `--out FILE` (or `--out=FILE`) at most once, plus positional arguments.
+fn parse_out(args: &[String]) -> Result<(Option<PathBuf>, Vec<PathBuf>), String> {
+    let mut out = None;
+    let mut positional = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let value = if arg == "--out" {
+            Some(iter.next().ok_or("--out needs a file")?.clone())
+        } else {
+            arg.strip_prefix("--out=").map(str::to_string)
+        };
+        match value {
+            Some(value) => {
+                if out.replace(PathBuf::from(value)).is_some() {
+                    return Err("--out given twice".into());
+                }
+            }
+            None if arg.starts_with('-') && arg.len() > 1 => {
+                return Err(format!("unknown option {arg:?}"))
+            }
+            None => positional.push(PathBuf::from(arg)),
+        }
+    }
+    Ok((out, positional))
+}
+
+fn parse_seal_generate(args: &[String]) -> Result<PathBuf, String> {
+    let (out, positional) = parse_out(args)?;
+    if !positional.is_empty() {
+        return Err("seal-key generate takes only --out FILE".into());
+    }
+    out.ok_or_else(|| "seal-key generate needs --out FILE".into())
+}
+
+fn parse_seal_public(args: &[String]) -> Result<(PathBuf, Option<PathBuf>), String> {
+    let (out, mut positional) = parse_out(args)?;
+    match positional.len() {
+        1 => Ok((positional.remove(0), out)),
+        _ => Err("seal-key public needs exactly one private key FILE".into()),
+    }
+}
+
+fn seal_key_generate(out: &std::path::Path) -> ExitCode {
+    let key = match SealPrivateKey::generate() {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("mynalink-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = key
+        .to_pkcs8_pem()
+        .map_err(|e| e.to_string())
+        .and_then(|pem| {
+            write_new_secret(out, "seal key", pem.as_bytes()).map_err(|e| e.to_string())
+        });
+    match written {
+        Ok(()) => {
+            println!("key id: {}", key.key_id());
+            eprintln!(
+                "mynalink-server: seal key written to {} (mode 0600); give terminals its public \
+                 key: mynalink-server seal-key public {} --out backend-seal.pem",
+                out.display(),
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mynalink-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn seal_key_public(file: &std::path::Path, out: Option<&std::path::Path>) -> ExitCode {
+    let key = read_secret(file, "seal key")
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            SealPrivateKey::parse(&bytes).map_err(|e| format!("seal key {}: {e}", file.display()))
+        });
+    let pem = key.and_then(|key| {
+        key.public_key()
+            .to_pem()
+            .map(|pem| (pem, key.key_id().to_string()))
+            .map_err(|e| e.to_string())
+    });
+    let (pem, key_id) = match pem {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("mynalink-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match out {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &pem) {
+                eprintln!("mynalink-server: public key {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            println!("key id: {key_id}");
+        }
+        None => print!("{pem}"),
+    }
+    ExitCode::SUCCESS
 }
 
 fn parse_import(args: &[String]) -> Result<(String, PathBuf), String> {

@@ -12,9 +12,8 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use mynalink_link::seal::{SealError, SealPrivateKey};
 use mynalink_link::trust::TrustStore;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::traits::PublicKeyParts;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
@@ -23,6 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::http::{router, AppState};
 use crate::pool::StorePool;
+use crate::secret_file::read_secret;
 use crate::store::DatabaseUrl;
 use crate::submission::{SealKey, SubmissionConfig};
 use crate::tokens::TerminalTokens;
@@ -248,35 +248,39 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
     })
 }
 
-fn read_tokens(path: Option<&Path>, what: &str) -> Result<TerminalTokens, ServeError> {
+fn read_tokens(path: Option<&Path>, what: &'static str) -> Result<TerminalTokens, ServeError> {
     let Some(path) = path else {
         return Ok(TerminalTokens::default());
     };
-    let bytes = read(path, what)?;
+    let bytes = secret(path, what)?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ServeError::Config(format!("{what} {}: not UTF-8", path.display())))?;
     TerminalTokens::parse(text)
         .map_err(|e| ServeError::Config(format!("{what} {}: {e}", path.display())))
 }
 
+fn secret(path: &Path, what: &'static str) -> Result<Zeroizing<Vec<u8>>, ServeError> {
+    read_secret(path, what).map_err(|e| ServeError::Config(e.to_string()))
+}
+
 fn load_seal_key(path: &Path) -> Result<SealKey, ServeError> {
-    let bytes = read(path, "seal key")?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| ServeError::Config(format!("seal key {}: not UTF-8 PEM", path.display())))?;
-    let key = rsa::RsaPrivateKey::from_pkcs8_pem(text.trim()).map_err(|_| {
-        ServeError::Config(format!(
-            "seal key {}: not an RSA private key in PKCS#8 PEM (BEGIN PRIVATE KEY)",
-            path.display()
-        ))
+    let bytes = secret(path, "seal key")?;
+    let key = SealPrivateKey::parse(&bytes).map_err(|e| {
+        ServeError::Config(if e == SealError::RetiredRsaKey {
+            format!(
+                "seal key {}: an RSA key, which is no longer used for sealing; make an X25519 \
+                 key with `mynalink-server seal-key generate --out FILE` and give terminals its \
+                 public key (`mynalink-server seal-key public FILE`)",
+                path.display()
+            )
+        } else {
+            format!(
+                "seal key {}: not an X25519 private key in PKCS#8 PEM (BEGIN PRIVATE KEY); make \
+                 one with `mynalink-server seal-key generate --out FILE`",
+                path.display()
+            )
+        })
     })?;
-    let bits = key.n().bits();
-    if bits < mynalink_link::seal::MIN_RSA_BITS {
-        return Err(ServeError::Config(format!(
-            "seal key {}: {bits} bits; at least {} are required",
-            path.display(),
-            mynalink_link::seal::MIN_RSA_BITS
-        )));
-    }
     Ok(SealKey(Arc::new(key)))
 }
 
@@ -290,7 +294,8 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServeError> {
             cert.display()
         )));
     }
-    let private = PrivateKeyDer::from_pem_file(key)
+    let pem = secret(key, "TLS key")?;
+    let private = PrivateKeyDer::from_pem_slice(&pem)
         .map_err(|e| ServeError::Config(format!("TLS key {}: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)

@@ -90,7 +90,7 @@ impl SubmissionConfig {
 
 /// The backend's private key for sealed certificates; never printed.
 #[derive(Clone)]
-pub struct SealKey(pub std::sync::Arc<rsa::RsaPrivateKey>);
+pub struct SealKey(pub std::sync::Arc<mynalink_link::seal::SealPrivateKey>);
 
 impl std::fmt::Debug for SealKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -92,11 +92,10 @@ fn second_stage_over_https_with_separate_credentials(backend: Backend) {
         &format!("{number},myna_only,\"試験　花子\",1990-01-02,valid\n"),
     );
     let portal_tokens = files.path("mynaportal-tokens");
-    std::fs::write(
+    write_secret(
         &portal_tokens,
         format!("{PORTAL} {}\n", hex::encode(Sha256::digest(PORTAL_TOKEN))),
-    )
-    .expect("tokens");
+    );
     let mut args = files.tls_args();
     args.extend(["--mynaportal-tokens".to_string(), path_arg(&portal_tokens)]);
     let server = Server::start(&args);
@@ -233,11 +232,10 @@ fn second_stage_over_https_with_separate_credentials(backend: Backend) {
 fn overlapping_credentials_are_refused_at_start(backend: Backend) {
     let files = Files::new(backend, "");
     let portal_tokens = files.path("mynaportal-tokens");
-    std::fs::write(
+    write_secret(
         &portal_tokens,
         format!("{PORTAL} {}\n", hex::encode(Sha256::digest(TOKEN))),
-    )
-    .expect("tokens");
+    );
     let mut args = files.tls_args();
     args.extend(["--mynaportal-tokens".to_string(), path_arg(&portal_tokens)]);
     let (code, stderr) = serve_refused(&args);
@@ -250,11 +248,10 @@ fn admin_credentials_must_be_their_own() {
     let files = Files::new(Backend::Sqlite, "");
     let admin_tokens = files.path("admin-tokens");
     // The admin file reuses the kiosk terminal's token under another id.
-    std::fs::write(
+    write_secret(
         &admin_tokens,
         format!("ops-01 {}\n", hex::encode(Sha256::digest(OTHER_TOKEN))),
-    )
-    .expect("tokens");
+    );
     let mut args = files.tls_args();
     args.extend(["--admin-tokens".to_string(), path_arg(&admin_tokens)]);
     let (code, stderr) = serve_refused(&args);

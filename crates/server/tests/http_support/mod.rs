@@ -48,10 +48,10 @@ impl Files {
         let cert = dir.path().join("server.pem");
         let key = dir.path().join("server.key");
         std::fs::write(&cert, cert_pem).expect("write cert");
-        std::fs::write(&key, key_pem).expect("write key");
+        write_secret(&key, key_pem);
 
         let tokens = dir.path().join("tokens");
-        std::fs::write(
+        write_secret(
             &tokens,
             format!(
                 "# terminal  sha256(token)\n{} {}\n{OTHER_TERMINAL} {}  # kiosk\n",
@@ -59,8 +59,7 @@ impl Files {
                 hex::encode(Sha256::digest(TOKEN)),
                 hex::encode(Sha256::digest(OTHER_TOKEN)),
             ),
-        )
-        .expect("write tokens");
+        );
 
         // The simulated card's signing root, as an operator would configure a test root.
         let trust_anchor = dir.path().join("sign-test-root.der");
@@ -104,17 +103,15 @@ impl Files {
     /// `--mynaportal-tokens` and `--admin-tokens` with [`PORTAL_TOKEN`] and [`ADMIN_TOKEN`].
     pub fn portal_and_admin_args(&self) -> Vec<String> {
         let portal = self.path("mynaportal-tokens");
-        std::fs::write(
+        write_secret(
             &portal,
             format!("{PORTAL} {}\n", hex::encode(Sha256::digest(PORTAL_TOKEN))),
-        )
-        .expect("mynaportal tokens");
+        );
         let admin = self.path("admin-tokens");
-        std::fs::write(
+        write_secret(
             &admin,
             format!("{ADMIN} {}\n", hex::encode(Sha256::digest(ADMIN_TOKEN))),
-        )
-        .expect("admin tokens");
+        );
         vec![
             "--mynaportal-tokens".into(),
             path_arg(&portal),
@@ -160,6 +157,13 @@ impl Files {
             .build()
             .expect("client")
     }
+}
+
+/// Writes a file the server treats as secret (keys, token files): mode 0600, as it requires.
+pub fn write_secret(path: &Path, contents: impl AsRef<[u8]>) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents).expect("write secret file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
 }
 
 pub fn path_arg(path: &Path) -> String {
