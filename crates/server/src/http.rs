@@ -233,7 +233,12 @@ async fn post_binding(
                 .await
         }
         Err(e) => {
-            let detail = format!("the body is not a binding request: {e}");
+            // serde's message may quote the input; only its position is kept.
+            let detail = format!(
+                "the body is not a binding request (line {}, column {})",
+                e.line(),
+                e.column()
+            );
             state
                 .pool
                 .run(move |store| reject_unreadable(store, &config, &terminal, detail, now()))

@@ -597,10 +597,14 @@ fn repeated_second_stage_failures_are_rate_limited(backend: Backend) {
     }
     // A session opened now, with the right basic-4 ...
     let open = basic4(&mut bench, &number, &card_basic4()).expect("received");
-    // ... then the last allowed failure, from the first stage: a forged signature.
-    let mut forged = good_request(&bench, &number);
-    forged.signature = BASE64.encode([0u8; 256]);
-    assert_eq!(bench.submit(&forged).code(), Code::SignatureInvalid);
+    // ... then the last allowed failure, from the first stage: the holder's card signed
+    // it, for another terminal than the one sending it. (An unsigned forgery would count
+    // against the terminal only.)
+    let relayed = common::statement_for(&signer, &number, "elsewhere", bench.now);
+    assert_eq!(
+        bench.submit(&common::request_for(&signer, &relayed)).code(),
+        Code::TerminalMismatch
+    );
     assert_eq!(
         bench.count(&format!(
             "SELECT COUNT(*) FROM abuse_events WHERE subject_kind = 'license' \

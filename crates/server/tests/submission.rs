@@ -33,6 +33,7 @@ mynalink_server::on_both_databases!(
     no_personal_data_and_nothing_of_a_rejected_submission_is_kept,
     repeated_failures_are_rate_limited_and_flagged,
     a_license_attacked_from_many_terminals_is_rate_limited,
+    garbage_naming_a_license_does_not_lock_it,
     arbitrary_inputs_never_panic,
     extreme_statement_times_are_refused_without_panicking,
     concurrent_identical_submissions_store_one_binding,
@@ -634,19 +635,20 @@ fn repeated_failures_are_rate_limited_and_flagged(backend: Backend) {
     assert_eq!(bench.count("SELECT COUNT(*) FROM bindings"), 1);
 }
 
+/// §8 per license: refusals of statements the holder's card really signed count against
+/// the license, from whichever terminal they come.
 fn a_license_attacked_from_many_terminals_is_rate_limited(backend: Backend) {
     let mut bench = Bench::new(backend);
     bench.config.abuse.max_failures_per_license = 2;
     let n = license(61);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let signer = sim_signer(Validity::Current);
+    // Statements the card signed for one terminal, relayed by others.
     for terminal in ["t-a", "t-b"] {
-        let statement = statement_for(&signer, &n, terminal, bench.now);
-        let mut forged = request_for(&signer, &statement);
-        forged.signature = BASE64.encode([3u8; 256]);
+        let statement = statement_for(&signer, &n, "elsewhere", bench.now);
         assert_eq!(
-            code(&bench.submit_from(&forged, terminal)),
-            "signature_invalid"
+            code(&bench.submit_from(&request_for(&signer, &statement), terminal)),
+            "terminal_mismatch"
         );
     }
     let statement = statement_for(&signer, &n, "t-c", bench.now);
@@ -664,6 +666,51 @@ fn a_license_attacked_from_many_terminals_is_rate_limited(backend: Backend) {
         code(&bench.submit_from(&request_for(&signer, &statement), "t-c")),
         "created"
     );
+}
+
+/// Garbage naming a license — unsigned, badly signed, with a made-up certificate — never
+/// counts against that license, however much of it comes and from however many terminals:
+/// nothing shows the holder had anything to do with it. It counts against the terminals.
+fn garbage_naming_a_license_does_not_lock_it(backend: Backend) {
+    let mut bench = Bench::new(backend);
+    let limit = bench.config.abuse.max_failures_per_license;
+    let n = license(63);
+    bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
+    let signer = sim_signer(Validity::Current);
+    for i in 0..=limit {
+        let terminal = ["t-a", "t-b", TERMINAL][i as usize % 3];
+        let statement = statement_for(&signer, &n, terminal, bench.now);
+        let mut forged = request_for(&signer, &statement);
+        forged.signature = BASE64.encode([i as u8; 256]);
+        assert_eq!(
+            code(&bench.submit_from(&forged, terminal)),
+            "signature_invalid"
+        );
+        let mut no_certificate = request_for(&signer, &statement);
+        no_certificate.certificate = Some(BASE64.encode(b"not a certificate"));
+        assert_eq!(
+            code(&bench.submit_from(&no_certificate, terminal)),
+            "certificate_invalid"
+        );
+    }
+    assert_eq!(
+        bench
+            .store
+            .failures_since(SubjectKind::License, &n, "0000")
+            .expect("count"),
+        0
+    );
+    assert!(bench.count(&format!(
+        "SELECT COUNT(*) FROM abuse_events WHERE subject_kind = 'terminal' AND subject = '{TERMINAL}'"
+    )) > 0);
+    // The audit still names the license the garbage named.
+    assert!(
+        bench.count(&format!(
+            "SELECT COUNT(*) FROM audit WHERE license_number = '{n}' AND code = 'signature_invalid'"
+        )) > i64::from(limit)
+    );
+    // The holder comes to the counter: the genuine submission links.
+    assert_eq!(code(&bench.submit(&good_request(&bench, &n))), "created");
 }
 
 fn arbitrary_inputs_never_panic(backend: Backend) {

@@ -2,7 +2,7 @@
 
 use super::model::*;
 use super::sql::{args, Conn};
-use super::{Store, StoreError};
+use super::{Store, StoreError, Tx};
 
 pub(crate) fn insert_audit(conn: &mut Conn, audit: &AuditEntry) -> Result<(), StoreError> {
     let decision = if audit.code.is_success() {
@@ -76,6 +76,29 @@ fn count_failures(
         args![kind.as_str(), subject, window_start],
     )?
     .int_as(0)
+}
+
+impl Tx<'_> {
+    /// [`Store::record_decision`] inside this transaction.
+    pub fn record_decision(
+        &mut self,
+        audit: &AuditEntry,
+        failures: &[FailureCount<'_>],
+        window_start: &str,
+    ) -> Result<Vec<SubjectKind>, StoreError> {
+        insert_audit(self.conn, audit)?;
+        charge_failures(self.conn, audit, failures, window_start)
+    }
+
+    /// [`Store::failures_since`] inside this transaction.
+    pub fn failures_since(
+        &mut self,
+        kind: SubjectKind,
+        subject: &str,
+        window_start: &str,
+    ) -> Result<u32, StoreError> {
+        count_failures(self.conn, kind, subject, window_start)
+    }
 }
 
 impl Store {

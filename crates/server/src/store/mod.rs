@@ -120,6 +120,11 @@ impl DatabaseUrl {
 // ---------------------------------------------------------------------------------------
 // The store
 
+/// The store inside one write transaction ([`Store::transaction`]).
+pub struct Tx<'a> {
+    conn: &'a mut Conn,
+}
+
 pub struct Store {
     conn: Conn,
 }
@@ -188,6 +193,17 @@ impl Store {
         self.conn
             .query_one("SELECT current_setting(?1)", sql::args![name])?
             .text(0)
+    }
+
+    /// Runs `f` in one write transaction with the reads and writes a decision needs, so
+    /// that what it checked still holds when it writes (a rate limit's count and the
+    /// failure it charges, say); commits what it did, an error rolls it back. On PostgreSQL
+    /// `f` may run more than once (see [`Store::write`]), so it must be repeatable.
+    pub fn transaction<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write(|conn| f(&mut Tx { conn }))
     }
 
     /// Runs `f` in a write transaction and commits what it did; an error rolls it back.
