@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use mynalink_server::basic4_key::Basic4Key;
 use mynalink_server::import::{self, ImportError};
 use mynalink_server::serve::{self as server, ServeError, ServeOptions};
 use mynalink_server::Store;
@@ -10,9 +11,10 @@ use mynalink_server::Store;
 const USAGE: &str = "usage:
   mynalink-server import-licenses --database URL FILE.csv
   mynalink-server serve --listen ADDR --database URL [--tls-cert FILE --tls-key FILE]
-        [--terminal-tokens FILE] [--mynaportal-tokens FILE] [--admin-tokens FILE]
-        [--trust-anchor FILE]... [--seal-key FILE]
+        [--terminal-tokens FILE] [--mynaportal-tokens FILE --basic4-key FILE]
+        [--admin-tokens FILE] [--trust-anchor FILE]... [--seal-key FILE]
         [--insecure-loopback-http] [--freshness-hours N]
+  mynalink-server basic4-key generate --out FILE
 
 URL is sqlite:PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB (the database must exist;
 its schema is created and migrated at start).
@@ -21,7 +23,11 @@ ADDR is IP:PORT (port 0 picks a free one; the line `listening on URL` tells whic
 TLS is required unless --insecure-loopback-http is given with a loopback ADDR.
 The tokens files have one `ID SHA256_HEX_OF_TOKEN` per line (# comments). Terminals submit
 first stages; Mynaportal runs the second stage and cancels; admins may cancel; all read status.
---seal-key is the RSA private key (PKCS#8 PEM) terminals seal certificates to.";
+--seal-key is the RSA private key (PKCS#8 PEM) terminals seal certificates to.
+--basic4-key (required with --mynaportal-tokens) is the key the second stage's card-info
+basic-4 is hashed with (HMAC-SHA-256 per field; the database never holds the values): 64
+hexadecimal characters on one line, in a file readable by its owner only (mode 0600).
+`basic4-key generate` writes a new random one, mode 0600, and never overwrites a file.";
 
 /// Exit status for usage and configuration errors, as the client uses.
 const EXIT_USAGE: u8 = 2;
@@ -35,6 +41,10 @@ fn main() -> ExitCode {
         },
         Some("serve") => match ServeOptions::parse(&args[1..]) {
             Ok(options) => serve(options),
+            Err(message) => usage_error(&message),
+        },
+        Some("basic4-key") => match parse_basic4_key(&args[1..]) {
+            Ok(out) => generate_basic4_key(&out),
             Err(message) => usage_error(&message),
         },
         Some("-h" | "--help" | "help") => {
@@ -105,6 +115,44 @@ fn parse_import(args: &[String]) -> Result<(String, PathBuf), String> {
     let database = database.ok_or("--database URL is required")?;
     let file = file.ok_or("the CSV file is required")?;
     Ok((database, file))
+}
+
+/// `basic4-key generate --out FILE`: the file to write.
+fn parse_basic4_key(args: &[String]) -> Result<PathBuf, String> {
+    match args.first().map(String::as_str) {
+        Some("generate") => {}
+        Some(other) => return Err(format!("unknown basic4-key command {other:?}")),
+        None => return Err("basic4-key needs a command: generate --out FILE".into()),
+    }
+    let mut out = None;
+    let mut iter = args[1..].iter();
+    while let Some(arg) = iter.next() {
+        let value = if arg == "--out" {
+            iter.next().ok_or("--out needs a FILE")?.clone()
+        } else if let Some(value) = arg.strip_prefix("--out=") {
+            value.to_string()
+        } else {
+            return Err(format!("unknown option {arg:?}"));
+        };
+        if out.replace(PathBuf::from(value)).is_some() {
+            return Err("--out given twice".into());
+        }
+    }
+    out.ok_or_else(|| "basic4-key generate needs --out FILE".into())
+}
+
+fn generate_basic4_key(out: &std::path::Path) -> ExitCode {
+    let key = Basic4Key::generate();
+    match key.write_new(out) {
+        Ok(()) => {
+            println!("wrote basic-4 key {} (key id {})", out.display(), key.id());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mynalink-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn import_licenses(database: &str, file: &std::path::Path) -> ExitCode {
