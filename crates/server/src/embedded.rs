@@ -113,6 +113,14 @@ impl EmbeddedBackend {
             anchor_args.push(path.display().to_string());
         }
         let seal_key = key_path;
+        // A throw-away key for the second stage's basic-4 hashes (mode 0600), made once per
+        // directory like the seal key.
+        let basic4_key = dir.join("basic4.key");
+        if !basic4_key.exists() {
+            crate::basic4_key::Basic4Key::generate()
+                .write_new(&basic4_key)
+                .map_err(|e| e.to_string())?;
+        }
         let database = database.map_or_else(
             || format!("sqlite:{}", dir.join("backend.db").display()),
             str::to_string,
@@ -133,6 +141,8 @@ impl EmbeddedBackend {
             &tokens.display().to_string(),
             "--seal-key",
             &seal_key.display().to_string(),
+            "--basic4-key",
+            &basic4_key.display().to_string(),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -218,5 +228,33 @@ impl EmbeddedBackend {
 impl Drop for EmbeddedBackend {
     fn drop(&mut self) {
         self.shut_down();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_second_stage_key_is_made_once_per_directory_and_private() {
+        let dir = EmbeddedBackend::temp_dir("mynalink-embedded-test");
+        let setup = Setup {
+            dir: dir.clone(),
+            trust_anchors: &[],
+            records_csv: "license_number,holding,name,birth_date,status\n",
+            terminal_id: "t1",
+            port: 0,
+        };
+        let backend = EmbeddedBackend::start(&setup).expect("start");
+        let key = dir.join("basic4.key");
+        let mode = std::fs::metadata(&key).expect("key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let first = std::fs::read(&key).expect("read");
+        backend.stop();
+        let backend = EmbeddedBackend::start(&setup).expect("start again");
+        assert_eq!(std::fs::read(&key).expect("read"), first);
+        backend.remove();
+        assert!(!dir.exists());
     }
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mynalink_link::seal::SealPrivateKey;
+use mynalink_server::basic4_key::Basic4Key;
 use mynalink_server::import::{self, ImportError};
 use mynalink_server::secret_file::{read_secret, write_new_secret};
 use mynalink_server::serve::{self as server, ServeError, ServeOptions};
@@ -14,9 +15,10 @@ const USAGE: &str = "usage:
   mynalink-server seal-key generate --out FILE
   mynalink-server seal-key public FILE [--out PUB]
   mynalink-server serve --listen ADDR --database URL [--tls-cert FILE --tls-key FILE]
-        [--terminal-tokens FILE] [--mynaportal-tokens FILE] [--admin-tokens FILE]
-        [--trust-anchor FILE]... [--seal-key FILE]
+        [--terminal-tokens FILE] [--mynaportal-tokens FILE --basic4-key FILE]
+        [--admin-tokens FILE] [--trust-anchor FILE]... [--seal-key FILE]
         [--insecure-loopback-http] [--freshness-hours N]
+  mynalink-server basic4-key generate --out FILE
 
 URL is sqlite:PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB (the database must exist;
 its schema is created and migrated at start).
@@ -28,8 +30,12 @@ first stages; Mynaportal runs the second stage and cancels; admins may cancel; a
 --seal-key is the X25519 private key (PKCS#8 PEM) terminals seal certificates to (HPKE).
 `seal-key generate` writes a new one (mode 0600, never over an existing file) and prints its
 key id; `seal-key public` writes its public key (to PUB or standard output), the file
-terminals configure as backend_key. Secret files (TLS key, seal key, token files) must not
-be readable by group or others.";
+terminals configure as backend_key.
+--basic4-key (required with --mynaportal-tokens) is the key the second stage's card-info
+basic-4 is hashed with (HMAC-SHA-256 per field; the database never holds the values): 64
+hexadecimal characters on one line. `basic4-key generate` writes a new random one.
+Secret files (TLS key, seal key, basic-4 key, token files) must not be readable or writable
+by group or others (mode 0600); new ones are written 0600 and never over an existing file.";
 
 /// Exit status for usage and configuration errors, as the client uses.
 const EXIT_USAGE: u8 = 2;
@@ -46,6 +52,10 @@ fn main() -> ExitCode {
             Err(message) => usage_error(&message),
         },
         Some("seal-key") => seal_key(&args[1..]),
+        Some("basic4-key") => match parse_basic4_key(&args[1..]) {
+            Ok(out) => generate_basic4_key(&out),
+            Err(message) => usage_error(&message),
+        },
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -235,6 +245,44 @@ fn parse_import(args: &[String]) -> Result<(String, PathBuf), String> {
     let database = database.ok_or("--database URL is required")?;
     let file = file.ok_or("the CSV file is required")?;
     Ok((database, file))
+}
+
+/// `basic4-key generate --out FILE`: the file to write.
+fn parse_basic4_key(args: &[String]) -> Result<PathBuf, String> {
+    match args.first().map(String::as_str) {
+        Some("generate") => {}
+        Some(other) => return Err(format!("unknown basic4-key command {other:?}")),
+        None => return Err("basic4-key needs a command: generate --out FILE".into()),
+    }
+    let mut out = None;
+    let mut iter = args[1..].iter();
+    while let Some(arg) = iter.next() {
+        let value = if arg == "--out" {
+            iter.next().ok_or("--out needs a FILE")?.clone()
+        } else if let Some(value) = arg.strip_prefix("--out=") {
+            value.to_string()
+        } else {
+            return Err(format!("unknown option {arg:?}"));
+        };
+        if out.replace(PathBuf::from(value)).is_some() {
+            return Err("--out given twice".into());
+        }
+    }
+    out.ok_or_else(|| "basic4-key generate needs --out FILE".into())
+}
+
+fn generate_basic4_key(out: &std::path::Path) -> ExitCode {
+    let key = Basic4Key::generate();
+    match key.write_new(out) {
+        Ok(()) => {
+            println!("wrote basic-4 key {} (key id {})", out.display(), key.id());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mynalink-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn import_licenses(database: &str, file: &std::path::Path) -> ExitCode {

@@ -13,6 +13,8 @@ use zeroize::Zeroizing;
 
 /// Group and other permission bits: none may be set on a secret file.
 const FOREIGN_ACCESS: u32 = 0o077;
+/// Keys and token files are small; anything larger is not one of them.
+pub const MAX_SECRET_FILE_LEN: u64 = 1 << 20;
 
 #[derive(Debug)]
 pub enum SecretFileError {
@@ -27,6 +29,10 @@ pub enum SecretFileError {
         mode: u32,
     },
     Exists {
+        what: &'static str,
+        path: PathBuf,
+    },
+    TooLarge {
         what: &'static str,
         path: PathBuf,
     },
@@ -45,9 +51,14 @@ impl fmt::Display for SecretFileError {
                 path.display(),
                 path.display()
             ),
+            SecretFileError::TooLarge { what, path } => write!(
+                f,
+                "{what} {}: larger than {MAX_SECRET_FILE_LEN} bytes; not a key or token file",
+                path.display()
+            ),
             SecretFileError::Exists { what, path } => write!(
                 f,
-                "{what} {}: the file exists; it is not overwritten (move it away first)",
+                "{what} {}: the file exists and is never overwritten (move it away first)",
                 path.display()
             ),
         }
@@ -63,10 +74,18 @@ pub fn read_secret(path: &Path, what: &'static str) -> Result<Zeroizing<Vec<u8>>
         path: path.to_path_buf(),
         error,
     };
-    let mut file = std::fs::File::open(path).map_err(io)?;
+    let file = std::fs::File::open(path).map_err(io)?;
     check_private(&file, path, what)?;
     let mut bytes = Zeroizing::new(Vec::new());
-    file.read_to_end(&mut bytes).map_err(io)?;
+    file.take(MAX_SECRET_FILE_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_LEN {
+        return Err(SecretFileError::TooLarge {
+            what,
+            path: path.to_path_buf(),
+        });
+    }
     Ok(bytes)
 }
 

@@ -49,6 +49,9 @@ pub struct ServeOptions {
     pub admin_tokens: Option<PathBuf>,
     pub trust_anchors: Vec<PathBuf>,
     pub seal_key: Option<PathBuf>,
+    /// The key the second stage's card-info basic-4 is hashed with; required with
+    /// `mynaportal_tokens`.
+    pub basic4_key: Option<PathBuf>,
     pub insecure_loopback_http: bool,
     pub freshness_hours: Option<i64>,
 }
@@ -65,6 +68,7 @@ impl ServeOptions {
         let mut admin_tokens = None;
         let mut trust_anchors = Vec::new();
         let mut seal_key = None;
+        let mut basic4_key = None;
         let mut insecure_loopback_http = false;
         let mut freshness_hours = None;
 
@@ -111,6 +115,7 @@ impl ServeOptions {
                 "--admin-tokens" => once(&mut admin_tokens, name, PathBuf::from(value()?))?,
                 "--trust-anchor" => trust_anchors.push(PathBuf::from(value()?)),
                 "--seal-key" => once(&mut seal_key, name, PathBuf::from(value()?))?,
+                "--basic4-key" => once(&mut basic4_key, name, PathBuf::from(value()?))?,
                 "--freshness-hours" => {
                     let text = value()?;
                     let hours = text
@@ -129,6 +134,16 @@ impl ServeOptions {
 
         let listen = listen.ok_or("--listen ADDR is required")?;
         let database = database.ok_or("--database URL is required")?;
+        // Mynaportal's credentials open the second stage, which keeps the basic-4 as hashes
+        // under this key: a server that would only fail there must not start.
+        if mynaportal_tokens.is_some() && basic4_key.is_none() {
+            return Err(
+                "--mynaportal-tokens needs --basic4-key FILE, the key the second \
+                        stage's basic-4 is hashed with (create one with `mynalink-server \
+                        basic4-key generate --out FILE`)"
+                    .into(),
+            );
+        }
         if insecure_loopback_http {
             if !listen.ip().is_loopback() {
                 return Err(format!(
@@ -160,6 +175,7 @@ impl ServeOptions {
             admin_tokens,
             trust_anchors,
             seal_key,
+            basic4_key,
             insecure_loopback_http,
             freshness_hours,
         })
@@ -207,6 +223,12 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
     }
     if let Some(path) = &options.seal_key {
         config.seal_key = Some(load_seal_key(path)?);
+    }
+    if let Some(path) = &options.basic4_key {
+        config.basic4_key = Some(
+            crate::basic4_key::Basic4Key::load(path)
+                .map_err(|e| ServeError::Config(e.to_string()))?,
+        );
     }
 
     let tokens = read_tokens(options.terminal_tokens.as_deref(), "terminal tokens")?;
@@ -460,6 +482,14 @@ mod tests {
         let o = parse("--listen [::1]:8080 --database sqlite:x --insecure-loopback-http")
             .expect("plain on loopback");
         assert!(o.insecure_loopback_http && o.tls_cert.is_none());
+        assert_eq!(o.basic4_key, None);
+
+        let o = parse(
+            "--listen 127.0.0.1:0 --database sqlite:x --insecure-loopback-http \
+             --mynaportal-tokens m --basic4-key=k",
+        )
+        .expect("Mynaportal with a basic-4 key");
+        assert_eq!(o.basic4_key.as_deref(), Some(Path::new("k")));
     }
 
     #[test]
@@ -501,6 +531,11 @@ mod tests {
                 "unknown",
             ),
             ("--listen", "needs a value"),
+            (
+                "--listen 127.0.0.1:1 --database sqlite:x --insecure-loopback-http \
+                 --mynaportal-tokens m",
+                "--basic4-key",
+            ),
         ] {
             let e = parse(args).expect_err(args);
             assert!(e.contains(needle), "{args}: {e}");

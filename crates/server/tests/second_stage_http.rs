@@ -98,6 +98,7 @@ fn second_stage_over_https_with_separate_credentials(backend: Backend) {
     );
     let mut args = files.tls_args();
     args.extend(["--mynaportal-tokens".to_string(), path_arg(&portal_tokens)]);
+    args.extend(files.basic4_key_args());
     let server = Server::start(&args);
     let http = files.http();
     let basic4_url = format!("{}v1/second-stage/{number}/basic4", server.url);
@@ -238,6 +239,7 @@ fn overlapping_credentials_are_refused_at_start(backend: Backend) {
     );
     let mut args = files.tls_args();
     args.extend(["--mynaportal-tokens".to_string(), path_arg(&portal_tokens)]);
+    args.extend(files.basic4_key_args());
     let (code, stderr) = serve_refused(&args);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("share"), "{stderr}");

@@ -67,6 +67,11 @@ pub enum StoreError {
     NoRow,
     #[error("{0} is an SQLite setting")]
     NotSqlite(String),
+    #[error("database file {}: {source}", .path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl StoreError {
@@ -164,7 +169,14 @@ impl Store {
 
     fn migrated(conn: Conn) -> Result<Store, StoreError> {
         let mut store = Store { conn };
-        store.write(schema::migrate)?;
+        let before = store.write(schema::migrate)?;
+        // The migration to hashed basic-4 deleted rows that held values: their old pages go
+        // from the WAL file too.
+        if let Conn::Sqlite(c) = &store.conn {
+            if (1..schema::BASIC4_HASHED).contains(&before) {
+                c.truncate_wal()?;
+            }
+        }
         Ok(store)
     }
 

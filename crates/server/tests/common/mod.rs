@@ -51,9 +51,11 @@ impl Bench {
         let now = OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .expect("whole seconds");
+        let mut config = SubmissionConfig::new(trust);
+        config.basic4_key = Some(mynalink_server::basic4_key::Basic4Key::generate());
         Bench {
             store,
-            config: SubmissionConfig::new(trust),
+            config,
             now,
             database,
         }
@@ -350,6 +352,21 @@ fn certificate(
 
 /// A CA (root DER) and a signing certificate for a holder with the given basic-4 strings.
 pub fn custom_signer(name: &str, name_flags: &str, birth: &str) -> (Vec<u8>, Signer) {
+    custom_signer_at(
+        name,
+        name_flags,
+        birth,
+        "東京都千代田区試験町一丁目２番３号",
+    )
+}
+
+/// [`custom_signer`] for a holder at the given address.
+pub fn custom_signer_at(
+    name: &str,
+    name_flags: &str,
+    birth: &str,
+    address: &str,
+) -> (Vec<u8>, Signer) {
     let key = test_identity(Validity::Current).sign_key.clone();
     let public = key.to_public_key();
     let ski = key_id(&public);
@@ -388,7 +405,7 @@ pub fn custom_signer(name: &str, name_flags: &str, birth: &str) -> (Vec<u8>, Sig
         other_name(1, name),
         other_name(4, birth),
         other_name(3, "2"),
-        other_name(5, "東京都千代田区試験町一丁目２番３号"),
+        other_name(5, address),
         other_name(2, name_flags),
         other_name(6, &"0".repeat(17)),
     ];

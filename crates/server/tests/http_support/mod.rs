@@ -100,7 +100,24 @@ impl Files {
         self.dir.path().join(name)
     }
 
-    /// `--mynaportal-tokens` and `--admin-tokens` with [`PORTAL_TOKEN`] and [`ADMIN_TOKEN`].
+    /// `--basic4-key FILE` with a new key that `basic4-key generate` wrote.
+    pub fn basic4_key_args(&self) -> Vec<String> {
+        let key = self.path("basic4.key");
+        let out = Command::new(BIN)
+            .args(["basic4-key", "generate", "--out"])
+            .arg(&key)
+            .output()
+            .expect("run basic4-key generate");
+        assert!(
+            out.status.success(),
+            "basic4-key generate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        vec!["--basic4-key".into(), path_arg(&key)]
+    }
+
+    /// `--mynaportal-tokens` and `--admin-tokens` with [`PORTAL_TOKEN`] and [`ADMIN_TOKEN`],
+    /// and the `--basic4-key` Mynaportal's credentials need.
     pub fn portal_and_admin_args(&self) -> Vec<String> {
         let portal = self.path("mynaportal-tokens");
         write_secret(
@@ -112,12 +129,14 @@ impl Files {
             &admin,
             format!("{ADMIN} {}\n", hex::encode(Sha256::digest(ADMIN_TOKEN))),
         );
-        vec![
+        let mut args = vec![
             "--mynaportal-tokens".into(),
             path_arg(&portal),
             "--admin-tokens".into(),
             path_arg(&admin),
-        ]
+        ];
+        args.extend(self.basic4_key_args());
+        args
     }
 
     /// The usual TLS server arguments.
