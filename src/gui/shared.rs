@@ -340,7 +340,9 @@ pub fn lookup_view<'a, M: 'a>(lang: Lang, lookup: &Lookup) -> Element<'a, M> {
             format!("The backend cannot be asked ({reason}). The procedure can go on; the upload will wait in the outbox."),
         )),
         Lookup::Found(status) => {
-            let holding = holding_text(lang, status.holding);
+            let holding = status
+                .holding
+                .map_or(lang.pick("（回答なし）", "(not given)"), |h| holding_text(lang, h));
             let mut col = column![text(format!("{}: {holding}", lang.pick("保有状況", "Holding")))].spacing(6);
             if status.linked {
                 let via = match status.linked_via {

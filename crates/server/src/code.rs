@@ -57,10 +57,12 @@ pub enum Code {
     Basic4Mismatch,
     /// 200: §6, a cancelled binding restored from Mynaportal by the second stage alone.
     MynaportalRelinked,
+    /// 200: a license's status was answered (audited like every decision).
+    StatusAnswered,
 }
 
 impl Code {
-    pub const ALL: [Code; 33] = [
+    pub const ALL: [Code; 34] = [
         Code::Created,
         Code::Repeated,
         Code::Cancelled,
@@ -94,6 +96,7 @@ impl Code {
         Code::SecondStageNotFound,
         Code::Basic4Mismatch,
         Code::MynaportalRelinked,
+        Code::StatusAnswered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -131,6 +134,7 @@ impl Code {
             Code::SecondStageNotFound => "second_stage_not_found",
             Code::Basic4Mismatch => "basic4_mismatch",
             Code::MynaportalRelinked => "mynaportal_relinked",
+            Code::StatusAnswered => "status_answered",
         }
     }
 
@@ -150,7 +154,8 @@ impl Code {
             | Code::AlreadyCancelled
             | Code::MynaportalLinked
             | Code::MynaportalRelinked
-            | Code::SecondStageRepeated => 200,
+            | Code::SecondStageRepeated
+            | Code::StatusAnswered => 200,
             Code::Basic4Received => 202,
             Code::AlreadyLinked | Code::FirstStageMissing | Code::SecondStageDone => 409,
             Code::CredentialNotAllowed => 403,
@@ -175,6 +180,7 @@ impl Code {
                 | Code::MynaportalLinked
                 | Code::MynaportalRelinked
                 | Code::SecondStageRepeated
+                | Code::StatusAnswered
         )
     }
 
@@ -258,6 +264,7 @@ impl Code {
             Code::MynaportalRelinked => {
                 "解除されていたマイナポータル連携を、マイナポータルからの手続で再び連携しました。"
             }
+            Code::StatusAnswered => "免許情報の連携状況を回答しました。",
         }
     }
 
@@ -324,6 +331,7 @@ impl Code {
             Code::MynaportalRelinked => {
                 "The cancelled link was restored through Mynaportal, without the counter."
             }
+            Code::StatusAnswered => "The license's linking status was answered.",
         }
     }
 }

@@ -73,6 +73,8 @@ pub struct SubmissionConfig {
     pub abuse: AbusePolicy,
     /// How long Mynaportal's card-info basic-4 waits for the second-stage signature.
     pub second_stage_ttl: Duration,
+    /// How many license status reads each caller has answered.
+    pub status_reads: crate::status::StatusReadPolicy,
     /// The key the card-info basic-4 is hashed with (`--basic4-key`); without it the
     /// second stage is refused.
     pub basic4_key: Option<crate::basic4_key::Basic4Key>,
@@ -87,6 +89,7 @@ impl SubmissionConfig {
             future_tolerance: Duration::minutes(5),
             abuse: AbusePolicy::default(),
             second_stage_ttl: Duration::minutes(30),
+            status_reads: crate::status::StatusReadPolicy::default(),
             basic4_key: None,
         }
     }

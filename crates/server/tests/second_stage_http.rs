@@ -168,17 +168,22 @@ fn second_stage_over_https_with_separate_credentials(backend: Backend) {
         "second_stage_repeated"
     );
 
-    // Status shows it, for either caller.
-    for token in [TOKEN, PORTAL_TOKEN] {
-        let status: LicenseStatus = http
-            .get(format!("{}v1/licenses/{number}/status", server.url))
+    // Status shows it to Mynaportal; a terminal is told the record is linked, not
+    // Mynaportal's side of it.
+    let status_for = |token: &str| -> LicenseStatus {
+        http.get(format!("{}v1/licenses/{number}/status", server.url))
             .bearer_auth(token)
             .send()
             .expect("status")
             .json()
-            .expect("status body");
-        assert!(status.linked && status.second_stage_done);
-    }
+            .expect("status body")
+    };
+    let portal = status_for(PORTAL_TOKEN);
+    assert!(portal.linked && portal.second_stage_done == Some(true));
+    assert_eq!((portal.holding, portal.state), (None, None));
+    let terminal = status_for(TOKEN);
+    assert!(terminal.linked && terminal.holding.is_some());
+    assert_eq!((terminal.state, terminal.second_stage_done), (None, None));
 
     // §6: Mynaportal cancels, then the holder relinks from Mynaportal alone.
     let binding_id = linked["binding_id"]
@@ -208,14 +213,9 @@ fn second_stage_over_https_with_separate_credentials(backend: Backend) {
     assert_eq!(relinked["code"], "mynaportal_relinked");
     assert_eq!(relinked["relinked_from"], binding_id.as_str());
     assert_ne!(relinked["binding_id"], binding_id.as_str());
-    let status: LicenseStatus = http
-        .get(format!("{}v1/licenses/{number}/status", server.url))
-        .bearer_auth(TOKEN)
-        .send()
-        .expect("status")
-        .json()
-        .expect("status body");
-    assert!(status.linked && status.second_stage_done && !status.first_stage_needed);
+    let status = status_for(PORTAL_TOKEN);
+    assert!(status.linked && status.second_stage_done == Some(true));
+    assert!(!status.first_stage_needed);
 
     // A body that is not the expected JSON: 422 without echoing it.
     let r = post(

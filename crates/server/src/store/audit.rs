@@ -3,6 +3,7 @@
 use super::model::*;
 use super::sql::{args, Conn};
 use super::{Store, StoreError, Tx};
+use crate::code::Code;
 
 pub(crate) fn insert_audit(conn: &mut Conn, audit: &AuditEntry) -> Result<(), StoreError> {
     let decision = if audit.code.is_success() {
@@ -114,6 +115,41 @@ impl Store {
         self.write(|conn| {
             insert_audit(conn, audit)?;
             charge_failures(conn, audit, failures, window_start)
+        })
+    }
+
+    /// Audits a status read by the caller named in `audit.terminal_id`, unless the caller
+    /// already had `limit` reads answered since `window_start`: then the refusal is audited
+    /// instead (`rate_limited`). Counting and recording are one transaction, so callers
+    /// reading at the same moment cannot pass the limit together. Returns whether the read
+    /// was admitted.
+    pub fn admit_status_read(
+        &mut self,
+        audit: &AuditEntry,
+        window_start: &str,
+        limit: u32,
+    ) -> Result<bool, StoreError> {
+        self.write(|conn| {
+            let answered: u32 = conn
+                .query_one(
+                    "SELECT COUNT(*) FROM audit WHERE terminal_id = ?1 AND operation = ?2
+                         AND at > ?3 AND code <> ?4",
+                    args![
+                        &audit.terminal_id,
+                        Operation::Status.as_str(),
+                        window_start,
+                        Code::RateLimited.as_str()
+                    ],
+                )?
+                .int_as(0)?;
+            if answered >= limit {
+                let mut refused = audit.clone();
+                refused.code = Code::RateLimited;
+                insert_audit(conn, &refused)?;
+                return Ok(false);
+            }
+            insert_audit(conn, audit)?;
+            Ok(true)
         })
     }
 

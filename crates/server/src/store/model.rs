@@ -195,6 +195,8 @@ pub enum Operation {
     SecondStageBasic4,
     /// The holder's signed submission of the second stage.
     SecondStageSignature,
+    /// A license's status was read (`GET /v1/licenses/{number}/status`).
+    Status,
 }
 
 impl Operation {
@@ -205,6 +207,7 @@ impl Operation {
             Operation::OneStop => "one_stop",
             Operation::SecondStageBasic4 => "second_stage_basic4",
             Operation::SecondStageSignature => "second_stage_signature",
+            Operation::Status => "status",
         }
     }
 }

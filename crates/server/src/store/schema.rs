@@ -262,6 +262,41 @@ ALTER TABLE audit ADD CONSTRAINT audit_operation_check CHECK (operation IN ('sub
         sqlite: MIGRATION_4,
         postgres: MIGRATION_4,
     },
+    Migration {
+        version: 5,
+        sqlite: r#"
+-- Status reads are audited too; the CHECK constraint is rebuilt with the table.
+CREATE TABLE audit_v5 (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    operation TEXT NOT NULL CHECK (operation IN ('submit', 'cancel', 'one_stop',
+        'second_stage_basic4', 'second_stage_signature', 'status')),
+    decision TEXT NOT NULL CHECK (decision IN ('accepted', 'rejected')),
+    code TEXT NOT NULL,
+    http_status INTEGER NOT NULL,
+    terminal_id TEXT,
+    license_number TEXT,
+    binding_id TEXT
+);
+INSERT INTO audit_v5 (id, at, operation, decision, code, http_status, terminal_id,
+    license_number, binding_id)
+    SELECT id, at, operation, decision, code, http_status, terminal_id, license_number,
+        binding_id FROM audit;
+DROP TABLE audit;
+ALTER TABLE audit_v5 RENAME TO audit;
+CREATE INDEX audit_at ON audit (at);
+-- A caller's reads within the rate-limit window are counted with this index.
+CREATE INDEX audit_caller ON audit (terminal_id, operation, at);
+"#,
+        postgres: r#"
+-- Status reads are audited too: the CHECK constraint is replaced.
+ALTER TABLE audit DROP CONSTRAINT audit_operation_check;
+ALTER TABLE audit ADD CONSTRAINT audit_operation_check CHECK (operation IN ('submit', 'cancel',
+    'one_stop', 'second_stage_basic4', 'second_stage_signature', 'status'));
+-- A caller's reads within the rate-limit window are counted with this index.
+CREATE INDEX audit_caller ON audit (terminal_id, operation, at);
+"#,
+    },
 ];
 
 /// §6: a binding restored from Mynaportal after a cancellation names the cancelled one;
