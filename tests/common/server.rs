@@ -139,6 +139,8 @@ impl Setup {
             server_args.push("--trust-anchor".into());
             server_args.push(path(anchor));
         }
+        // The first anchor is the simulated card's TEST root.
+        server_args.push("--allow-test-root".into());
         Setup {
             dir: dir.to_path_buf(),
             database,

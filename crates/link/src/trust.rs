@@ -66,6 +66,12 @@ pub const JLIS_SIGNING_ROOT_SHA256: [(&str, [u8; 32]); 3] = [
     ),
 ];
 
+/// SHA-256 of the simulated card's TEST signing root (`mynalink-simcard`). Its private key
+/// comes from seeds in the project's public source, so anyone can issue certificates under
+/// it: a backend must trust it only when told to, for demos and tests.
+pub const PUBLIC_TEST_ROOT_SHA256: [u8; 32] =
+    fingerprint("d500662b3377b7012a32a73bdb6ce2fc4b67044fa88f189eebac6532363ac554");
+
 /// The generation label of a pinned J-LIS signing root, e.g. "2023 (signca03)".
 pub fn jlis_generation(sha256: &[u8; 32]) -> Option<&'static str> {
     JLIS_SIGNING_ROOT_SHA256

@@ -137,6 +137,8 @@ impl EmbeddedBackend {
             "--database",
             &database,
             "--insecure-loopback-http",
+            // The demo and the tests trust the simulated card's TEST root.
+            "--allow-test-root",
             "--terminal-tokens",
             &tokens.display().to_string(),
             "--seal-key",

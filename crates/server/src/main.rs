@@ -17,7 +17,7 @@ const USAGE: &str = "usage:
   mynalink-server serve --listen ADDR --database URL [--tls-cert FILE --tls-key FILE]
         [--terminal-tokens FILE] [--mynaportal-tokens FILE --basic4-key FILE]
         [--admin-tokens FILE] [--trust-anchor FILE]... [--seal-key FILE]
-        [--insecure-loopback-http] [--freshness-hours N]
+        [--insecure-loopback-http] [--freshness-hours N] [--allow-test-root]
   mynalink-server basic4-key generate --out FILE
 
 URL is sqlite:PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB (the database must exist;
@@ -25,6 +25,8 @@ its schema is created and migrated at start).
 The CSV needs the header license_number,holding,name,birth_date,status.
 ADDR is IP:PORT (port 0 picks a free one; the line `listening on URL` tells which).
 TLS is required unless --insecure-loopback-http is given with a loopback ADDR.
+The simulated card's TEST root (its private key is public) is refused as a --trust-anchor
+unless --allow-test-root is given: demos and tests only.
 The tokens files have one `ID SHA256_HEX_OF_TOKEN` per line (# comments). Terminals submit
 first stages; Mynaportal runs the second stage and cancels; admins may cancel; all read status.
 --seal-key is the X25519 private key (PKCS#8 PEM) terminals seal certificates to (HPKE).

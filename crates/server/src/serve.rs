@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use mynalink_link::seal::{SealError, SealPrivateKey};
-use mynalink_link::trust::TrustStore;
+use mynalink_link::trust::{TrustAnchor, TrustStore, PUBLIC_TEST_ROOT_SHA256};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
@@ -54,6 +54,8 @@ pub struct ServeOptions {
     pub basic4_key: Option<PathBuf>,
     pub insecure_loopback_http: bool,
     pub freshness_hours: Option<i64>,
+    /// Trust the simulated card's TEST root when it is given as a trust anchor.
+    pub allow_test_root: bool,
 }
 
 impl ServeOptions {
@@ -70,6 +72,7 @@ impl ServeOptions {
         let mut seal_key = None;
         let mut basic4_key = None;
         let mut insecure_loopback_http = false;
+        let mut allow_test_root = false;
         let mut freshness_hours = None;
 
         let mut iter = args.iter();
@@ -78,11 +81,15 @@ impl ServeOptions {
                 Some((name, value)) if name.starts_with("--") => (name, Some(value.to_string())),
                 _ => (arg.as_str(), None),
             };
-            if name == "--insecure-loopback-http" {
+            if name == "--insecure-loopback-http" || name == "--allow-test-root" {
                 if inline.is_some() {
-                    return Err("--insecure-loopback-http takes no value".into());
+                    return Err(format!("{name} takes no value"));
                 }
-                insecure_loopback_http = true;
+                if name == "--allow-test-root" {
+                    allow_test_root = true;
+                } else {
+                    insecure_loopback_http = true;
+                }
                 continue;
             }
             let mut value = || -> Result<String, String> {
@@ -178,6 +185,7 @@ impl ServeOptions {
             basic4_key,
             insecure_loopback_http,
             freshness_hours,
+            allow_test_root,
         })
     }
 }
@@ -213,6 +221,7 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
     let mut trust = TrustStore::new();
     for path in &options.trust_anchors {
         let bytes = read(path, "trust anchor")?;
+        refuse_public_test_root(path, &bytes, options.allow_test_root)?;
         trust
             .add_trust_anchor(&bytes)
             .map_err(|e| ServeError::Config(format!("trust anchor {}: {e}", path.display())))?;
@@ -268,6 +277,24 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
         },
         tls,
     })
+}
+
+/// The simulated card's TEST root signs whatever anyone asks (its key is public): as a
+/// trust anchor it is refused unless `--allow-test-root` says this is a demo or a test.
+fn refuse_public_test_root(path: &Path, bytes: &[u8], allowed: bool) -> Result<(), ServeError> {
+    let Ok(anchor) = TrustAnchor::from_pem_or_der(bytes) else {
+        // Not a usable anchor at all: adding it reports why.
+        return Ok(());
+    };
+    if anchor.sha256() != PUBLIC_TEST_ROOT_SHA256 || allowed {
+        return Ok(());
+    }
+    Err(ServeError::Config(format!(
+        "trust anchor {}: the simulated card's TEST root, whose private key is public; a \
+         server that trusts it accepts statements anyone can forge. It is refused unless \
+         --allow-test-root is given (demos and tests only)",
+        path.display()
+    )))
 }
 
 fn read_tokens(path: Option<&Path>, what: &'static str) -> Result<TerminalTokens, ServeError> {

@@ -12,6 +12,7 @@ use mynalink_server::scratch::Backend;
 mynalink_server::on_both_databases!(
     plain_http_only_when_asked_for_and_only_on_loopback,
     bad_tls_material_and_tokens_are_configuration_errors,
+    the_public_test_root_needs_allow_test_root,
 );
 
 fn chmod(path: &std::path::Path, mode: u32) {
@@ -73,6 +74,25 @@ fn plain_http_only_when_asked_for_and_only_on_loopback(backend: Backend) {
     assert!(backend.healthy());
     let status = backend.license_status(&license(1)).expect("status");
     assert_eq!(status.reason, "required");
+    assert!(server.terminate().success());
+}
+
+/// The simulated card's TEST root (its private key is public) is no trust anchor for a
+/// server unless `--allow-test-root` says this is a demo or a test.
+fn the_public_test_root_needs_allow_test_root(backend: Backend) {
+    let files = Files::new(backend, "");
+    let without: Vec<String> = files
+        .tls_args()
+        .into_iter()
+        .filter(|a| a != "--allow-test-root")
+        .collect();
+    let (code, stderr) = serve_refused(&without);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("TEST root"), "{stderr}");
+    assert!(stderr.contains("--allow-test-root"), "{stderr}");
+    assert!(stderr.contains(&path_arg(&files.trust_anchor)), "{stderr}");
+    // With it, the server starts.
+    let server = Server::start(&files.tls_args());
     assert!(server.terminate().success());
 }
 

@@ -154,6 +154,8 @@ impl Files {
             path_arg(&self.tokens),
             "--trust-anchor".into(),
             path_arg(&self.trust_anchor),
+            // That anchor is the simulated card's TEST root.
+            "--allow-test-root".into(),
         ]
     }
 
