@@ -422,7 +422,12 @@ impl From<CertificateError> for FlowError {
 
 impl From<TrustError> for FlowError {
     fn from(e: TrustError) -> FlowError {
-        FlowError::new(ErrorCode::CertificateUntrusted).with_detail(e.to_string())
+        let code = if e.is_certificate_fault() {
+            ErrorCode::CertificateInvalid
+        } else {
+            ErrorCode::CertificateUntrusted
+        };
+        FlowError::new(code).with_detail(e.to_string())
     }
 }
 

@@ -128,6 +128,17 @@ pub enum TrustError {
         anchor_label: String,
         not_after: OffsetDateTime,
     },
+    /// Not a trust question but a malformed certificate: reported as `certificate_invalid`.
+    #[error("the certificate names an issuer other than the CA ({anchor_label}) that signed it")]
+    IssuerNameMismatch { anchor_label: String },
+}
+
+impl TrustError {
+    /// Whether the certificate itself is malformed (`certificate_invalid`) rather than not
+    /// trusted (`certificate_untrusted`).
+    pub fn is_certificate_fault(&self) -> bool {
+        matches!(self, TrustError::IssuerNameMismatch { .. })
+    }
 }
 
 /// A CA certificate usable as the issuer of signing certificates.
@@ -346,6 +357,12 @@ impl TrustStore {
             .map_err(|_| TrustError::IssuerSignatureInvalid {
                 anchor_label: anchor_label.clone(),
             })?;
+        // Found by key identifier and signed with that key, the certificate must also name
+        // its issuer as the anchor names itself (RFC 5280 §6.1.3, name chaining); every
+        // J-LIS generation shares one name, so this cannot mix them up.
+        if cert.issuer_der != anchor.cert.subject_der {
+            return Err(TrustError::IssuerNameMismatch { anchor_label });
+        }
         if at < anchor.not_before() {
             return Err(TrustError::IssuerNotYetValid {
                 anchor_label,

@@ -739,6 +739,13 @@ pub(crate) fn certificate_detail(e: &CertificateError) -> &'static str {
         CertificateError::InvalidBasic4 { .. } => {
             "the certificate's basic-4 information is malformed"
         }
+        CertificateError::CaCertificate => {
+            "the certificate is a CA certificate, not a holder's signing certificate"
+        }
+        CertificateError::KeyUsage => "the certificate's keyUsage does not allow signatures",
+        CertificateError::UnknownCriticalExtension { .. } => {
+            "the certificate has a critical extension that is not known"
+        }
     }
 }
 
@@ -767,6 +774,9 @@ fn trust_detail(e: &TrustError) -> &'static str {
         TrustError::IssuerNotYetValid { .. } | TrustError::IssuerExpired { .. } => {
             "the issuing CA was not valid at the statement's time"
         }
+        TrustError::IssuerNameMismatch { .. } => {
+            "the certificate names another issuer than the CA that signed it"
+        }
         TrustError::BadAnchor { .. } | TrustError::NotPinned { .. } => {
             "the certificate does not chain to a trusted J-LIS signing root"
         }
@@ -794,7 +804,14 @@ pub(crate) fn verify_signed_statement(
     config
         .trust
         .evaluate(certificate, ca_der, statement_time)
-        .map_err(|e| Rejection::with_detail(Code::CertificateUntrusted, trust_detail(&e)))?;
+        .map_err(|e| {
+            let code = if e.is_certificate_fault() {
+                Code::CertificateInvalid
+            } else {
+                Code::CertificateUntrusted
+            };
+            Rejection::with_detail(code, trust_detail(&e))
+        })?;
     match certificate.is_valid_at(statement_time) {
         Validity::Valid => Ok(()),
         Validity::Expired => Err(Rejection::with_detail(

@@ -34,6 +34,7 @@ mynalink_server::on_both_databases!(
     repeated_failures_are_rate_limited_and_flagged,
     a_license_attacked_from_many_terminals_is_rate_limited,
     garbage_naming_a_license_does_not_lock_it,
+    end_entity_faults_are_certificate_invalid,
     arbitrary_inputs_never_panic,
     extreme_statement_times_are_refused_without_panicking,
     concurrent_identical_submissions_store_one_binding,
@@ -821,4 +822,56 @@ fn concurrent_identical_submissions_store_one_binding(backend: Backend) {
     assert_eq!(ids.len(), 1);
     assert_eq!(bench.count("SELECT COUNT(*) FROM bindings"), 1);
     let _ = &mut bench;
+}
+
+/// A CA certificate, one whose keyUsage does not allow signatures, one with an unknown
+/// critical extension, or one naming another issuer than the root that signed it: refused
+/// as `certificate_invalid`, each signed correctly and chaining to a configured root.
+fn end_entity_faults_are_certificate_invalid(backend: Backend) {
+    for (i, fault) in [
+        EndEntityFault::Ca,
+        EndEntityFault::NoSigningUsage,
+        EndEntityFault::UnknownCriticalExtension,
+        EndEntityFault::OtherIssuerName,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut bench = Bench::new(backend);
+        let n = license(130 + i as u32);
+        bench.record_named(
+            &n,
+            Holding::MynaOnly,
+            LicenseState::Valid,
+            "試験　花子",
+            "1990-01-02",
+        );
+        let (root, signer) = faulty_signer("試験　花子", "419900102", fault);
+        let mut trust = TrustStore::new();
+        trust.add_trust_anchor(&root).expect("root");
+        bench.config.trust = trust;
+        let statement = statement_for(&signer, &n, TERMINAL, bench.now);
+        let outcome = bench.submit(&request_for(&signer, &statement));
+        assert_eq!(code(&outcome), "certificate_invalid", "{fault:?}");
+        assert_eq!(bench.count("SELECT COUNT(*) FROM bindings"), 0, "{fault:?}");
+    }
+    // The same holder without a fault links: the checks refuse the faults, not the holder.
+    let mut bench = Bench::new(backend);
+    let n = license(139);
+    bench.record_named(
+        &n,
+        Holding::MynaOnly,
+        LicenseState::Valid,
+        "試験　花子",
+        "1990-01-02",
+    );
+    let (root, signer) = custom_signer("試験　花子", "00000", "419900102");
+    let mut trust = TrustStore::new();
+    trust.add_trust_anchor(&root).expect("root");
+    bench.config.trust = trust;
+    let statement = statement_for(&signer, &n, TERMINAL, bench.now);
+    assert_eq!(
+        code(&bench.submit(&request_for(&signer, &statement))),
+        "created"
+    );
 }

@@ -219,7 +219,7 @@ pub fn statement_for(
     terminal: &str,
     time: OffsetDateTime,
 ) -> Statement {
-    let cert = SigningCertificate::parse(&signer.cert_der).expect("cert");
+    let cert = SigningCertificate::parse_any(&signer.cert_der).expect("cert");
     let nonce: [u8; 16] = rand::random();
     Statement {
         purpose: PURPOSE.into(),
@@ -367,6 +367,41 @@ pub fn custom_signer_at(
     birth: &str,
     address: &str,
 ) -> (Vec<u8>, Signer) {
+    signer_with(name, name_flags, birth, address, None)
+}
+
+/// What is wrong with a crafted holder's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndEntityFault {
+    /// basicConstraints cA = TRUE.
+    Ca,
+    /// keyUsage keyEncipherment only.
+    NoSigningUsage,
+    /// A critical extension nobody defined.
+    UnknownCriticalExtension,
+    /// Issued (signed) by the root, but naming another issuer.
+    OtherIssuerName,
+}
+
+/// A root and a holder's certificate with `fault`, for a holder who otherwise matches
+/// [`custom_signer`]'s defaults.
+pub fn faulty_signer(name: &str, birth: &str, fault: EndEntityFault) -> (Vec<u8>, Signer) {
+    signer_with(
+        name,
+        "00000",
+        birth,
+        "東京都千代田区試験町一丁目２番３号",
+        Some(fault),
+    )
+}
+
+fn signer_with(
+    name: &str,
+    name_flags: &str,
+    birth: &str,
+    address: &str,
+    fault: Option<EndEntityFault>,
+) -> (Vec<u8>, Signer) {
     let key = test_identity(Validity::Current).sign_key.clone();
     let public = key.to_public_key();
     let ski = key_id(&public);
@@ -412,18 +447,40 @@ pub fn custom_signer_at(
     let parts: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
     let san = der::sequence(&parts);
     let aki = der::sequence(&[&der::implicit_primitive(0, &ski).expect("aki")]);
+    let key_usage = match fault {
+        Some(EndEntityFault::NoSigningUsage) => der::named_bits(&[2]),
+        _ => der::named_bits(&[0, 1]),
+    };
+    let mut extensions = vec![
+        extension(&[2, 5, 29, 15], true, &key_usage),
+        extension(&[2, 5, 29, 17], false, &san),
+        extension(&[2, 5, 29, 35], false, &aki),
+    ];
+    match fault {
+        Some(EndEntityFault::Ca) => extensions.push(extension(
+            &[2, 5, 29, 19],
+            true,
+            &der::sequence(&[&der::boolean(true)]),
+        )),
+        Some(EndEntityFault::UnknownCriticalExtension) => extensions.push(extension(
+            &[1, 3, 6, 1, 4, 1, 55555, 1],
+            true,
+            &der::utf8_string("x"),
+        )),
+        _ => {}
+    }
+    let issuer_dn = match fault {
+        Some(EndEntityFault::OtherIssuerName) => dn("mynalink some other CA"),
+        _ => root_dn.clone(),
+    };
     let ee = certificate(
         &[0x5E, 0x01, 0x02],
-        &root_dn,
+        &issuer_dn,
         &dn("mynalink custom holder"),
         now - Duration::days(30),
         now + Duration::days(1000),
         &key,
-        &[
-            extension(&[2, 5, 29, 15], true, &der::named_bits(&[0, 1])),
-            extension(&[2, 5, 29, 17], false, &san),
-            extension(&[2, 5, 29, 35], false, &aki),
-        ],
+        &extensions,
     );
     (root, Signer { cert_der: ee, key })
 }
