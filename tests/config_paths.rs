@@ -110,7 +110,11 @@ fn the_outbox_and_the_ca_file_follow_the_config_file() {
     );
     assert_eq!(run.status, 2, "{}{}", run.stdout, run.stderr);
     let expected = path_str(&a.path().join("backend-ca.pem"));
-    assert!(run.stdout.contains(&expected), "names A's CA file: {}", run.stdout);
+    assert!(
+        run.stdout.contains(&expected),
+        "names A's CA file: {}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -126,7 +130,10 @@ fn command_line_paths_stay_relative_to_the_working_directory() {
         None,
     );
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
-    assert!(b.path().join("here.db").exists(), "the flag's outbox is in B");
+    assert!(
+        b.path().join("here.db").exists(),
+        "the flag's outbox is in B"
+    );
     assert!(!a.path().join("outbox.db").exists());
     assert!(!a.path().join("here.db").exists());
 }

@@ -221,9 +221,12 @@ pub fn demo_backend_down(
 }
 
 fn demo_environment(language: Lang, sim_options: SimOptions) -> Result<Environment, FlowError> {
+    // The demo's keys and token: owner-only files in an owner-only directory.
     let dir = EmbeddedBackend::temp_dir("mynalink-window-demo");
-    std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(dir.join("seal-key.pem"), DEMO_SEAL_KEY))
+    crate::private_file::create_dir(&dir)
+        .and_then(|()| {
+            crate::private_file::write(&dir.join("seal-key.pem"), DEMO_SEAL_KEY.as_bytes())
+        })
         .map_err(|e| config_error(format!("{}: {e}", dir.display())))?;
     let records = demo_records();
     let backend = EmbeddedBackend::start(&Setup {
@@ -364,6 +367,32 @@ mod tests {
         assert!(tests.operator_password_ok(DEMO_OPERATOR_PASSWORD));
         if let Some(backend) = tests.embedded.clone() {
             let _ = std::fs::remove_dir_all(&backend.dir);
+        }
+    }
+
+    #[test]
+    fn the_demo_keeps_its_keys_and_token_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let env = demo_with(Lang::Ja, SimOptions::default()).expect("demo");
+        let dir = env
+            .embedded
+            .as_ref()
+            .map(|b| b.dir.clone())
+            .expect("embedded");
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        };
+        let modes: Vec<(String, u32)> = ["", "seal-key.pem", "token", "terminal-tokens"]
+            .iter()
+            .map(|name| (name.to_string(), mode(&dir.join(name))))
+            .collect();
+        drop(env);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(modes[0].1, 0o700, "the directory");
+        for (name, mode) in &modes[1..] {
+            assert_eq!(*mode, 0o600, "{name}");
         }
     }
 }

@@ -76,6 +76,12 @@ impl Setup {
         let seal_key = write("seal-key.pem", x509::private_key_pem().as_bytes());
         let seal_public = write("seal-public.pem", x509::public_key_pem().as_bytes());
         let token_file = write("token", format!("{TOKEN}\n").as_bytes());
+        // The client refuses a token file other users can read.
+        std::fs::set_permissions(
+            &token_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod the token file");
         let tokens = write(
             "terminal-tokens",
             format!("{TERMINAL} {}\n", hex::encode(Sha256::digest(TOKEN))).as_bytes(),

@@ -99,12 +99,16 @@ impl Backend {
         Ok(Backend { http, base, token })
     }
 
-    /// Reads the token file: the token on its first line, nothing else.
+    /// Reads the token file: the token on its first line, nothing else. A file other users
+    /// may read is refused: whoever reads the token can submit as this terminal.
     pub fn read_token(path: &Path) -> Result<Zeroizing<String>, BackendConfigError> {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| BackendConfigError(format!("token file {}: {e}", path.display())))?,
-        );
+        let failed =
+            |e: std::io::Error| BackendConfigError(format!("token file {}: {e}", path.display()));
+        let mut file = std::fs::File::open(path).map_err(failed)?;
+        // The mode of the file actually opened, not of whatever the path names later.
+        check_private(path, &file.metadata().map_err(failed)?)?;
+        let mut text = Zeroizing::new(String::new());
+        std::io::Read::read_to_string(&mut file, &mut text).map_err(failed)?;
         let token = text.lines().next().unwrap_or("").trim();
         if token.is_empty() {
             return Err(BackendConfigError(format!(
@@ -185,6 +189,26 @@ impl Backend {
     }
 }
 
+/// A secret file must be readable by its owner only (mode 0600 or stricter).
+#[cfg(unix)]
+fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<(), BackendConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(BackendConfigError(format!(
+            "token file {path} can be read by other users (mode {mode:04o}); \
+             restrict it with `chmod 600 {path}`",
+            path = path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_: &Path, _: &std::fs::Metadata) -> Result<(), BackendConfigError> {
+    Ok(())
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, Unavailable> {
     let status = response.status();
     response
@@ -247,18 +271,44 @@ mod tests {
         assert!(backend.license_status("729913281070").is_err());
     }
 
+    fn set_mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
     #[test]
     fn token_file_first_line() {
-        let dir = std::env::temp_dir().join(format!("mynalink-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("token");
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("token");
         std::fs::write(&path, "  s3cret-token \nignored\n").expect("write");
+        set_mode(&path, 0o600);
         assert_eq!(
             Backend::read_token(&path).expect("token").as_str(),
             "s3cret-token"
         );
         std::fs::write(&path, "\n").expect("write");
         assert!(Backend::read_token(&path).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_token_file_others_can_read_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret-token\n").expect("write");
+        for mode in [0o640, 0o604, 0o644, 0o660, 0o666] {
+            set_mode(&path, mode);
+            let e = Backend::read_token(&path).expect_err("readable by others");
+            assert!(
+                e.0.contains(&format!("chmod 600 {}", path.display())),
+                "{e}"
+            );
+            assert!(e.0.contains(&format!("{mode:04o}")), "{e}");
+            assert!(!e.0.contains("s3cret"), "{e}");
+        }
+        set_mode(&path, 0o400);
+        assert_eq!(
+            Backend::read_token(&path).expect("owner only").as_str(),
+            "s3cret-token"
+        );
     }
 }

@@ -54,10 +54,12 @@ impl EmbeddedBackend {
     /// SQLite in `setup.dir` when it is `None`.
     pub fn start_on(setup: &Setup, database: Option<&str>) -> Result<EmbeddedBackend, String> {
         let dir = setup.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // Keys and the token live here: the directory is the owner's only, and so is every
+        // file written in it.
+        create_private_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let write = |name: &str, bytes: &[u8]| {
             let path = dir.join(name);
-            std::fs::write(&path, bytes)
+            write_private(&path, bytes)
                 .map(|()| path)
                 .map_err(|e| format!("{name}: {e}"))
         };
@@ -166,6 +168,28 @@ impl EmbeddedBackend {
             thread: Some(thread),
         })
     }
+}
+
+/// Creates `dir` (and missing parents) with mode 0700.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Writes a file with mode 0600, also when it was there before with another mode.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(bytes)
 }
 
 impl EmbeddedBackend {
