@@ -59,13 +59,14 @@ pub struct KioskArgs {
 /// Where signed bindings go. Flags override the config file.
 #[derive(Args, Debug, Clone, Default)]
 pub struct BackendArgs {
-    /// The backend's base URL (https; http only to a loopback address).
+    /// The backend's base URL (https; http only to a literal loopback address: 127.0.0.1, [::1]).
     #[arg(long, global = true, value_name = "URL")]
     pub backend: Option<String>,
     /// File holding this terminal's bearer token.
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// The root certificate (PEM) of the backend's TLS certificate, if not a public one.
+    /// The root certificate (PEM) of the backend's TLS certificate, if not a public one; then
+    /// the only root trusted.
     #[arg(long, global = true, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// The backend's public key (PEM): the outbox keeps certificates sealed to it.

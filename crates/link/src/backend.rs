@@ -1,6 +1,8 @@
 //! The terminal's client of the backend API (see [`crate::api`]): HTTPS with a per-terminal
 //! bearer token, one pooled connection reused for every call, and plain HTTP refused for
-//! anything but loopback.
+//! anything but a literal loopback address. Redirects are never followed (the token and the
+//! signed binding go to the configured backend or nowhere), and a configured `ca_file` is the
+//! only root trusted: a public CA cannot then stand in for the backend.
 
 use std::path::Path;
 use std::time::Duration;
@@ -47,7 +49,9 @@ pub struct Backend {
     token: Zeroizing<String>,
 }
 
-/// `https://` anywhere; `http://` only to a loopback address, where no network is crossed.
+/// `https://` anywhere; `http://` only to a literal loopback address (127.0.0.0/8, ::1),
+/// where no network is crossed. Not the name `localhost`: what it resolves to is up to the
+/// resolver's configuration, not to this check.
 pub fn check_url(url: &str) -> Result<Url, BackendConfigError> {
     let parsed =
         Url::parse(url).map_err(|e| BackendConfigError(format!("backend URL {url:?}: {e}")))?;
@@ -55,16 +59,16 @@ pub fn check_url(url: &str) -> Result<Url, BackendConfigError> {
         "https" => Ok(parsed),
         "http" => {
             let loopback = match parsed.host() {
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
                 Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
                 Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
+                Some(url::Host::Domain(_)) | None => false,
             };
             if loopback {
                 Ok(parsed)
             } else {
                 Err(BackendConfigError(format!(
-                    "backend URL {url}: plain http is allowed only to a loopback address; use https"
+                    "backend URL {url}: plain http is allowed only to a literal loopback address \
+                     (127.0.0.1, [::1]); use https"
                 )))
             }
         }
@@ -76,7 +80,7 @@ pub fn check_url(url: &str) -> Result<Url, BackendConfigError> {
 
 impl Backend {
     /// `ca_pem`: the root that signed the backend's TLS certificate, when it is not a public
-    /// one (a police network's own CA).
+    /// one (a police network's own CA). It is then the only root trusted.
     pub fn new(
         url: &str,
         token: Zeroizing<String>,
@@ -87,11 +91,14 @@ impl Backend {
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .https_only(base.scheme() == "https")
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("mynalink/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = ca_pem {
             let ca = reqwest::Certificate::from_pem(pem)
                 .map_err(|e| BackendConfigError(format!("backend CA certificate: {e}")))?;
-            builder = builder.add_root_certificate(ca);
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(ca);
         }
         let http = builder
             .build()
@@ -139,6 +146,7 @@ impl Backend {
             .map_err(|e| Unavailable(describe(&e)))?;
         let status = response.status();
         match status {
+            s if s.is_redirection() => Err(redirected(&response)),
             StatusCode::CREATED | StatusCode::OK => {
                 let accepted: BindingAccepted = read_json(response)?;
                 Ok(Submitted::Linked {
@@ -171,6 +179,9 @@ impl Backend {
             .header(reqwest::header::AUTHORIZATION, self.auth())
             .send()
             .map_err(|e| Unavailable(describe(&e)))?;
+        if response.status().is_redirection() {
+            return Err(redirected(&response));
+        }
         if !response.status().is_success() {
             return Err(Unavailable(format!(
                 "backend answered {}",
@@ -216,6 +227,22 @@ fn read_json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, Un
         .map_err(|e| Unavailable(format!("unreadable {status} answer: {e}")))
 }
 
+/// A 3xx: not followed (the body and the token must not go to another host), and it says
+/// where it pointed so that the operator can correct `backend_url`.
+fn redirected(response: &Response) -> Unavailable {
+    let target = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| response.url().join(l).ok())
+        .map_or_else(|| "nowhere".to_string(), |u| u.without_url_secret());
+    Unavailable(format!(
+        "backend answered {} redirecting to {target}; redirects are not followed: \
+         set backend_url to the backend's own address",
+        response.status()
+    ))
+}
+
 /// A short reason without the request (no token, no body).
 fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
@@ -255,7 +282,13 @@ mod tests {
         assert!(check_url("https://backend.example.jp/").is_ok());
         assert!(check_url("http://127.0.0.1:8080/").is_ok());
         assert!(check_url("http://[::1]:8080/").is_ok());
-        assert!(check_url("http://localhost:8080/").is_ok());
+        assert!(check_url("http://127.3.4.5:8080/").is_ok());
+        // A name is whatever the resolver makes of it.
+        assert!(check_url("http://localhost:8080/").is_err());
+        assert!(check_url("http://LOCALHOST/").is_err());
+        assert!(check_url("http://localhost.:8080/").is_err());
+        assert!(check_url("http://[::ffff:127.0.0.1]/").is_err());
+        assert!(check_url("https://localhost:8443/").is_ok());
         let e = check_url("http://10.0.0.5:8080/").unwrap_err();
         assert!(e.0.contains("loopback"), "{e}");
         assert!(check_url("http://backend.example.jp/").is_err());
