@@ -183,15 +183,14 @@ fn the_test_root_is_trusted_only_for_traces_made_on_the_simulated_card() {
     assert_eq!(run.json()["outcome"], "verified", "{}", run.stdout);
 
     // Version 1 recorded no source: only the simulated card's own reader name stands for it.
-    let mut v1 = read_json(&fixtures_dir().join("success.trace.json"));
-    assert_eq!(v1["version"], 1);
-    let run = headless(
-        &[
-            "--replay",
-            &path_str(&fixtures_dir().join("success.trace.json")),
-        ],
-        "TEST1234\n",
-    );
+    let mut v1 = read_json(&sim);
+    v1["version"] = Value::from(1);
+    if let Some(object) = v1.as_object_mut() {
+        object.remove("source");
+    }
+    let v1_sim = dir.path().join("v1-sim.json");
+    write_json(&v1_sim, &v1);
+    let run = headless(&["--replay", &path_str(&v1_sim)], "TEST1234\n");
     assert_eq!(run.json()["outcome"], "verified", "{}", run.stdout);
     v1["reader"] = Value::String("Virtual PCD 00 00".into());
     let v1_reader = dir.path().join("v1-reader.json");
