@@ -479,6 +479,11 @@ fn each_refusal_has_its_own_code_and_nothing_is_stored() {
     // Through the client, as a counter would meet them.
     let wrong_token = bench.setup.dir.join("wrong-token");
     std::fs::write(&wrong_token, "not-this-terminals-token\n").expect("token");
+    std::fs::set_permissions(
+        &wrong_token,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod the token file");
     for (license, terminal, token, code, detail) in [
         (
             CARD_ONLY,

@@ -25,7 +25,7 @@ use crate::cli::BackendArgs;
 use crate::config::{default_outbox, Config};
 use crate::delivery::Uploader;
 use crate::headless::SIMULATED_CARD_TEST_ROOT;
-use crate::operator_password::OperatorPasswordHash;
+use crate::operator_password::{OperatorPasswordHash, PasswordCheck, Throttle};
 
 /// The terms file is text for people; anything larger is not a terms file.
 const MAX_TERMS_BYTES: u64 = 1 << 20;
@@ -95,6 +95,8 @@ pub struct Environment {
     pub remote_problem: Option<String>,
     pub sender: Arc<SenderLink>,
     pub operator_password: Option<OperatorPasswordHash>,
+    /// Failed operator-password attempts, shared by every window of the process.
+    pub operator_throttle: Arc<Mutex<Throttle>>,
     pub kiosk_idle: Duration,
     /// Today's operations, beside the outbox (`None`: kept in memory only).
     pub history: Option<super::history::HistoryFile>,
@@ -121,6 +123,12 @@ impl Environment {
         self.operator_password
             .as_ref()
             .is_some_and(|hash| hash.verify(typed))
+    }
+
+    /// One attempt at the operator password, slowed down after failures (see
+    /// [`Throttle`]). Blocks for the hash check: call it off the UI thread.
+    pub fn check_operator_password(&self, typed: &str) -> PasswordCheck {
+        Throttle::check(&self.operator_throttle, || self.operator_password_ok(typed))
     }
 
     pub fn simulated_card(&self) -> Option<&mynalink_simcard::SimHandle> {
@@ -249,6 +257,7 @@ fn demo_environment(language: Lang, sim_options: SimOptions) -> Result<Environme
         remote_problem: None,
         sender,
         operator_password: OperatorPasswordHash::parse(DEMO_OPERATOR_HASH).ok(),
+        operator_throttle: Arc::default(),
         kiosk_idle: DEFAULT_KIOSK_IDLE,
         history: Some(super::history::HistoryFile::new(dir.join("history.jsonl"))),
         fit_to_monitor: true,
@@ -311,6 +320,7 @@ pub fn from_config(config: &Config) -> Result<Environment, FlowError> {
             .map(OperatorPasswordHash::parse)
             .transpose()
             .map_err(|e| config_error(format!("operator_password_hash: {e}")))?,
+        operator_throttle: Arc::default(),
         kiosk_idle: config
             .kiosk_idle_seconds
             .map(Duration::from_secs)
@@ -359,6 +369,32 @@ mod tests {
         assert!(tests.operator_password_ok(DEMO_OPERATOR_PASSWORD));
         if let Some(backend) = tests.embedded.clone() {
             let _ = std::fs::remove_dir_all(&backend.dir);
+        }
+    }
+
+    #[test]
+    fn the_demo_keeps_its_keys_and_token_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let env = demo_with(Lang::Ja, SimOptions::default()).expect("demo");
+        let dir = env
+            .embedded
+            .as_ref()
+            .map(|b| b.dir.clone())
+            .expect("embedded");
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        };
+        let modes: Vec<(String, u32)> = ["", "seal-key.pem", "token", "terminal-tokens"]
+            .iter()
+            .map(|name| (name.to_string(), mode(&dir.join(name))))
+            .collect();
+        drop(env);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(modes[0].1, 0o700, "the directory");
+        for (name, mode) in &modes[1..] {
+            assert_eq!(*mode, 0o600, "{name}");
         }
     }
 }

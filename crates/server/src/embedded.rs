@@ -56,10 +56,12 @@ impl EmbeddedBackend {
     /// SQLite in `setup.dir` when it is `None`.
     pub fn start_on(setup: &Setup, database: Option<&str>) -> Result<EmbeddedBackend, String> {
         let dir = setup.dir.clone();
+        // Keys and the token live here: the directory is the owner's only, and so is every
+        // file written in it.
         create_private_dir(&dir)?;
         let write = |name: &str, bytes: &[u8]| {
             let path = dir.join(name);
-            std::fs::write(&path, bytes)
+            write_private(&path, bytes)
                 .map(|()| path)
                 .map_err(|e| format!("{name}: {e}"))
         };
@@ -195,6 +197,19 @@ fn create_private_dir(dir: &std::path::Path) -> Result<(), String> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(error)?;
     }
     Ok(())
+}
+
+/// Writes a file with mode 0600, also when it was there before with another mode.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(bytes)
 }
 
 impl EmbeddedBackend {
