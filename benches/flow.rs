@@ -2,8 +2,8 @@
 //! certificate parsing.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mynalink_card::trace::Trace;
-use mynalink_card::transport::{Recorder, Replay};
+use mynalink_card::trace::{Trace, TraceSource};
+use mynalink_card::transport::{CertificateBytes, Recorder, Replay};
 use mynalink_card::SigningPassword;
 use mynalink_link::certificate::SigningCertificate;
 use mynalink_link::trust::TrustStore;
@@ -19,7 +19,11 @@ fn trust() -> TrustStore {
 }
 
 fn record_success() -> (Trace, FlowInputs) {
-    let (recorder, handle) = Recorder::new(SimTransport::new(SimOptions::default()));
+    let (recorder, handle) = Recorder::new(
+        SimTransport::new(SimOptions::default()),
+        TraceSource::Simulated,
+        CertificateBytes::Withhold,
+    );
     let inputs = FlowInputs::fresh("729913281070", "bench", None, None);
     let mut flow = FirstStage::new(recorder, inputs.clone(), trust()).expect("flow");
     run(&mut flow);

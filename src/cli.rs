@@ -59,13 +59,14 @@ pub struct KioskArgs {
 /// Where signed bindings go. Flags override the config file.
 #[derive(Args, Debug, Clone, Default)]
 pub struct BackendArgs {
-    /// The backend's base URL (https; http only to a loopback address).
+    /// The backend's base URL (https; http only to a literal loopback address: 127.0.0.1, [::1]).
     #[arg(long, global = true, value_name = "URL")]
     pub backend: Option<String>,
     /// File holding this terminal's bearer token.
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// The root certificate (PEM) of the backend's TLS certificate, if not a public one.
+    /// The root certificate (PEM) of the backend's TLS certificate, if not a public one; then
+    /// the only root trusted.
     #[arg(long, global = true, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// The backend's public key (PEM): the outbox keeps certificates sealed to it.
@@ -112,7 +113,7 @@ pub struct CardSource {
     /// Use the built-in simulated card (its TEST root is trusted for this run).
     #[arg(long)]
     pub sim: bool,
-    /// Answer from a recorded APDU trace.
+    /// Answer from a recorded APDU trace (offline: a replay never uploads).
     #[arg(long, value_name = "FILE")]
     pub replay: Option<PathBuf>,
 }
@@ -142,9 +143,15 @@ pub struct HeadlessArgs {
     #[arg(long)]
     pub confirm_last_try: bool,
 
-    /// Write an APDU trace of this run (password masked).
+    /// Write an APDU trace of this run (mode 0600; password masked; from a reader, the
+    /// signing certificate only as SHA-256).
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+
+    /// Keep the signing certificate's bytes — the holder's name, address, birth date and
+    /// sex — in the trace of a reader's card. Without it a replay stops at the certificate.
+    #[arg(long, requires = "record")]
+    pub record_certificate: bool,
 
     /// Extra trust anchor (PEM or DER), e.g. a test root. Repeatable.
     #[arg(long = "trust-anchor", value_name = "FILE")]

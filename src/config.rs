@@ -1,6 +1,8 @@
 //! Settings from a TOML file: `--config FILE`, else `$XDG_CONFIG_HOME/mynalink/config.toml`
-//! (or `~/.config/mynalink/config.toml`). Command-line flags override it. Relative paths are
-//! taken from the config file's directory. A key the client does not know is an error, so a
+//! (or `~/.config/mynalink/config.toml`). Command-line flags override it. Relative paths in
+//! the file are taken from the file's directory (so a file planted in whatever directory the
+//! client happens to start in is never picked up); relative paths on the command line stay
+//! relative to the working directory. A key the client does not know is an error, so a
 //! typo never silently changes behaviour.
 //!
 //! ```toml
@@ -56,6 +58,39 @@ pub struct Config {
 pub enum Language {
     Ja,
     En,
+}
+
+impl Config {
+    /// Every key that names a file. The destructuring lists every field, so a key added
+    /// later must be sorted here (path or not) before the crate compiles.
+    fn paths_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {
+        let Config {
+            reader: _,
+            terminal_id: _,
+            operator_id: _,
+            jpki_ca,
+            trust_anchors,
+            language: _,
+            backend_url: _,
+            token_file,
+            ca_file,
+            backend_key,
+            outbox,
+            terms_file,
+            terms_version: _,
+            prefecture: _,
+            operator_password_hash: _,
+            kiosk_idle_seconds: _,
+        } = self;
+        jpki_ca
+            .iter_mut()
+            .chain(trust_anchors.iter_mut())
+            .chain(token_file.iter_mut())
+            .chain(ca_file.iter_mut())
+            .chain(backend_key.iter_mut())
+            .chain(outbox.iter_mut())
+            .chain(terms_file.iter_mut())
+    }
 }
 
 /// The default location, when no `--config` is given.
@@ -115,12 +150,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, FlowError> {
         }
     })?;
     let base = path.parent().unwrap_or_else(|| Path::new("."));
-    for p in config
-        .jpki_ca
-        .iter_mut()
-        .chain(config.trust_anchors.iter_mut())
-        .chain(config.terms_file.iter_mut())
-    {
+    for p in config.paths_mut() {
         if p.is_relative() {
             *p = base.join(&*p);
         }
@@ -143,6 +173,32 @@ mod tests {
         assert_eq!(c.jpki_ca, [PathBuf::from("/etc/mynalink/ca.pem")]);
         assert_eq!(c.trust_anchors, [PathBuf::from("/abs/root.der")]);
         assert_eq!(c.language, Some(Language::En));
+    }
+
+    #[test]
+    fn every_path_key_is_relative_to_the_file() {
+        let c = parse(
+            "jpki_ca = [\"ca.pem\"]\ntrust_anchors = [\"root.der\"]\ntoken_file = \"terminal.token\"\n\
+             ca_file = \"tls/backend-ca.pem\"\nbackend_key = \"backend-seal.pem\"\n\
+             outbox = \"outbox.db\"\nterms_file = \"terms.txt\"\n",
+            Path::new("/etc/mynalink/config.toml"),
+        )
+        .expect("valid");
+        let dir = Path::new("/etc/mynalink");
+        assert_eq!(c.jpki_ca, [dir.join("ca.pem")]);
+        assert_eq!(c.trust_anchors, [dir.join("root.der")]);
+        assert_eq!(c.token_file, Some(dir.join("terminal.token")));
+        assert_eq!(c.ca_file, Some(dir.join("tls/backend-ca.pem")));
+        assert_eq!(c.backend_key, Some(dir.join("backend-seal.pem")));
+        assert_eq!(c.outbox, Some(dir.join("outbox.db")));
+        assert_eq!(c.terms_file, Some(dir.join("terms.txt")));
+        // Absolute paths stay as they are.
+        let c = parse(
+            "token_file = \"/srv/t.token\"\n",
+            Path::new("/etc/mynalink/config.toml"),
+        )
+        .expect("valid");
+        assert_eq!(c.token_file, Some(PathBuf::from("/srv/t.token")));
     }
 
     #[test]

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use mynalink_link::backend::Backend;
 use mynalink_link::outbox::{EntryId, EntryOptions, EntrySummary, Outbox, OutboxError};
+use mynalink_link::seal::RecipientKey;
 use mynalink_link::statement::format_time;
 use mynalink_link::upload::{self, Delivery};
 use mynalink_link::{ErrorCode, FlowError, SignedStatement};
-use rsa::RsaPublicKey;
 use serde_json::json;
 
 use crate::cli::{BackendArgs, OutboxAction, OutboxArgs};
@@ -20,7 +20,7 @@ use crate::report::ReportError;
 pub struct Uploader {
     pub backend: Backend,
     pub outbox: Outbox,
-    pub recipient: RsaPublicKey,
+    pub recipient: RecipientKey,
 }
 
 fn invalid(detail: impl Into<String>) -> FlowError {

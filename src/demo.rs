@@ -95,8 +95,8 @@ fn demo() -> Result<(), FlowError> {
                 .map(|s| s.number.to_string())
                 .collect();
             println!(
-                "    保有状況 / holding: {:?}; 連携済み / linked: {}; 第1段階が必要 / first stage needed: {}; 利用できるサービス / services: {}",
-                status.holding,
+                "    保有状況 / holding: {}; 連携済み / linked: {}; 第1段階が必要 / first stage needed: {}; 利用できるサービス / services: {}",
+                status.holding.map_or_else(|| "-".to_string(), |h| format!("{h:?}")),
                 status.linked,
                 status.first_stage_needed,
                 services.join(", ")

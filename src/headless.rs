@@ -1,5 +1,6 @@
 //! `mynalink headless`: the first stage straight through, for integrators and CI.
 
+use mynalink_card::transport::CertificateBytes;
 use mynalink_card::{PasswordStatus, SigningPassword, Transport};
 use mynalink_link::license::{LicenseNumber, LicenseWarning};
 use mynalink_link::{ErrorCode, FirstStage, FlowError, FlowInputs, Warning};
@@ -38,9 +39,19 @@ fn execute(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> Report
             ),
         );
     };
+    let replay = matches!(choice, source::Choice::Replay(_));
+    if replay && args.delivery.backend.is_some() {
+        return Report::failed(
+            license_number,
+            FlowError::new(ErrorCode::ConfigurationInvalid).with_detail(
+                "--replay never uploads: a recorded signature is not a new binding; drop --backend",
+            ),
+        );
+    }
     // The backend settings and the outbox, room for this run's entry included, are checked
-    // before the card is touched: no signature is made that could not be kept.
-    let mut uploader = if args.offline {
+    // before the card is touched: no signature is made that could not be kept. A replay is
+    // checked offline (the config file's backend is not used).
+    let mut uploader = if args.offline || replay {
         None
     } else {
         match crate::delivery::prepare(&args.delivery, &config) {
@@ -53,7 +64,16 @@ fn execute(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> Report
             return Report::failed(license_number, e);
         }
     }
-    let opened = match source::open(&choice, &args.sim, args.record.is_some()) {
+    let certificate = if args.record_certificate {
+        CertificateBytes::Keep
+    } else {
+        CertificateBytes::Withhold
+    };
+    let opened = match source::open(
+        &choice,
+        &args.sim,
+        args.record.as_ref().map(|_| certificate),
+    ) {
         Ok(opened) => opened,
         Err(e) => return Report::failed(license_number, e),
     };
@@ -167,7 +187,8 @@ fn execute(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> Report
     if let (Some(path), Some(handle)) = (&args.record, &opened.trace) {
         let mut trace = handle.snapshot();
         trace.inputs = flow.inputs().to_trace_inputs();
-        match std::fs::write(path, trace.to_json()) {
+        // Owner-only whatever the umask: it holds the card's answers.
+        match crate::private_file::write(path, trace.to_json().as_bytes()) {
             Ok(()) => report.trace = Some(path.display().to_string()),
             Err(e) => eprintln!("mynalink: cannot write the trace {}: {e}", path.display()),
         }

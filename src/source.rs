@@ -1,12 +1,16 @@
 //! Where the card comes from: a PC/SC reader, the simulated card, or a recorded trace —
-//! optionally wrapped by the recorder.
+//! optionally wrapped by the recorder. A trace records which of the first two it came from;
+//! that decides whether the simulated card's TEST root is trusted on its replay and whether
+//! the recorder keeps the signing certificate's bytes.
 
 use std::time::Duration;
 
 use std::path::PathBuf;
 
-use mynalink_card::trace::MAX_TRACE_BYTES;
-use mynalink_card::transport::{list_readers, PcscTransport, Recorder, Replay, TraceHandle};
+use mynalink_card::trace::{Trace, TraceSource, MAX_TRACE_BYTES};
+use mynalink_card::transport::{
+    list_readers, CertificateBytes, PcscTransport, Recorder, Replay, TraceHandle,
+};
 use mynalink_card::{JpkiCard, Transport, TransportError};
 use mynalink_link::trust::TrustStore;
 use mynalink_link::{ErrorCode, FlowError, FlowInputs};
@@ -120,43 +124,66 @@ pub fn sim_options(args: &SimArgs) -> SimOptions {
     options
 }
 
-pub fn open(choice: &Choice, sim: &SimArgs, record: bool) -> Result<Opened, FlowError> {
+/// The simulated card's reader name: all a version 1 trace says about where it came from.
+const SIMULATED_READER: &str = "mynalink simulated card";
+
+/// Where a replayed trace's responses came from. Version 1 traces did not record it; the
+/// simulated card always named itself [`SIMULATED_READER`], so that name stands for it.
+fn recorded_source(trace: &Trace) -> TraceSource {
+    match trace.source {
+        Some(source) => source,
+        None if trace.reader == SIMULATED_READER => TraceSource::Simulated,
+        None => TraceSource::Reader,
+    }
+}
+
+/// `record`: wrap the card in the recorder, keeping or withholding the certificate's bytes.
+pub fn open(
+    choice: &Choice,
+    sim: &SimArgs,
+    record: Option<CertificateBytes>,
+) -> Result<Opened, FlowError> {
     let mut reader_note = None;
-    let (transport, recorded_inputs, trust_simulated_root): (Box<dyn Transport>, _, _) =
-        match choice {
-            Choice::Sim => (Box::new(SimTransport::new(sim_options(sim))), None, true),
-            Choice::Replay(path) => {
-                let bytes = read_bounded(path)?;
-                let replay = Replay::from_bytes(&bytes).map_err(FlowError::from)?;
-                let inputs = FlowInputs::from_trace_inputs(&replay.trace().inputs)?;
-                (Box::new(replay), Some(inputs), true)
-            }
-            Choice::Reader(Some(name)) => (
-                Box::new(PcscTransport::connect(name).map_err(FlowError::from)?),
+    let (transport, recorded_inputs, source): (Box<dyn Transport>, _, _) = match choice {
+        Choice::Sim => (
+            Box::new(SimTransport::new(sim_options(sim))),
+            None,
+            TraceSource::Simulated,
+        ),
+        Choice::Replay(path) => {
+            let bytes = read_bounded(path)?;
+            let replay = Replay::from_bytes(&bytes).map_err(FlowError::from)?;
+            let inputs = FlowInputs::from_trace_inputs(&replay.trace().inputs)?;
+            let source = recorded_source(replay.trace());
+            (Box::new(replay), Some(inputs), source)
+        }
+        Choice::Reader(Some(name)) => (
+            Box::new(PcscTransport::connect(name).map_err(FlowError::from)?),
+            None,
+            TraceSource::Reader,
+        ),
+        Choice::Reader(None) => {
+            let name = only_reader_with_my_number_card()?;
+            reader_note = Some(format!("{name}: the only reader holding a My Number card"));
+            (
+                Box::new(PcscTransport::connect(&name).map_err(FlowError::from)?),
                 None,
-                false,
-            ),
-            Choice::Reader(None) => {
-                let name = only_reader_with_my_number_card()?;
-                reader_note = Some(format!("{name}: the only reader holding a My Number card"));
-                (
-                    Box::new(PcscTransport::connect(&name).map_err(FlowError::from)?),
-                    None,
-                    false,
-                )
-            }
-        };
-    let (transport, trace): (Box<dyn Transport>, _) = if record {
-        let (recorder, handle) = Recorder::new(transport);
-        (Box::new(recorder), Some(handle))
-    } else {
-        (transport, None)
+                TraceSource::Reader,
+            )
+        }
+    };
+    let (transport, trace): (Box<dyn Transport>, _) = match record {
+        Some(certificate) => {
+            let (recorder, handle) = Recorder::new(transport, source, certificate);
+            (Box::new(recorder), Some(handle))
+        }
+        None => (transport, None),
     };
     Ok(Opened {
         transport,
         trace,
         recorded_inputs,
-        trust_simulated_root,
+        trust_simulated_root: source == TraceSource::Simulated,
         reader_note,
     })
 }
@@ -204,4 +231,32 @@ fn read_bounded(path: &std::path::Path) -> Result<Vec<u8>, FlowError> {
         )));
     }
     std::fs::read(path).map_err(|e| invalid(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_simulated_reader_name_is_the_simulated_cards() {
+        let sim = SimTransport::new(SimOptions::default());
+        assert_eq!(sim.reader_name(), SIMULATED_READER);
+    }
+
+    #[test]
+    fn a_trace_is_simulated_only_when_it_says_so() {
+        let v2 = |source, reader: &str| Trace::new(reader, &[0x3B], source);
+        let simulated = TraceSource::Simulated;
+        let reader = TraceSource::Reader;
+        assert_eq!(recorded_source(&v2(simulated, "x")), simulated);
+        // A version 2 trace's source wins over its reader name.
+        assert_eq!(recorded_source(&v2(reader, SIMULATED_READER)), reader);
+        let v1 = |reader: &str| Trace {
+            version: 1,
+            source: None,
+            ..Trace::new(reader, &[0x3B], simulated)
+        };
+        assert_eq!(recorded_source(&v1(SIMULATED_READER)), simulated);
+        assert_eq!(recorded_source(&v1("Virtual PCD 00 00")), reader);
+    }
 }

@@ -164,6 +164,25 @@ fn stored_row(outbox: &Path, id: i64) -> Vec<rusqlite::types::Value> {
         .expect("the row is there")
 }
 
+/// Waits until entry `id` is due, reading the file directly: the outbox itself would already
+/// set a damaged entry aside.
+fn wait_until_due_unread(outbox: &Path, id: i64) {
+    let due_ms: i64 = rusqlite::Connection::open(outbox)
+        .expect("sqlite")
+        .query_row(
+            "SELECT next_attempt_at FROM entries WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .expect("next attempt");
+    let now_ms =
+        i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).expect("now");
+    if let Ok(wait) = u64::try_from(due_ms - now_ms) {
+        assert!(wait <= 3000, "due in {wait} ms");
+        std::thread::sleep(Duration::from_millis(wait + 5));
+    }
+}
+
 fn entry<'a>(entries: &'a [Value], license: &str) -> &'a Value {
     entries
         .iter()
@@ -188,22 +207,7 @@ fn a_damaged_entry_is_held_untouched_and_later_runs_still_link_or_queue() {
         )
         .expect("damage the entry");
     let damaged = stored_row(&bench.outbox, id);
-    // Due again before the next run (read straight from the file: the outbox itself would
-    // already notice the damage).
-    let due_ms: i64 = rusqlite::Connection::open(&bench.outbox)
-        .expect("sqlite")
-        .query_row(
-            "SELECT next_attempt_at FROM entries WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )
-        .expect("next attempt");
-    let now_ms =
-        i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).expect("now");
-    if let Ok(wait) = u64::try_from(due_ms - now_ms) {
-        assert!(wait <= 3000, "due in {wait} ms");
-        std::thread::sleep(Duration::from_millis(wait + 5));
-    }
+    wait_until_due_unread(&bench.outbox, id);
 
     // The next run, backend still down, queues its own binding.
     let queued = bench.headless(SECOND);
@@ -251,6 +255,54 @@ fn a_damaged_entry_is_held_untouched_and_later_runs_still_link_or_queue() {
     server.kill();
 }
 
+#[test]
+fn an_entry_sealed_with_the_retired_rsa_format_is_kept_and_never_sent() {
+    let bench = Bench::new();
+    let run = bench.headless(LICENSE);
+    assert_eq!(run.json()["outcome"], "queued", "{}", run.stdout);
+    let id = bench.list()[0]["id"].as_i64().expect("id");
+    // As the previous release sealed it (RSA-OAEP + AES-GCM).
+    let rsa_sealed = serde_json::json!({
+        "alg": "RSA-OAEP-256+A256GCM",
+        "key_id": "ab".repeat(32),
+        "wrapped_key": "AAAA".repeat(64),
+        "nonce": "AAAAAAAAAAAAAAAA",
+        "ciphertext": "AAAAAAAAAAAAAAAAAAAAAA==",
+    })
+    .to_string();
+    rusqlite::Connection::open(&bench.outbox)
+        .expect("sqlite")
+        .execute(
+            "UPDATE entries SET sealed_certificate = ?2 WHERE id = ?1",
+            rusqlite::params![id, rsa_sealed],
+        )
+        .expect("an RSA-sealed entry");
+    let before = stored_row(&bench.outbox, id);
+
+    let server = bench.serve();
+    wait_until_due_unread(&bench.outbox, id);
+    let (status, flushed) = bench.outbox_command(&["flush"]);
+    assert_eq!(
+        flushed["delivered"].as_array().map(Vec::len),
+        Some(0),
+        "{flushed}"
+    );
+    assert_eq!(flushed["held"], 1, "{flushed}");
+    assert_eq!(status, 1);
+    assert!(
+        bench.setup.audit().is_empty(),
+        "nothing reached the backend"
+    );
+    let entries = bench.list();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["needs_operator"], true);
+    assert_eq!(entries[0]["held_reason"], "retired_seal_format");
+    let (status, _) = bench.outbox_command(&["retry", &id.to_string()]);
+    assert_eq!(status, 1, "it cannot be sent as it is");
+    assert_eq!(stored_row(&bench.outbox, id), before, "untouched");
+    server.kill();
+}
+
 /// How many submissions the backend answered `seal_key_mismatch` (checked before the
 /// statement is read, so without a license number).
 fn mismatches(setup: &Setup) -> usize {
@@ -263,10 +315,9 @@ fn mismatches(setup: &Setup) -> usize {
 
 /// A seal key other than the one the terminal seals to (PKCS#8 PEM).
 fn another_seal_key_pem() -> String {
-    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
-    rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048)
-        .expect("RSA key")
-        .to_pkcs8_pem(LineEnding::LF)
+    mynalink_link::seal::SealPrivateKey::generate()
+        .expect("X25519 key")
+        .to_pkcs8_pem()
         .expect("PEM")
         .to_string()
 }

@@ -45,6 +45,68 @@ fn the_simulated_root_is_not_trusted_on_a_reader_unless_configured() {
     assert_eq!(run.code().as_deref(), Some("certificate_untrusted"));
 }
 
+/// A trace made on a reader keeps the signing certificate only as SHA-256 (the card could be
+/// anyone's), is owner-only, and its replay stops at the certificate.
+#[test]
+fn a_readers_trace_withholds_the_certificate() {
+    use std::os::unix::fs::PermissionsExt;
+    let slot = SLOTS[0];
+    let _reader = lock(slot);
+    let _card = VirtualCard::start(slot, &[]);
+    let dir = temp_dir();
+    let trace = dir.path().join("reader.json");
+    let trace_arg = path_str(&trace);
+    let run = headless_reader(slot.reader, &["--record", &trace_arg], "TEST1234\n");
+    assert_eq!(run.json()["outcome"], "verified", "{}", run.stdout);
+    let mode = std::fs::metadata(&trace)
+        .expect("trace")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace")).expect("json");
+    assert_eq!(value["source"], "reader");
+    let events = value["events"].as_array().expect("events");
+    let select = events
+        .iter()
+        .position(|e| e["command"] == "00a4020c020001")
+        .expect("SELECT EF 0001");
+    let reads: Vec<&serde_json::Value> = events[select + 1..]
+        .iter()
+        .take_while(|e| e["command"].as_str().is_some_and(|c| c.starts_with("00b0")))
+        .collect();
+    assert!(!reads.is_empty());
+    for read in reads {
+        // Withheld, or a bare status word.
+        let bare = read["response"].as_str().is_some_and(|r| r.len() == 4);
+        assert!(read["kind"] == "withheld" || bare, "{read}");
+    }
+
+    let config = common::pcsc::test_config();
+    let run = mynalink(
+        &[
+            "--config",
+            &config,
+            "headless",
+            "--replay",
+            &trace_arg,
+            "--license",
+            LICENSE,
+            "--offline",
+            "--pin-stdin",
+            "--json",
+        ],
+        Some("TEST1234\n"),
+    );
+    assert_eq!(
+        run.code().as_deref(),
+        Some("trace_certificate_withheld"),
+        "{}",
+        run.stdout
+    );
+}
+
 /// Removal at each APDU of the success path: a clean `card_removed`, and the card works
 /// again once it is back, with nothing restarted.
 fn removal_at(positions: impl Iterator<Item = usize>, slot: common::pcsc::Slot) {

@@ -125,6 +125,9 @@ fn our_flow(trace: &Path) -> Value {
             "--json",
             "--record",
             &trace,
+            // The comparison needs the certificate's bytes, which a reader's trace withholds
+            // by default.
+            "--record-certificate",
         ],
         Some(&format!("{PASSWORD}\n")),
     );

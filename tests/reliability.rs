@@ -428,8 +428,7 @@ fn request(signed: &SignedStatement) -> BindingRequest {
 fn a_staff_confirmation_queued_with_the_binding_is_sent_by_flush() {
     let bench = Bench::new();
     let (_, holder) = substitute_holder();
-    let key = mynalink_link::seal::parse_public_key(x509::public_key_pem().as_bytes())
-        .expect("backend key");
+    let key = x509::seal_key().public_key().clone();
     {
         let mut outbox = Outbox::open(&bench.outbox).expect("outbox");
         let now = OffsetDateTime::now_utc();
@@ -480,6 +479,11 @@ fn each_refusal_has_its_own_code_and_nothing_is_stored() {
     // Through the client, as a counter would meet them.
     let wrong_token = bench.setup.dir.join("wrong-token");
     std::fs::write(&wrong_token, "not-this-terminals-token\n").expect("token");
+    std::fs::set_permissions(
+        &wrong_token,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod the token file");
     for (license, terminal, token, code, detail) in [
         (
             CARD_ONLY,
@@ -640,8 +644,7 @@ fn the_background_sender_delivers_once_the_backend_is_back() {
 
     // Signed while the backend is down: queued, with the staff confirmation kept.
     let (_, holder) = substitute_holder();
-    let key = mynalink_link::seal::parse_public_key(x509::public_key_pem().as_bytes())
-        .expect("backend key");
+    let key = x509::seal_key().public_key().clone();
     let signed = crafted(
         SUBSTITUTE_CONFIRMED,
         &holder,

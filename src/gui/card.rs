@@ -182,7 +182,7 @@ impl CardStation {
             }
             CardSource::Reader(name) => {
                 let choice = Choice::Reader(name.clone());
-                source::open(&choice, &Default::default(), false)?.transport
+                source::open(&choice, &Default::default(), None)?.transport
             }
         };
         let mut flow = FirstStage::new(transport, inputs, self.trust.clone())?;

@@ -25,15 +25,12 @@ use crate::cli::BackendArgs;
 use crate::config::{default_outbox, Config};
 use crate::delivery::Uploader;
 use crate::headless::SIMULATED_CARD_TEST_ROOT;
-use crate::operator_password::OperatorPasswordHash;
+use crate::operator_password::{OperatorPasswordHash, PasswordCheck, Throttle};
 
 /// The terms file is text for people; anything larger is not a terms file.
 const MAX_TERMS_BYTES: u64 = 1 << 20;
 /// Kiosk default: a turn is reset after this long without a touch.
 pub const DEFAULT_KIOSK_IDLE: Duration = Duration::from_secs(120);
-/// The demo backend's outbox sealing key: a fixed key for demos only (the embedded backend
-/// would otherwise spend about a second generating one before the window opens).
-const DEMO_SEAL_KEY: &str = include_str!("../../assets/demo-backend-seal-key.pem");
 /// The demo operator password (`--demo` only) and its hash, computed once (a test checks it).
 pub const DEMO_OPERATOR_PASSWORD: &str = "demo";
 const DEMO_OPERATOR_HASH: &str = "pbkdf2-sha256$600000$6d796e616c696e6b2d64656d6f2d3031$4676ba22edb6a4ddf4014f6d06491348685a4fe7c0a3c5a97f3a204005209a05";
@@ -98,6 +95,8 @@ pub struct Environment {
     pub remote_problem: Option<String>,
     pub sender: Arc<SenderLink>,
     pub operator_password: Option<OperatorPasswordHash>,
+    /// Failed operator-password attempts, shared by every window of the process.
+    pub operator_throttle: Arc<Mutex<Throttle>>,
     pub kiosk_idle: Duration,
     /// Today's operations, beside the outbox (`None`: kept in memory only).
     pub history: Option<super::history::HistoryFile>,
@@ -124,6 +123,12 @@ impl Environment {
         self.operator_password
             .as_ref()
             .is_some_and(|hash| hash.verify(typed))
+    }
+
+    /// One attempt at the operator password, slowed down after failures (see
+    /// [`Throttle`]). Blocks for the hash check: call it off the UI thread.
+    pub fn check_operator_password(&self, typed: &str) -> PasswordCheck {
+        Throttle::check(&self.operator_throttle, || self.operator_password_ok(typed))
     }
 
     pub fn simulated_card(&self) -> Option<&mynalink_simcard::SimHandle> {
@@ -221,10 +226,8 @@ pub fn demo_backend_down(
 }
 
 fn demo_environment(language: Lang, sim_options: SimOptions) -> Result<Environment, FlowError> {
+    // The embedded backend makes the directory 0700 and its keys 0600.
     let dir = EmbeddedBackend::temp_dir("mynalink-window-demo");
-    std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(dir.join("seal-key.pem"), DEMO_SEAL_KEY))
-        .map_err(|e| config_error(format!("{}: {e}", dir.display())))?;
     let records = demo_records();
     let backend = EmbeddedBackend::start(&Setup {
         dir: dir.clone(),
@@ -254,6 +257,7 @@ fn demo_environment(language: Lang, sim_options: SimOptions) -> Result<Environme
         remote_problem: None,
         sender,
         operator_password: OperatorPasswordHash::parse(DEMO_OPERATOR_HASH).ok(),
+        operator_throttle: Arc::default(),
         kiosk_idle: DEFAULT_KIOSK_IDLE,
         history: Some(super::history::HistoryFile::new(dir.join("history.jsonl"))),
         fit_to_monitor: true,
@@ -316,6 +320,7 @@ pub fn from_config(config: &Config) -> Result<Environment, FlowError> {
             .map(OperatorPasswordHash::parse)
             .transpose()
             .map_err(|e| config_error(format!("operator_password_hash: {e}")))?,
+        operator_throttle: Arc::default(),
         kiosk_idle: config
             .kiosk_idle_seconds
             .map(Duration::from_secs)
@@ -364,6 +369,32 @@ mod tests {
         assert!(tests.operator_password_ok(DEMO_OPERATOR_PASSWORD));
         if let Some(backend) = tests.embedded.clone() {
             let _ = std::fs::remove_dir_all(&backend.dir);
+        }
+    }
+
+    #[test]
+    fn the_demo_keeps_its_keys_and_token_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let env = demo_with(Lang::Ja, SimOptions::default()).expect("demo");
+        let dir = env
+            .embedded
+            .as_ref()
+            .map(|b| b.dir.clone())
+            .expect("embedded");
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        };
+        let modes: Vec<(String, u32)> = ["", "seal-key.pem", "token", "terminal-tokens"]
+            .iter()
+            .map(|name| (name.to_string(), mode(&dir.join(name))))
+            .collect();
+        drop(env);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(modes[0].1, 0o700, "the directory");
+        for (name, mode) in &modes[1..] {
+            assert_eq!(*mode, 0o600, "{name}");
         }
     }
 }

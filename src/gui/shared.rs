@@ -3,7 +3,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use iced::futures::Stream;
 use iced::widget::{button, column, row, text};
@@ -21,6 +21,7 @@ use super::look::{self, MUTED, SUCCESS};
 use super::setup::{Environment, SenderLink};
 use super::staff::HistoryRow;
 use super::turn::{CardPhase, Lookup, SendPhase, Turn};
+use crate::operator_password::{PasswordCheck, Refusal};
 
 static PROCESS_START: OnceLock<Instant> = OnceLock::new();
 
@@ -263,21 +264,51 @@ pub fn sender_history_row(event: &SenderEvent) -> Option<HistoryRow> {
     })
 }
 
-/// Checks the operator password on a blocking thread (PBKDF2 takes a noticeable moment).
+/// Checks the operator password on a blocking thread (PBKDF2 takes a noticeable moment);
+/// the window goes on meanwhile, and a wait after failures is answered at once.
 pub fn check_operator_password<M: Send + 'static>(
     env: &Environment,
     typed: zeroize::Zeroizing<String>,
-    done: fn(bool) -> M,
+    done: fn(PasswordCheck) -> M,
 ) -> Task<M> {
     let env = env.clone();
     Task::perform(
         async move {
-            tokio::task::spawn_blocking(move || env.operator_password_ok(&typed))
+            tokio::task::spawn_blocking(move || env.check_operator_password(&typed))
                 .await
-                .unwrap_or(false)
+                .unwrap_or(PasswordCheck::Refused(Refusal::Wrong {
+                    wait: Duration::ZERO,
+                }))
         },
         done,
     )
+}
+
+/// What a refused operator password shows: why, and how long to wait before the next try.
+pub fn refusal_lines(lang: Lang, refusal: Refusal) -> Vec<String> {
+    let seconds = |wait: Duration| wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    match refusal {
+        Refusal::Wrong { wait } if wait.is_zero() => {
+            vec![lang.pick("パスワードが違います。", "Wrong password.").to_string()]
+        }
+        Refusal::Wrong { wait } => vec![
+            lang.pick("パスワードが違います。", "Wrong password.").to_string(),
+            lang.choose(
+                format!("{}秒待ってから、もう一度入力してください。", seconds(wait)),
+                format!("Wait {} s before trying again.", seconds(wait)),
+            ),
+        ],
+        Refusal::TooSoon { wait } => vec![lang.choose(
+            format!(
+                "間違いが続いたため、あと{}秒は確認しません。待ってから入力してください。",
+                seconds(wait)
+            ),
+            format!(
+                "After wrong passwords, nothing is checked for another {} s. Please wait, then try again.",
+                seconds(wait)
+            ),
+        )],
+    }
 }
 
 fn with_sender(env: &Environment, f: impl FnOnce(&mynalink_link::sender::SenderHandle)) {
@@ -362,7 +393,9 @@ pub fn lookup_view<'a, M: 'a>(lang: Lang, lookup: &Lookup) -> Element<'a, M> {
             format!("The backend cannot be asked ({reason}). The procedure can go on; the upload will wait in the outbox."),
         )),
         Lookup::Found(status) => {
-            let holding = holding_text(lang, status.holding);
+            let holding = status
+                .holding
+                .map_or(lang.pick("（回答なし）", "(not given)"), |h| holding_text(lang, h));
             let mut col = column![text(format!("{}: {holding}", lang.pick("保有状況", "Holding")))].spacing(6);
             if status.linked {
                 let via = match status.linked_via {

@@ -44,7 +44,16 @@ impl Run {
 }
 
 pub fn mynalink(args: &[&str], stdin: Option<&str>) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mynalink"))
+    mynalink_in(None, args, stdin)
+}
+
+/// [`mynalink`] started in the working directory `cwd` (`None`: the test's own).
+pub fn mynalink_in(cwd: Option<&Path>, args: &[&str], stdin: Option<&str>) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mynalink"));
+    if let Some(dir) = cwd {
+        command.current_dir(dir);
+    }
+    let mut child = command
         .args(args)
         // Never pick up the developer's own settings.
         .env("XDG_CONFIG_HOME", "/nonexistent/mynalink-tests")

@@ -69,14 +69,30 @@ impl Setup {
             std::fs::write(&path, bytes).expect("write a backend file");
             path
         };
+        // Keys and tokens: the server and the client refuse them readable by others.
+        let write_secret = |name: &str, bytes: &[u8]| {
+            use std::os::unix::fs::PermissionsExt;
+            let path = write(name, bytes);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod 600");
+            path
+        };
         let (ca, cert, key) = x509::tls();
         let ca_pem = write("tls-ca.pem", ca.as_bytes());
         let cert = write("tls-cert.pem", cert.as_bytes());
-        let tls_key = write("tls-key.pem", key.as_bytes());
-        let seal_key = write("seal-key.pem", x509::private_key_pem().as_bytes());
-        let seal_public = write("seal-public.pem", x509::public_key_pem().as_bytes());
-        let token_file = write("token", format!("{TOKEN}\n").as_bytes());
-        let tokens = write(
+        let tls_key = write_secret("tls-key.pem", key.as_bytes());
+        let seal_pem = x509::seal_key().to_pkcs8_pem().expect("seal key PEM");
+        let seal_key = write_secret("seal-key.pem", seal_pem.as_bytes());
+        let seal_public = write(
+            "seal-public.pem",
+            x509::seal_key()
+                .public_key()
+                .to_pem()
+                .expect("public key PEM")
+                .as_bytes(),
+        );
+        let token_file = write_secret("token", format!("{TOKEN}\n").as_bytes());
+        let tokens = write_secret(
             "terminal-tokens",
             format!("{TERMINAL} {}\n", hex::encode(Sha256::digest(TOKEN))).as_bytes(),
         );
@@ -123,6 +139,8 @@ impl Setup {
             server_args.push("--trust-anchor".into());
             server_args.push(path(anchor));
         }
+        // The first anchor is the simulated card's TEST root.
+        server_args.push("--allow-test-root".into());
         Setup {
             dir: dir.to_path_buf(),
             database,

@@ -1,13 +1,13 @@
 //! Certificates made at test time: a TLS CA and a server certificate for 127.0.0.1, and a
 //! JPKI-profile signing certificate (with its own test root) for a holder whose name uses
 //! substitute characters, which the simulated card does not have. One RSA key per test
-//! process serves every certificate, the backend's seal key and the holder's signatures.
+//! process serves every certificate and the holder's signatures; one X25519 key is the
+//! backend's seal key.
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
 
 use mynalink_simcard::der;
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use rsa::{Pkcs1v15Sign, RsaPrivateKey};
 use sha2::{Digest, Sha256};
@@ -18,18 +18,19 @@ pub fn key() -> &'static RsaPrivateKey {
     KEY.get_or_init(|| RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("RSA key"))
 }
 
-pub fn private_key_pem() -> String {
+/// The RSA key in PKCS#8 PEM (the TLS server's key).
+fn private_key_pem() -> String {
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
     key()
         .to_pkcs8_pem(LineEnding::LF)
         .expect("PKCS#8 PEM")
         .to_string()
 }
 
-pub fn public_key_pem() -> String {
-    key()
-        .to_public_key()
-        .to_public_key_pem(LineEnding::LF)
-        .expect("public key PEM")
+/// The backend's X25519 seal key, one per test process.
+pub fn seal_key() -> &'static mynalink_link::seal::SealPrivateKey {
+    static KEY: OnceLock<mynalink_link::seal::SealPrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| mynalink_link::seal::SealPrivateKey::generate().expect("seal key"))
 }
 
 /// RSASSA-PKCS1-v1_5 with SHA-256, as the card signs.

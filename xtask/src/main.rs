@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask demo`, `cargo xtask test`, `cargo xtask bench`,
 //! `cargo xtask fixtures`. Each installs the Debian packages it needs when they are missing.
 
+mod audit;
 mod bench;
 mod bench_gui;
 mod bench_server;
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
         "bench-server" => bench_server::run(rest),
         "bench-gui" => bench_gui::run(rest),
         "fixtures" => fixtures::regenerate(),
+        "audit" => ensure_packages(BUILD_PACKAGES).and_then(|()| audit::run_audit(&target_dir())),
         "postgres" => postgres::run_by_hand(&target_dir().join("pg-dev")),
         _ => {
             eprintln!(
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
                  bench-server only the backend load test: bindings/s and latency, SQLite and PostgreSQL\n\
                  bench-gui  only the window start-up: first frame and memory under Xvfb\n\
                  fixtures   re-record the APDU fixtures in fixtures/ from the simulated card\n\
+                 audit      check Cargo.lock against the offline RustSec snapshot (cargo audit)\n\
                  postgres   a private PostgreSQL for running the server tests by hand (until Enter)"
             );
             return if task == "help" {
@@ -110,6 +113,7 @@ fn test(rest: &[String]) -> Result<(), String> {
     ensure_packages(GUI_TEST_PACKAGES)?;
     step("checking formatting (cargo fmt --check)");
     cargo(&["fmt", "--all", "--", "--check"])?;
+    audit::run_audit(&target_dir())?;
     step("linting (cargo clippy -D warnings)");
     cargo(&[
         "clippy",

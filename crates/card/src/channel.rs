@@ -47,7 +47,9 @@ impl<T: Transport> CardChannel<T> {
         &self.transport
     }
 
-    pub fn transport_mut(&mut self) -> &mut T {
+    /// Only for this crate: outside it, commands go through [`CardChannel::transmit`] and
+    /// its allow-list.
+    pub(crate) fn transport_mut(&mut self) -> &mut T {
         &mut self.transport
     }
 

@@ -46,6 +46,16 @@ pub enum ExtendedLength {
     Never,
 }
 
+/// The JPKI application on one card. Every command goes through its [`CardChannel`] and the
+/// allow-list there: nothing outside this crate gets the transport mutably, so nothing can
+/// send an APDU around it.
+///
+/// ```compile_fail
+/// fn around_the_allow_list<T: mynalink_card::Transport>(card: &mut mynalink_card::JpkiCard<T>) {
+///     // The My Number card's 券面事項入力補助AP: never to be selected.
+///     let _ = card.transport_mut().transmit(&[0x00, 0xA4, 0x04, 0x0C, 0x0A]);
+/// }
+/// ```
 pub struct JpkiCard<T: Transport> {
     channel: CardChannel<T>,
     extended: ExtendedLength,
@@ -78,10 +88,6 @@ impl<T: Transport> JpkiCard<T> {
 
     pub fn transport(&self) -> &T {
         self.channel.transport()
-    }
-
-    pub fn transport_mut(&mut self) -> &mut T {
-        self.channel.transport_mut()
     }
 
     pub fn into_transport(self) -> T {

@@ -2,28 +2,54 @@
 //!
 //! A trace is one JSON object:
 //! ```json
-//! { "format": "mynalink-apdu-trace", "version": 1,
+//! { "format": "mynalink-apdu-trace", "version": 2, "source": "reader",
 //!   "reader": "…", "atr": "3be000ff8131fe4514",
 //!   "inputs": { …the flow's inputs, opaque to this layer… },
 //!   "events": [ { "kind": "exchange", "command": "00a4040c0a…", "response": "9000", "micros": 812 },
+//!               { "kind": "withheld", "command": "00b0000000", "response_sha256": "…", "micros": 9 },
 //!               { "kind": "card_removed", "command": "00b00000", "micros": 3 } ] }
 //! ```
 //! Commands and responses are lower-case hex. The data of VERIFY (and CHANGE REFERENCE
 //! DATA) is written as `XX` per byte, length kept: the password never reaches a trace.
 //! `XX` in a command matches any byte on replay.
+//!
+//! The signing certificate holds the holder's name, address, birth date and sex. A trace
+//! from a real card keeps only the SHA-256 of each response carrying its bytes (`withheld`),
+//! unless the recording asked for them explicitly; a replay stops there. `source` says
+//! whether the trace was made on the simulated card (`simulated`) or a reader (`reader`).
+//! Version 1 (no `source`, no `withheld`) is still read.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::allowlist::{ef, INS_GET_RESPONSE, INS_READ_BINARY, INS_SELECT};
 
 pub const FORMAT: &str = "mynalink-apdu-trace";
-pub const VERSION: u32 = 1;
+/// The version written. Version 2 added `source` and `withheld` events.
+pub const VERSION: u32 = 2;
+/// Versions read.
+pub const VERSIONS_READ: [u32; 2] = [1, 2];
 /// Traces are small (a flow is ~20 APDUs); this bounds what a hostile file can make us hold.
 pub const MAX_TRACE_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_EVENTS: usize = 10_000;
+
+/// Where a trace's responses came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceSource {
+    /// The built-in simulated card (a TEST identity, no personal data).
+    Simulated,
+    /// A card in a reader: a real holder's card as far as the client can tell.
+    Reader,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trace {
     pub format: String,
     pub version: u32,
+    /// `None` only in version 1 traces, which did not record it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<TraceSource>,
     pub reader: String,
     pub atr: String,
     #[serde(default)]
@@ -54,6 +80,14 @@ pub enum TraceEvent {
         #[serde(default)]
         micros: u64,
     },
+    /// A response carrying bytes of the signing certificate, left out of the trace: only its
+    /// SHA-256 (of the complete response, status word included) is kept.
+    Withheld {
+        command: String,
+        response_sha256: String,
+        #[serde(default)]
+        micros: u64,
+    },
 }
 
 impl TraceEvent {
@@ -61,16 +95,18 @@ impl TraceEvent {
         match self {
             TraceEvent::Exchange { command, .. }
             | TraceEvent::CardRemoved { command, .. }
-            | TraceEvent::ReaderError { command, .. } => command,
+            | TraceEvent::ReaderError { command, .. }
+            | TraceEvent::Withheld { command, .. } => command,
         }
     }
 }
 
 impl Trace {
-    pub fn new(reader: &str, atr: &[u8]) -> Trace {
+    pub fn new(reader: &str, atr: &[u8], source: TraceSource) -> Trace {
         Trace {
             format: FORMAT.into(),
             version: VERSION,
+            source: Some(source),
             reader: reader.into(),
             atr: hex::encode(atr),
             inputs: serde_json::Map::new(),
@@ -90,11 +126,21 @@ impl Trace {
                 trace.format
             ));
         }
-        if trace.version != VERSION {
+        if !VERSIONS_READ.contains(&trace.version) {
             return Err(format!(
-                "version {} is not supported (expected {VERSION})",
+                "version {} is not supported (expected one of {VERSIONS_READ:?})",
                 trace.version
             ));
+        }
+        let withheld = trace
+            .events
+            .iter()
+            .any(|e| matches!(e, TraceEvent::Withheld { .. }));
+        match (trace.version, trace.source) {
+            (1, Some(_)) => return Err("version 1 has no \"source\"".into()),
+            (1, None) if withheld => return Err("version 1 has no withheld responses".into()),
+            (2, None) => return Err("no \"source\" (simulated or reader)".into()),
+            _ => {}
         }
         if trace.events.len() > MAX_EVENTS {
             return Err(format!("more than {MAX_EVENTS} events"));
@@ -102,11 +148,24 @@ impl Trace {
         hex::decode(&trace.atr).map_err(|e| format!("atr: {e}"))?;
         for (i, event) in trace.events.iter().enumerate() {
             parse_pattern(event.command()).map_err(|e| format!("event {i} command: {e}"))?;
-            if let TraceEvent::Exchange { response, .. } = event {
-                let r = hex::decode(response).map_err(|e| format!("event {i} response: {e}"))?;
-                if r.len() < 2 {
-                    return Err(format!("event {i} response has no status word"));
+            match event {
+                TraceEvent::Exchange { response, .. } => {
+                    let r =
+                        hex::decode(response).map_err(|e| format!("event {i} response: {e}"))?;
+                    if r.len() < 2 {
+                        return Err(format!("event {i} response has no status word"));
+                    }
                 }
+                TraceEvent::Withheld {
+                    response_sha256, ..
+                } => {
+                    let hash = hex::decode(response_sha256)
+                        .map_err(|e| format!("event {i} response_sha256: {e}"))?;
+                    if hash.len() != 32 {
+                        return Err(format!("event {i} response_sha256 is not 32 bytes"));
+                    }
+                }
+                TraceEvent::CardRemoved { .. } | TraceEvent::ReaderError { .. } => {}
             }
         }
         Ok(trace)
@@ -130,6 +189,48 @@ pub fn mask_command(command: &[u8]) -> String {
         }
     }
     out
+}
+
+/// The SHA-256 of a response, as a `withheld` event keeps it.
+pub fn response_sha256(response: &[u8]) -> String {
+    hex::encode(Sha256::digest(response))
+}
+
+/// Follows the selection through the commands sent, to tell which responses carry bytes of
+/// the signing certificate file: READ BINARY and GET RESPONSE after a SELECT of EF 0001,
+/// until the next SELECT. Any SELECT of file id 0001 counts (whatever the card answers), so
+/// an unusual card errs on the side of withholding.
+#[derive(Debug, Default, Clone)]
+pub struct CertificateTracker {
+    in_certificate: bool,
+}
+
+impl CertificateTracker {
+    /// Whether the response to `command` may carry certificate bytes; updates the selection.
+    pub fn carries_certificate(&mut self, command: &[u8]) -> bool {
+        let Some(&ins) = command.get(1) else {
+            return false;
+        };
+        match ins {
+            INS_SELECT => {
+                self.in_certificate = selects_signing_certificate(command);
+                false
+            }
+            INS_READ_BINARY | INS_GET_RESPONSE => self.in_certificate,
+            _ => false,
+        }
+    }
+}
+
+/// A SELECT by file id (not by DF name) whose data is the signing certificate's id.
+fn selects_signing_certificate(command: &[u8]) -> bool {
+    let fid = ef::SIGNING_CERTIFICATE.to_be_bytes();
+    let data = match command {
+        [_, _, p1, _, 2, rest @ ..] if *p1 != 0x04 => rest.get(..2),
+        [_, _, p1, _, 0, 0, 2, rest @ ..] if *p1 != 0x04 => rest.get(..2),
+        _ => None,
+    };
+    data == Some(&fid[..])
 }
 
 /// For VERIFY (20) and CHANGE REFERENCE DATA (24): where the data field lies.
@@ -206,8 +307,72 @@ mod tests {
     }
 
     #[test]
+    fn the_certificate_file_is_tracked_through_selects() {
+        let mut t = CertificateTracker::default();
+        let select = |fid: [u8; 2]| [0x00, 0xA4, 0x02, 0x0C, 0x02, fid[0], fid[1]];
+        let read = [0x00, 0xB0, 0x00, 0x00, 0x00, 0x00, 0x00];
+        let get_response = [0x00, 0xC0, 0x00, 0x00, 0x20];
+        assert!(!t.carries_certificate(&read), "nothing selected yet");
+        assert!(!t.carries_certificate(&select([0x00, 0x06])));
+        assert!(!t.carries_certificate(&read), "token info");
+        assert!(!t.carries_certificate(&select([0x00, 0x01])));
+        assert!(t.carries_certificate(&read));
+        assert!(t.carries_certificate(&[0x00, 0xB0, 0x01, 0x00, 0xFF]));
+        assert!(t.carries_certificate(&get_response), "T=0 chaining");
+        assert!(!t.carries_certificate(&[0x80, 0x2A, 0x00, 0x80, 0x01, 0x00]));
+        assert!(!t.carries_certificate(&select([0x00, 0x02])));
+        assert!(
+            !t.carries_certificate(&read),
+            "the CA certificate is public"
+        );
+        // Extended Lc, and a select of a DF named 00 01 is not the file.
+        assert!(!t.carries_certificate(&[0x00, 0xA4, 0x02, 0x0C, 0x00, 0x00, 0x02, 0x00, 0x01]));
+        assert!(t.carries_certificate(&read));
+        assert!(!t.carries_certificate(&[0x00, 0xA4, 0x04, 0x0C, 0x02, 0x00, 0x01]));
+        assert!(!t.carries_certificate(&read));
+        assert!(!t.carries_certificate(&[]));
+        assert!(!t.carries_certificate(&[0x00]));
+    }
+
+    #[test]
+    fn version_1_is_still_read() {
+        let v1 = r#"{"format":"mynalink-apdu-trace","version":1,"reader":"r","atr":"3b00",
+            "events":[{"kind":"exchange","command":"00a4040c","response":"9000","micros":1}]}"#;
+        let t = Trace::parse(v1.as_bytes()).expect("version 1");
+        assert_eq!(t.source, None);
+        assert_eq!(t.events.len(), 1);
+        let with_source = v1.replace(r#""version":1,"#, r#""version":1,"source":"reader","#);
+        assert!(Trace::parse(with_source.as_bytes()).is_err());
+        let v2_without_source = v1.replace(r#""version":1"#, r#""version":2"#);
+        assert!(Trace::parse(v2_without_source.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn withheld_events_round_trip_and_are_checked() {
+        let mut t = Trace::new("r", &[0x3B, 0x00], TraceSource::Reader);
+        t.events.push(TraceEvent::Withheld {
+            command: "00b0000000".into(),
+            response_sha256: response_sha256(b"\x30\x82\x90\x00"),
+            micros: 2,
+        });
+        let json = t.to_json();
+        assert!(json.contains("\"kind\": \"withheld\""), "{json}");
+        assert!(json.contains("\"source\": \"reader\""), "{json}");
+        assert_eq!(Trace::parse(json.as_bytes()), Ok(t.clone()));
+        let short = json.replace(&response_sha256(b"\x30\x82\x90\x00"), "00ff");
+        assert!(Trace::parse(short.as_bytes()).is_err());
+        let v1 = json
+            .replace("\"version\": 2", "\"version\": 1")
+            .replace("\"source\": \"reader\",", "");
+        assert!(
+            Trace::parse(v1.as_bytes()).is_err(),
+            "withheld is version 2"
+        );
+    }
+
+    #[test]
     fn parse_checks_the_file() {
-        let mut t = Trace::new("r", &[0x3B, 0x00]);
+        let mut t = Trace::new("r", &[0x3B, 0x00], TraceSource::Simulated);
         t.events.push(TraceEvent::Exchange {
             command: "00a4040c".into(),
             response: "9000".into(),
@@ -216,7 +381,7 @@ mod tests {
         let json = t.to_json();
         assert_eq!(Trace::parse(json.as_bytes()), Ok(t.clone()));
         assert!(Trace::parse(b"{}").is_err());
-        assert!(Trace::parse(json.replace("\"version\": 1", "\"version\": 2").as_bytes()).is_err());
+        assert!(Trace::parse(json.replace("\"version\": 2", "\"version\": 3").as_bytes()).is_err());
         assert!(Trace::parse(json.replace("9000", "90").as_bytes()).is_err());
         assert!(Trace::parse(json.replace("9000", "9g00").as_bytes()).is_err());
         assert!(Trace::parse(&vec![b' '; MAX_TRACE_BYTES + 1]).is_err());

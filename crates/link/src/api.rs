@@ -234,8 +234,13 @@ impl ServiceStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LicenseStatus {
     pub license_number: String,
-    pub holding: Holding,
-    pub state: LicenseState,
+    /// Given to terminals and administrators (the counter explains the holding pattern).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holding: Option<Holding>,
+    /// Given to administrators only: whether a license is suspended or revoked is not a
+    /// terminal's or Mynaportal's business (the services below say what the holder can use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<LicenseState>,
     /// §2(1): can link at all.
     pub eligible: bool,
     pub linked: bool,
@@ -247,10 +252,10 @@ pub struct LicenseStatus {
     /// `relink_from_mynaportal`, `required`.
     pub reason: String,
     pub services: Vec<ServiceStatus>,
-    /// Whether the active binding completed the second stage from Mynaportal (§4);
-    /// absent from older servers, read as `false`.
-    #[serde(default)]
-    pub second_stage_done: bool,
+    /// Whether the active binding completed the second stage from Mynaportal (§4); given
+    /// to Mynaportal and administrators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_stage_done: Option<bool>,
 }
 
 #[cfg(test)]

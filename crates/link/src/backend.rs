@@ -1,6 +1,8 @@
 //! The terminal's client of the backend API (see [`crate::api`]): HTTPS with a per-terminal
 //! bearer token, one pooled connection reused for every call, and plain HTTP refused for
-//! anything but loopback.
+//! anything but a literal loopback address. Redirects are never followed (the token and the
+//! signed binding go to the configured backend or nowhere), and a configured `ca_file` is the
+//! only root trusted: a public CA cannot then stand in for the backend.
 
 use std::path::Path;
 use std::time::Duration;
@@ -47,7 +49,9 @@ pub struct Backend {
     token: Zeroizing<String>,
 }
 
-/// `https://` anywhere; `http://` only to a loopback address, where no network is crossed.
+/// `https://` anywhere; `http://` only to a literal loopback address (127.0.0.0/8, ::1),
+/// where no network is crossed. Not the name `localhost`: what it resolves to is up to the
+/// resolver's configuration, not to this check.
 pub fn check_url(url: &str) -> Result<Url, BackendConfigError> {
     let parsed =
         Url::parse(url).map_err(|e| BackendConfigError(format!("backend URL {url:?}: {e}")))?;
@@ -55,16 +59,16 @@ pub fn check_url(url: &str) -> Result<Url, BackendConfigError> {
         "https" => Ok(parsed),
         "http" => {
             let loopback = match parsed.host() {
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
                 Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
                 Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
+                Some(url::Host::Domain(_)) | None => false,
             };
             if loopback {
                 Ok(parsed)
             } else {
                 Err(BackendConfigError(format!(
-                    "backend URL {url}: plain http is allowed only to a loopback address; use https"
+                    "backend URL {url}: plain http is allowed only to a literal loopback address \
+                     (127.0.0.1, [::1]); use https"
                 )))
             }
         }
@@ -76,7 +80,7 @@ pub fn check_url(url: &str) -> Result<Url, BackendConfigError> {
 
 impl Backend {
     /// `ca_pem`: the root that signed the backend's TLS certificate, when it is not a public
-    /// one (a police network's own CA).
+    /// one (a police network's own CA). It is then the only root trusted.
     pub fn new(
         url: &str,
         token: Zeroizing<String>,
@@ -87,11 +91,14 @@ impl Backend {
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .https_only(base.scheme() == "https")
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("mynalink/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = ca_pem {
             let ca = reqwest::Certificate::from_pem(pem)
                 .map_err(|e| BackendConfigError(format!("backend CA certificate: {e}")))?;
-            builder = builder.add_root_certificate(ca);
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(ca);
         }
         let http = builder
             .build()
@@ -99,12 +106,16 @@ impl Backend {
         Ok(Backend { http, base, token })
     }
 
-    /// Reads the token file: the token on its first line, nothing else.
+    /// Reads the token file: the token on its first line, nothing else. A file other users
+    /// may read is refused: whoever reads the token can submit as this terminal.
     pub fn read_token(path: &Path) -> Result<Zeroizing<String>, BackendConfigError> {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| BackendConfigError(format!("token file {}: {e}", path.display())))?,
-        );
+        let failed =
+            |e: std::io::Error| BackendConfigError(format!("token file {}: {e}", path.display()));
+        let mut file = std::fs::File::open(path).map_err(failed)?;
+        // The mode of the file actually opened, not of whatever the path names later.
+        check_private(path, &file.metadata().map_err(failed)?)?;
+        let mut text = Zeroizing::new(String::new());
+        std::io::Read::read_to_string(&mut file, &mut text).map_err(failed)?;
         let token = text.lines().next().unwrap_or("").trim();
         if token.is_empty() {
             return Err(BackendConfigError(format!(
@@ -135,6 +146,7 @@ impl Backend {
             .map_err(|e| Unavailable(describe(&e)))?;
         let status = response.status();
         match status {
+            s if s.is_redirection() => Err(redirected(&response)),
             StatusCode::CREATED | StatusCode::OK => {
                 let accepted: BindingAccepted = read_json(response)?;
                 Ok(Submitted::Linked {
@@ -167,6 +179,9 @@ impl Backend {
             .header(reqwest::header::AUTHORIZATION, self.auth())
             .send()
             .map_err(|e| Unavailable(describe(&e)))?;
+        if response.status().is_redirection() {
+            return Err(redirected(&response));
+        }
         if !response.status().is_success() {
             return Err(Unavailable(format!(
                 "backend answered {}",
@@ -185,11 +200,47 @@ impl Backend {
     }
 }
 
+/// A secret file must be readable by its owner only (mode 0600 or stricter).
+#[cfg(unix)]
+fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<(), BackendConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(BackendConfigError(format!(
+            "token file {path} can be read by other users (mode {mode:04o}); \
+             restrict it with `chmod 600 {path}`",
+            path = path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_: &Path, _: &std::fs::Metadata) -> Result<(), BackendConfigError> {
+    Ok(())
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, Unavailable> {
     let status = response.status();
     response
         .json::<T>()
         .map_err(|e| Unavailable(format!("unreadable {status} answer: {e}")))
+}
+
+/// A 3xx: not followed (the body and the token must not go to another host), and it says
+/// where it pointed so that the operator can correct `backend_url`.
+fn redirected(response: &Response) -> Unavailable {
+    let target = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| response.url().join(l).ok())
+        .map_or_else(|| "nowhere".to_string(), |u| u.without_url_secret());
+    Unavailable(format!(
+        "backend answered {} redirecting to {target}; redirects are not followed: \
+         set backend_url to the backend's own address",
+        response.status()
+    ))
 }
 
 /// A short reason without the request (no token, no body).
@@ -231,7 +282,13 @@ mod tests {
         assert!(check_url("https://backend.example.jp/").is_ok());
         assert!(check_url("http://127.0.0.1:8080/").is_ok());
         assert!(check_url("http://[::1]:8080/").is_ok());
-        assert!(check_url("http://localhost:8080/").is_ok());
+        assert!(check_url("http://127.3.4.5:8080/").is_ok());
+        // A name is whatever the resolver makes of it.
+        assert!(check_url("http://localhost:8080/").is_err());
+        assert!(check_url("http://LOCALHOST/").is_err());
+        assert!(check_url("http://localhost.:8080/").is_err());
+        assert!(check_url("http://[::ffff:127.0.0.1]/").is_err());
+        assert!(check_url("https://localhost:8443/").is_ok());
         let e = check_url("http://10.0.0.5:8080/").unwrap_err();
         assert!(e.0.contains("loopback"), "{e}");
         assert!(check_url("http://backend.example.jp/").is_err());
@@ -247,18 +304,44 @@ mod tests {
         assert!(backend.license_status("729913281070").is_err());
     }
 
+    fn set_mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
     #[test]
     fn token_file_first_line() {
-        let dir = std::env::temp_dir().join(format!("mynalink-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("token");
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("token");
         std::fs::write(&path, "  s3cret-token \nignored\n").expect("write");
+        set_mode(&path, 0o600);
         assert_eq!(
             Backend::read_token(&path).expect("token").as_str(),
             "s3cret-token"
         );
         std::fs::write(&path, "\n").expect("write");
         assert!(Backend::read_token(&path).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_token_file_others_can_read_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret-token\n").expect("write");
+        for mode in [0o640, 0o604, 0o644, 0o660, 0o666] {
+            set_mode(&path, mode);
+            let e = Backend::read_token(&path).expect_err("readable by others");
+            assert!(
+                e.0.contains(&format!("chmod 600 {}", path.display())),
+                "{e}"
+            );
+            assert!(e.0.contains(&format!("{mode:04o}")), "{e}");
+            assert!(!e.0.contains("s3cret"), "{e}");
+        }
+        set_mode(&path, 0o400);
+        assert_eq!(
+            Backend::read_token(&path).expect("owner only").as_str(),
+            "s3cret-token"
+        );
     }
 }

@@ -28,6 +28,21 @@ const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
 pub(crate) const OID_SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
 const OID_SUBJECT_ALT_NAME: &str = "2.5.29.17";
 
+/// Extensions this program understands when they are marked critical: basicConstraints,
+/// keyUsage, extendedKeyUsage, certificatePolicies (critical on the JPKI signing
+/// certificate), subjectAltName, issuerAltName, and the key identifiers. Any other
+/// critical extension makes a holder's certificate unusable (RFC 5280 §4.2).
+const KNOWN_CRITICAL_EXTENSIONS: [&str; 8] = [
+    "2.5.29.19",
+    "2.5.29.15",
+    "2.5.29.37",
+    "2.5.29.32",
+    OID_SUBJECT_ALT_NAME,
+    "2.5.29.18",
+    "2.5.29.35",
+    "2.5.29.14",
+];
+
 /// DER content octets of `1.2.392.200149.8.5.5`; the basic-4 type-ids add one arc 1–6.
 const BASIC4_OID_PREFIX: [u8; 9] = [0x2a, 0x83, 0x08, 0x8c, 0x9b, 0x55, 0x08, 0x05, 0x05];
 
@@ -77,6 +92,12 @@ pub enum CertificateError {
         oid: &'static str,
         detail: String,
     },
+    #[error("the certificate is a CA certificate (basicConstraints cA), not a holder's signing certificate")]
+    CaCertificate,
+    #[error("the certificate's keyUsage does not allow signatures (digitalSignature or nonRepudiation), or allows a CA's uses")]
+    KeyUsage,
+    #[error("the certificate has a critical extension {oid} that this program does not know")]
+    UnknownCriticalExtension { oid: String },
 }
 
 fn malformed(detail: impl Into<String>) -> CertificateError {
@@ -168,6 +189,14 @@ pub struct SigningCertificate {
     pub(crate) is_ca: bool,
     /// keyUsage keyCertSign, `None` when there is no keyUsage extension.
     pub(crate) key_cert_sign: Option<bool>,
+    /// keyUsage allows signing documents: digitalSignature or nonRepudiation (`None`
+    /// without keyUsage), and none of a CA's uses (keyCertSign, cRLSign).
+    signing_key_usage: Option<bool>,
+    /// The first critical extension this program does not know, if any.
+    unknown_critical: Option<String>,
+    /// The issuer and subject names as encoded (DER), compared byte for byte.
+    pub(crate) issuer_der: Vec<u8>,
+    pub(crate) subject_der: Vec<u8>,
     sha256: [u8; 32],
     public_key: RsaPublicKey,
     pub(crate) tbs: Vec<u8>,
@@ -177,8 +206,27 @@ pub struct SigningCertificate {
 }
 
 impl SigningCertificate {
-    /// Parses the DER of one X.509 certificate whose key is RSA-2048.
+    /// Parses the DER of one holder's signing certificate: X.509 with an RSA-2048 key, an
+    /// end entity (not a CA) whose keyUsage allows signatures, and no critical extension
+    /// this program does not know (RFC 5280 §4.2: such a certificate must be refused).
     pub fn parse(der: &[u8]) -> Result<Self, CertificateError> {
+        let cert = Self::parse_any(der)?;
+        if cert.is_ca {
+            return Err(CertificateError::CaCertificate);
+        }
+        if cert.signing_key_usage != Some(true) {
+            return Err(CertificateError::KeyUsage);
+        }
+        if let Some(oid) = &cert.unknown_critical {
+            return Err(CertificateError::UnknownCriticalExtension { oid: oid.clone() });
+        }
+        Ok(cert)
+    }
+
+    /// Parses any X.509 certificate with an RSA-2048 key, CA or end entity, without the
+    /// checks that make it usable as a holder's signing certificate (for inspecting CA
+    /// certificates).
+    pub fn parse_any(der: &[u8]) -> Result<Self, CertificateError> {
         let cert = Self::parse_rsa(der)?;
         let bits = cert.public_key.n().bits();
         if bits != RSA_BITS {
@@ -240,10 +288,15 @@ impl SigningCertificate {
         let mut subject_key_id = None;
         let mut is_ca = false;
         let mut key_cert_sign = None;
+        let mut signing_key_usage = None;
+        let mut unknown_critical = None;
         for ext in tbs.extensions() {
             let oid = ext.oid.to_id_string();
             if seen.contains(&oid) {
                 return Err(malformed(format!("extension {oid} appears twice")));
+            }
+            if ext.critical && !KNOWN_CRITICAL_EXTENSIONS.contains(&oid.as_str()) {
+                unknown_critical.get_or_insert_with(|| oid.clone());
             }
             match ext.parsed_extension() {
                 ParsedExtension::AuthorityKeyIdentifier(aki) => {
@@ -253,7 +306,14 @@ impl SigningCertificate {
                     subject_key_id = Some(ski.0.to_vec());
                 }
                 ParsedExtension::BasicConstraints(bc) => is_ca = bc.ca,
-                ParsedExtension::KeyUsage(ku) => key_cert_sign = Some(ku.key_cert_sign()),
+                ParsedExtension::KeyUsage(ku) => {
+                    key_cert_sign = Some(ku.key_cert_sign());
+                    signing_key_usage = Some(
+                        (ku.digital_signature() || ku.non_repudiation())
+                            && !ku.key_cert_sign()
+                            && !ku.crl_sign(),
+                    );
+                }
                 // A broken subjectAltName only affects basic4(), which reports it there.
                 ParsedExtension::ParseError { error } if oid != OID_SUBJECT_ALT_NAME => {
                     return Err(malformed(format!("extension {oid}: {error}")));
@@ -273,6 +333,10 @@ impl SigningCertificate {
             subject_key_id,
             is_ca,
             key_cert_sign,
+            signing_key_usage,
+            unknown_critical,
+            issuer_der: tbs.issuer.as_raw().to_vec(),
+            subject_der: tbs.subject.as_raw().to_vec(),
             sha256: Sha256::digest(der).into(),
             public_key,
             tbs: tbs.as_ref().to_vec(),

@@ -37,10 +37,11 @@ pub enum ErrorCode {
     InputUnavailable,
     ConfigurationInvalid,
     OutboxUnavailable,
+    TraceCertificateWithheld,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::LicenseNumberInvalid,
         ErrorCode::PinFormatInvalid,
         ErrorCode::PinWrong,
@@ -66,6 +67,7 @@ impl ErrorCode {
         ErrorCode::InputUnavailable,
         ErrorCode::ConfigurationInvalid,
         ErrorCode::OutboxUnavailable,
+        ErrorCode::TraceCertificateWithheld,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +97,7 @@ impl ErrorCode {
             ErrorCode::InputUnavailable => "input_unavailable",
             ErrorCode::ConfigurationInvalid => "configuration_invalid",
             ErrorCode::OutboxUnavailable => "outbox_unavailable",
+            ErrorCode::TraceCertificateWithheld => "trace_certificate_withheld",
         }
     }
 
@@ -201,6 +204,10 @@ impl ErrorCode {
                 "設定に誤りがあります。詳細の項目を直してから起動し直してください。",
                 "The configuration is not valid. Correct the item named in the detail and start again.",
             ),
+            ErrorCode::TraceCertificateWithheld => (
+                "この記録ファイルには署名用電子証明書の中身がなく（個人情報のためハッシュ値のみ）、再生はここで止まります。証明書まで再生するには、--record-certificate を付けて記録し直してください。",
+                "The trace holds only a hash of the signing certificate (it carries personal data), so the replay stops here. To replay past it, record again with --record-certificate.",
+            ),
         }
     }
 }
@@ -278,6 +285,7 @@ impl From<TransportError> for FlowError {
             TransportError::CardBusy => ErrorCode::CardBusy,
             TransportError::TraceMismatch { .. } => ErrorCode::TraceMismatch,
             TransportError::TraceInvalid(_) => ErrorCode::TraceInvalid,
+            TransportError::TraceCertificateWithheld { .. } => ErrorCode::TraceCertificateWithheld,
             TransportError::Reader(_) => ErrorCode::CardError,
         };
         FlowError::new(code).with_detail(e.to_string())
@@ -422,7 +430,12 @@ impl From<CertificateError> for FlowError {
 
 impl From<TrustError> for FlowError {
     fn from(e: TrustError) -> FlowError {
-        FlowError::new(ErrorCode::CertificateUntrusted).with_detail(e.to_string())
+        let code = if e.is_certificate_fault() {
+            ErrorCode::CertificateInvalid
+        } else {
+            ErrorCode::CertificateUntrusted
+        };
+        FlowError::new(code).with_detail(e.to_string())
     }
 }
 
@@ -468,6 +481,10 @@ mod tests {
             (
                 CardError::Transport(TransportError::CardRemoved),
                 ErrorCode::CardRemoved,
+            ),
+            (
+                CardError::Transport(TransportError::TraceCertificateWithheld { index: 9 }),
+                ErrorCode::TraceCertificateWithheld,
             ),
             (
                 CardError::VerifyInterrupted {

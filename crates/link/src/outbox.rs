@@ -34,14 +34,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rand::{Rng, RngCore};
-use rsa::RsaPublicKey;
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::error::{ErrorCode, FlowError};
-use crate::seal::{self, SealError, SealedBox};
+use crate::seal::{self, RecipientKey, SealError, SealedBox};
 use crate::session::SignedStatement;
 use crate::statement::Statement;
 
@@ -66,7 +65,7 @@ pub const RESERVE_BYTES: u64 = 1 << 20;
 /// Sealing algorithms earlier versions wrote and this one no longer opens. An entry sealed
 /// with one of them is held ([`HoldReason::RetiredSealFormat`]) unless it is the current
 /// [`seal::ALG`].
-pub const RETIRED_SEAL_ALGS: [&str; 1] = ["RSA-OAEP-256+A256GCM"];
+pub const RETIRED_SEAL_ALGS: [&str; 1] = [seal::RETIRED_RSA_ALG];
 
 /// Longest stored `last_error`, in characters; it is for the operator's overview only.
 const MAX_ERROR_CHARS: usize = 500;
@@ -351,7 +350,7 @@ impl Outbox {
     pub fn add(
         &mut self,
         signed: &SignedStatement,
-        recipient: &RsaPublicKey,
+        recipient: &RecipientKey,
     ) -> Result<(EntryId, bool), OutboxError> {
         self.add_with(
             signed,
@@ -365,7 +364,7 @@ impl Outbox {
     pub fn add_at(
         &mut self,
         signed: &SignedStatement,
-        recipient: &RsaPublicKey,
+        recipient: &RecipientKey,
         now: OffsetDateTime,
     ) -> Result<(EntryId, bool), OutboxError> {
         self.add_with(signed, recipient, &EntryOptions::default(), now)
@@ -379,7 +378,7 @@ impl Outbox {
     pub fn add_with(
         &mut self,
         signed: &SignedStatement,
-        recipient: &RsaPublicKey,
+        recipient: &RecipientKey,
         options: &EntryOptions,
         now: OffsetDateTime,
     ) -> Result<(EntryId, bool), OutboxError> {
@@ -1121,10 +1120,8 @@ mod tests {
 
     #[test]
     fn a_version_1_outbox_is_migrated_without_losing_its_entries() {
-        use rand::SeedableRng;
-        let key = rsa::RsaPrivateKey::new(&mut rand::rngs::StdRng::seed_from_u64(1), 2048)
-            .expect("keygen");
-        let sealed = seal::seal(&key.to_public_key(), b"certificate", &[7u8; 32]).expect("seal");
+        let key = seal::SealPrivateKey::generate().expect("keygen");
+        let sealed = seal::seal(key.public_key(), b"certificate", &[7u8; 32]).expect("seal");
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("outbox.db");
         write_version_1(&path, &sealed);
@@ -1201,13 +1198,11 @@ mod tests {
         );
     }
 
-    fn recipient() -> RsaPublicKey {
-        static KEY: std::sync::OnceLock<rsa::RsaPrivateKey> = std::sync::OnceLock::new();
-        KEY.get_or_init(|| {
-            rsa::RsaPrivateKey::new(&mut rand::rngs::StdRng::seed_from_u64(3), 2048)
-                .expect("keygen")
-        })
-        .to_public_key()
+    fn recipient() -> RecipientKey {
+        static KEY: std::sync::OnceLock<seal::SealPrivateKey> = std::sync::OnceLock::new();
+        KEY.get_or_init(|| seal::SealPrivateKey::generate().expect("keygen"))
+            .public_key()
+            .clone()
     }
 
     /// A binding signed by the simulated card (a fresh statement each time).
@@ -1393,6 +1388,77 @@ mod tests {
                 "{unknown}"
             );
         }
+    }
+
+    /// A sealed certificate as the RSA sealing of earlier versions wrote it.
+    fn rsa_sealed_json() -> String {
+        serde_json::json!({
+            "alg": "RSA-OAEP-256+A256GCM",
+            "key_id": "ab".repeat(32),
+            "wrapped_key": "AAAA".repeat(64),
+            "nonce": "AAAAAAAAAAAAAAAA",
+            "ciphertext": "AAAAAAAAAAAAAAAAAAAAAA==",
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn an_older_outbox_with_rsa_sealed_entries_keeps_them_for_an_operator() {
+        let sealed = seal::seal(&recipient(), b"certificate", &[7u8; 32]).expect("seal");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("outbox.db");
+        write_version_2(&path, &sealed);
+        // The previous release wrote its entries sealed with RSA.
+        let statement = b"{ }";
+        Connection::open(&path)
+            .expect("sqlite")
+            .execute(
+                "INSERT INTO entries (statement_sha256, statement, signature, sealed_certificate,
+                                      license_number, created_at, attempts, next_attempt_at)
+                 VALUES (?1, ?2, x'0102', ?3, '729913281074', 1500, 0, 1500)",
+                params![
+                    hex::encode(Sha256::digest(statement)),
+                    statement.to_vec(),
+                    rsa_sealed_json()
+                ],
+            )
+            .expect("an RSA-sealed row");
+
+        let mut outbox = Outbox::open(&path).expect("open migrates");
+        let due = outbox.due(OffsetDateTime::now_utc()).expect("due");
+        assert_eq!(due.len(), 1, "only the HPKE-sealed entry is sent");
+        assert_eq!(due[0].statement, b"{}");
+        let listed = outbox.list().expect("list");
+        assert_eq!(listed.len(), 2);
+        let retired = listed
+            .iter()
+            .find(|e| e.license_number == "729913281074")
+            .expect("the RSA-sealed entry is listed");
+        assert_eq!(
+            retired.held.map(|h| h.reason),
+            Some(HoldReason::RetiredSealFormat)
+        );
+        assert!(matches!(
+            outbox.release(retired.id, OffsetDateTime::now_utc()),
+            Err(OutboxError::StillHeld {
+                reason: HoldReason::RetiredSealFormat,
+                ..
+            })
+        ));
+        assert!(!outbox.remove(retired.id).expect("remove"));
+        let kept: String = outbox
+            .conn
+            .query_row(
+                "SELECT sealed_certificate FROM entries WHERE id = ?1",
+                [retired.id.0],
+                |r| r.get(0),
+            )
+            .expect("still there");
+        assert_eq!(kept, rsa_sealed_json());
+        assert_eq!(
+            outbox.counts().expect("counts"),
+            Counts { queued: 1, held: 1 }
+        );
     }
 
     #[test]

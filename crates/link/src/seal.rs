@@ -1,68 +1,96 @@
-//! Sealing data to the backend: hybrid encryption to an RSA public key, so that the terminal
-//! can keep something it must not be able to read back (the signing certificate, which holds
-//! the holder's basic-4 information) until the backend takes it.
+//! Sealing data to the backend, so that the terminal can keep something it must not be able to
+//! read back (the signing certificate, which holds the holder's basic-4 information) until the
+//! backend takes it.
 //!
-//! Per message: a fresh random AES-256-GCM key and 96-bit nonce encrypt the plaintext; the key
-//! is wrapped with RSA-OAEP (SHA-256, MGF1-SHA-256, empty label). The caller's associated data
-//! is authenticated but not stored: the opener must supply the same bytes (the outbox uses the
-//! statement's SHA-256, so a sealed certificate cannot be moved onto another statement).
+//! HPKE (RFC 9180) in base mode with DHKEM(X25519, HKDF-SHA256), HKDF-SHA256 and AES-256-GCM,
+//! single-shot. The backend's key pair is X25519; only its public half is on the terminals.
+//! Opening is a Diffie-Hellman and an AEAD check: unlike the RSA decryption this replaces, there
+//! is no padding oracle and no secret-dependent timing for an attacker to measure.
+//!
+//! The caller's context bytes (the outbox uses the statement's SHA-256) are bound twice: in
+//! HPKE's `info` (after a fixed label, so the key schedule is this protocol's alone) and as the
+//! AEAD's associated data. They are not stored: the opener must supply the same bytes, so a
+//! sealed certificate cannot be moved onto another statement.
 //!
 //! JSON form, binary fields standard base64:
-//! `{"alg":"RSA-OAEP-256+A256GCM","key_id":<hex SHA-256 of the recipient's SPKI DER>,
-//!   "wrapped_key":…,"nonce":…,"ciphertext":<AES-GCM output including the 16-byte tag>}`
+//! `{"alg":"HPKE-Base-X25519-SHA256-AES256GCM","key_id":<hex SHA-256 of the recipient's SPKI
+//!   DER>,"enc":<the 32-byte encapsulated key>,"ciphertext":<AES-GCM output with its 16-byte tag>}`
+//!
+//! Keys are the standard formats of RFC 8410, so OpenSSL reads and writes them too: the public
+//! key as a SubjectPublicKeyInfo (`BEGIN PUBLIC KEY`), the private key as PKCS#8
+//! (`BEGIN PRIVATE KEY`), algorithm id-X25519 (1.3.101.110).
 
-use aes_gcm::aead::{Aead, Payload};
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
-use rand::rngs::OsRng;
-use rand::{CryptoRng, RngCore};
-use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
-use rsa::traits::PublicKeyParts;
-use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
+use hpke::aead::AesGcm256;
+use hpke::kdf::HkdfSha256;
+use hpke::kem::X25519HkdfSha256;
+use hpke::{Deserializable, Kem, OpModeR, OpModeS, Serializable};
+use pkcs8::der::asn1::{BitStringRef, OctetStringRef};
+use pkcs8::der::{Decode, Encode};
+use pkcs8::spki::{AlgorithmIdentifierRef, ObjectIdentifier, SubjectPublicKeyInfoRef};
+use pkcs8::{LineEnding, PrivateKeyInfo};
+use rand_core::{CryptoRng, OsRng, RngCore, TryRngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The only algorithm identifier this module writes or accepts.
-pub const ALG: &str = "RSA-OAEP-256+A256GCM";
+pub const ALG: &str = "HPKE-Base-X25519-SHA256-AES256GCM";
 
-/// Recipient keys below this size are refused: the wrapped key would be weaker than AES-256
-/// by a wide margin.
-pub const MIN_RSA_BITS: usize = 2048;
+/// The identifier of the RSA-OAEP sealing this module used to write. Boxes that carry it can no
+/// longer be opened by a backend; an outbox keeps them for an operator.
+pub const RETIRED_RSA_ALG: &str = "RSA-OAEP-256+A256GCM";
+
+/// id-X25519 (RFC 8410).
+pub const X25519_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.110");
+/// rsaEncryption: recognised only to say that an old key is configured.
+const RSA_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+
+/// Prefix of HPKE's `info`; the context bytes follow it.
+const INFO_LABEL: &[u8] = b"mynalink sealed certificate v1\0";
 
 const KEY_LEN: usize = 32;
-const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
+
+type SuiteKem = X25519HkdfSha256;
+type PublicKeyBytes = <SuiteKem as Kem>::PublicKey;
+type PrivateKeyBytes = <SuiteKem as Kem>::PrivateKey;
+type EncappedKey = <SuiteKem as Kem>::EncappedKey;
 
 /// Every message is fixed text: nothing sealed, opened or parsed ever ends up in an error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SealError {
-    #[error("the recipient public key is not an RSA SubjectPublicKeyInfo in PEM or DER")]
+    #[error("the recipient public key is not an X25519 SubjectPublicKeyInfo in PEM or DER")]
     InvalidPublicKey,
-    #[error("the recipient RSA key has {bits} bits; at least {MIN_RSA_BITS} are required")]
-    KeyTooSmall { bits: usize },
+    #[error(
+        "the key is an RSA key, which is no longer used for sealing; configure the backend's \
+         X25519 public key (mynalink-server seal-key public)"
+    )]
+    RetiredRsaKey,
+    #[error("the private key is not an X25519 key in PKCS#8 PEM or DER (BEGIN PRIVATE KEY)")]
+    InvalidPrivateKey,
     #[error("the sealed box uses an unsupported algorithm")]
     UnsupportedAlgorithm,
+    #[error("the sealed box uses the retired RSA sealing, which this backend cannot open")]
+    RetiredAlgorithm,
     #[error("the sealed box was sealed to a different key")]
     WrongKey,
     #[error("the sealed box is malformed: {0}")]
     Format(&'static str),
     #[error("sealing failed")]
     Seal,
-    // One variant for every authentication failure (wrapped key, nonce, ciphertext, AAD):
+    // One variant for every authentication failure (encapsulated key, ciphertext, context):
     // telling them apart would only help an attacker probing the opener.
     #[error("the sealed box could not be opened: it was altered or the associated data differs")]
     Open,
 }
 
-/// A message sealed to one RSA key. Its `Debug` shows sizes only.
+/// A message sealed to one X25519 key. Its `Debug` shows sizes only.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedBox {
     pub alg: String,
     pub key_id: String,
     #[serde(with = "b64")]
-    pub wrapped_key: Vec<u8>,
-    #[serde(with = "b64")]
-    pub nonce: Vec<u8>,
+    pub enc: Vec<u8>,
     #[serde(with = "b64")]
     pub ciphertext: Vec<u8>,
 }
@@ -72,11 +100,16 @@ impl std::fmt::Debug for SealedBox {
         f.debug_struct("SealedBox")
             .field("alg", &self.alg)
             .field("key_id", &self.key_id)
-            .field("wrapped_key_len", &self.wrapped_key.len())
-            .field("nonce_len", &self.nonce.len())
+            .field("enc_len", &self.enc.len())
             .field("ciphertext_len", &self.ciphertext.len())
             .finish()
     }
+}
+
+/// Just the algorithm of a sealed box's JSON, read before its shape is.
+#[derive(Deserialize)]
+struct AlgOnly {
+    alg: String,
 }
 
 impl SealedBox {
@@ -86,8 +119,17 @@ impl SealedBox {
     }
 
     /// Parses the JSON form and checks the shape (algorithm, field sizes), not the crypto.
+    /// A box of the retired RSA sealing is [`SealError::RetiredAlgorithm`].
     pub fn from_json(json: &str) -> Result<SealedBox, SealError> {
         // serde_json's messages can quote the input, so they are not passed on.
+        if let Ok(AlgOnly { alg }) = serde_json::from_str::<AlgOnly>(json) {
+            if alg == RETIRED_RSA_ALG {
+                return Err(SealError::RetiredAlgorithm);
+            }
+            if alg != ALG {
+                return Err(SealError::UnsupportedAlgorithm);
+            }
+        }
         let sealed: SealedBox = serde_json::from_str(json)
             .map_err(|_| SealError::Format("not a sealed-box JSON object"))?;
         sealed.check_shape()?;
@@ -95,129 +137,284 @@ impl SealedBox {
     }
 
     fn check_shape(&self) -> Result<(), SealError> {
+        if self.alg == RETIRED_RSA_ALG {
+            return Err(SealError::RetiredAlgorithm);
+        }
         if self.alg != ALG {
             return Err(SealError::UnsupportedAlgorithm);
         }
         if self.key_id.len() != 64 || hex::decode(&self.key_id).is_err() {
             return Err(SealError::Format("key_id is not a hex SHA-256"));
         }
-        if self.nonce.len() != NONCE_LEN {
-            return Err(SealError::Format("nonce is not 96 bits"));
+        if self.enc.len() != KEY_LEN {
+            return Err(SealError::Format("enc is not a 32-byte X25519 public key"));
         }
         if self.ciphertext.len() < TAG_LEN {
             return Err(SealError::Format("ciphertext is shorter than its tag"));
-        }
-        if self.wrapped_key.is_empty() {
-            return Err(SealError::Format("wrapped key is empty"));
         }
         Ok(())
     }
 }
 
-/// Reads a recipient key: SubjectPublicKeyInfo, PEM (`BEGIN PUBLIC KEY`) or DER.
-pub fn parse_public_key(bytes: &[u8]) -> Result<RsaPublicKey, SealError> {
-    let key = match std::str::from_utf8(bytes) {
-        Ok(text) if text.contains("-----BEGIN") => RsaPublicKey::from_public_key_pem(text.trim()),
-        _ => RsaPublicKey::from_public_key_der(bytes),
+/// The backend's public key, which terminals seal to (`backend_key`).
+#[derive(Clone)]
+pub struct RecipientKey {
+    key: PublicKeyBytes,
+    bytes: [u8; KEY_LEN],
+    key_id: String,
+}
+
+impl PartialEq for RecipientKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
     }
-    .map_err(|_| SealError::InvalidPublicKey)?;
-    check_size(&key)?;
-    Ok(key)
 }
 
-/// Lower-case hex SHA-256 of the key's SubjectPublicKeyInfo DER.
-pub fn key_id(key: &RsaPublicKey) -> Result<String, SealError> {
-    let der = key
-        .to_public_key_der()
-        .map_err(|_| SealError::InvalidPublicKey)?;
-    Ok(hex::encode(Sha256::digest(der.as_bytes())))
-}
+impl Eq for RecipientKey {}
 
-fn check_size(key: &RsaPublicKey) -> Result<(), SealError> {
-    let bits = key.n().bits();
-    if bits < MIN_RSA_BITS {
-        return Err(SealError::KeyTooSmall { bits });
+impl std::fmt::Debug for RecipientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecipientKey")
+            .field("key_id", &self.key_id)
+            .finish()
     }
-    Ok(())
 }
 
-/// Seals `plaintext` to `recipient`, authenticating `aad` alongside it.
+impl RecipientKey {
+    fn from_raw(bytes: [u8; KEY_LEN]) -> Result<RecipientKey, SealError> {
+        let key = PublicKeyBytes::from_bytes(&bytes).map_err(|_| SealError::InvalidPublicKey)?;
+        let key_id = hex::encode(Sha256::digest(spki_der(&bytes)?));
+        Ok(RecipientKey { key, bytes, key_id })
+    }
+
+    /// Reads a SubjectPublicKeyInfo for id-X25519, PEM (`BEGIN PUBLIC KEY`) or DER.
+    pub fn parse(input: &[u8]) -> Result<RecipientKey, SealError> {
+        let der = match std::str::from_utf8(input) {
+            Ok(text) if text.contains("-----BEGIN") => {
+                let (label, der) = pkcs8::der::pem::decode_vec(text.trim().as_bytes())
+                    .map_err(|_| SealError::InvalidPublicKey)?;
+                if label != "PUBLIC KEY" {
+                    return Err(SealError::InvalidPublicKey);
+                }
+                der
+            }
+            _ => input.to_vec(),
+        };
+        let spki =
+            SubjectPublicKeyInfoRef::from_der(&der).map_err(|_| SealError::InvalidPublicKey)?;
+        if spki.algorithm.oid == RSA_OID {
+            return Err(SealError::RetiredRsaKey);
+        }
+        if spki.algorithm.oid != X25519_OID || spki.algorithm.parameters.is_some() {
+            return Err(SealError::InvalidPublicKey);
+        }
+        let raw: [u8; KEY_LEN] = spki
+            .subject_public_key
+            .as_bytes()
+            .and_then(|b| b.try_into().ok())
+            .ok_or(SealError::InvalidPublicKey)?;
+        RecipientKey::from_raw(raw)
+    }
+
+    /// Lower-case hex SHA-256 of the key's SubjectPublicKeyInfo DER.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The SubjectPublicKeyInfo in PEM, as `backend_key` files hold it.
+    pub fn to_pem(&self) -> Result<String, SealError> {
+        let der = spki_der(&self.bytes)?;
+        pkcs8::der::pem::encode_string("PUBLIC KEY", LineEnding::LF, &der)
+            .map_err(|_| SealError::InvalidPublicKey)
+    }
+}
+
+fn spki_der(raw: &[u8; KEY_LEN]) -> Result<Vec<u8>, SealError> {
+    SubjectPublicKeyInfoRef {
+        algorithm: AlgorithmIdentifierRef {
+            oid: X25519_OID,
+            parameters: None,
+        },
+        subject_public_key: BitStringRef::from_bytes(raw)
+            .map_err(|_| SealError::InvalidPublicKey)?,
+    }
+    .to_der()
+    .map_err(|_| SealError::InvalidPublicKey)
+}
+
+/// Reads a recipient key: SubjectPublicKeyInfo, PEM or DER (see [`RecipientKey::parse`]).
+pub fn parse_public_key(bytes: &[u8]) -> Result<RecipientKey, SealError> {
+    RecipientKey::parse(bytes)
+}
+
+/// The backend's private key. Never printed; its bytes are wiped when dropped.
+pub struct SealPrivateKey {
+    key: PrivateKeyBytes,
+    public: RecipientKey,
+}
+
+impl std::fmt::Debug for SealPrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealPrivateKey")
+            .field("key_id", &self.public.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SealPrivateKey {
+    /// A new key from the operating system's randomness.
+    pub fn generate() -> Result<SealPrivateKey, SealError> {
+        let mut rng = OsRng.unwrap_err();
+        SealPrivateKey::generate_with_rng(&mut rng)
+    }
+
+    /// A new key from the caller's randomness (which must be cryptographically secure).
+    pub fn generate_with_rng<R: RngCore + CryptoRng>(
+        rng: &mut R,
+    ) -> Result<SealPrivateKey, SealError> {
+        let (key, public) = SuiteKem::gen_keypair(rng);
+        SealPrivateKey::from_parts(key, &public)
+    }
+
+    fn from_parts(
+        key: PrivateKeyBytes,
+        public: &PublicKeyBytes,
+    ) -> Result<SealPrivateKey, SealError> {
+        let mut raw = [0u8; KEY_LEN];
+        raw.copy_from_slice(&public.to_bytes());
+        Ok(SealPrivateKey {
+            key,
+            public: RecipientKey::from_raw(raw)?,
+        })
+    }
+
+    /// Reads a PKCS#8 private key for id-X25519 (RFC 8410), PEM (`BEGIN PRIVATE KEY`) or DER.
+    pub fn parse(input: &[u8]) -> Result<SealPrivateKey, SealError> {
+        let der = match std::str::from_utf8(input) {
+            Ok(text) if text.contains("-----BEGIN") => {
+                let (label, der) = pkcs8::der::pem::decode_vec(text.trim().as_bytes())
+                    .map_err(|_| SealError::InvalidPrivateKey)?;
+                if label != "PRIVATE KEY" {
+                    return Err(SealError::InvalidPrivateKey);
+                }
+                Zeroizing::new(der)
+            }
+            _ => Zeroizing::new(input.to_vec()),
+        };
+        let info = PrivateKeyInfo::from_der(&der).map_err(|_| SealError::InvalidPrivateKey)?;
+        if info.algorithm.oid == RSA_OID {
+            return Err(SealError::RetiredRsaKey);
+        }
+        if info.algorithm.oid != X25519_OID || info.algorithm.parameters.is_some() {
+            return Err(SealError::InvalidPrivateKey);
+        }
+        // CurvePrivateKey ::= OCTET STRING, inside PKCS#8's privateKey OCTET STRING.
+        let inner =
+            OctetStringRef::from_der(info.private_key).map_err(|_| SealError::InvalidPrivateKey)?;
+        let key = PrivateKeyBytes::from_bytes(inner.as_bytes())
+            .map_err(|_| SealError::InvalidPrivateKey)?;
+        let public = SuiteKem::sk_to_pk(&key);
+        SealPrivateKey::from_parts(key, &public)
+    }
+
+    /// The key as PKCS#8 PEM (`BEGIN PRIVATE KEY`), for a file of mode 0600.
+    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, SealError> {
+        let mut raw = self.key.to_bytes();
+        let result = (|| {
+            let inner = OctetStringRef::new(&raw)
+                .and_then(|octets| octets.to_der())
+                .map(Zeroizing::new)
+                .map_err(|_| SealError::InvalidPrivateKey)?;
+            let info = PrivateKeyInfo::new(
+                AlgorithmIdentifierRef {
+                    oid: X25519_OID,
+                    parameters: None,
+                },
+                &inner,
+            );
+            let der = info
+                .to_der()
+                .map(Zeroizing::new)
+                .map_err(|_| SealError::InvalidPrivateKey)?;
+            pkcs8::der::pem::encode_string("PRIVATE KEY", LineEnding::LF, &der)
+                .map(Zeroizing::new)
+                .map_err(|_| SealError::InvalidPrivateKey)
+        })();
+        raw.as_mut_slice().zeroize();
+        result
+    }
+
+    pub fn public_key(&self) -> &RecipientKey {
+        &self.public
+    }
+
+    pub fn key_id(&self) -> &str {
+        self.public.key_id()
+    }
+}
+
+fn info_for(context: &[u8]) -> Vec<u8> {
+    let mut info = Vec::with_capacity(INFO_LABEL.len() + context.len());
+    info.extend_from_slice(INFO_LABEL);
+    info.extend_from_slice(context);
+    info
+}
+
+/// Seals `plaintext` to `recipient`, binding `context` (in HPKE's info and as associated data).
 pub fn seal(
-    recipient: &RsaPublicKey,
+    recipient: &RecipientKey,
     plaintext: &[u8],
-    aad: &[u8],
+    context: &[u8],
 ) -> Result<SealedBox, SealError> {
-    seal_with_rng(&mut OsRng, recipient, plaintext, aad)
+    let mut rng = OsRng.unwrap_err();
+    seal_with_rng(&mut rng, recipient, plaintext, context)
 }
 
 /// [`seal`] with the caller's randomness (which must be cryptographically secure).
 pub fn seal_with_rng<R: RngCore + CryptoRng>(
     rng: &mut R,
-    recipient: &RsaPublicKey,
+    recipient: &RecipientKey,
     plaintext: &[u8],
-    aad: &[u8],
+    context: &[u8],
 ) -> Result<SealedBox, SealError> {
-    check_size(recipient)?;
-    let mut key = Zeroizing::new([0u8; KEY_LEN]);
-    rng.fill_bytes(key.as_mut());
-    let mut nonce = [0u8; NONCE_LEN];
-    rng.fill_bytes(&mut nonce);
-
-    let cipher = Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| SealError::Seal)?;
-    let ciphertext = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .map_err(|_| SealError::Seal)?;
-    let wrapped_key = recipient
-        .encrypt(rng, Oaep::new::<Sha256>(), key.as_ref())
-        .map_err(|_| SealError::Seal)?;
-
+    let (enc, ciphertext) = hpke::single_shot_seal::<AesGcm256, HkdfSha256, SuiteKem, R>(
+        &OpModeS::Base,
+        &recipient.key,
+        &info_for(context),
+        plaintext,
+        context,
+        rng,
+    )
+    .map_err(|_| SealError::Seal)?;
     Ok(SealedBox {
         alg: ALG.into(),
-        key_id: key_id(recipient)?,
-        wrapped_key,
-        nonce: nonce.to_vec(),
+        key_id: recipient.key_id.clone(),
+        enc: enc.to_bytes().to_vec(),
         ciphertext,
     })
 }
 
-/// Opens a box sealed to `private`'s public key with the same `aad`.
+/// Opens a box sealed to `private`'s public key with the same `context`.
 pub fn open(
-    private: &RsaPrivateKey,
+    private: &SealPrivateKey,
     sealed: &SealedBox,
-    aad: &[u8],
+    context: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, SealError> {
     sealed.check_shape()?;
-    if key_id(&private.to_public_key())? != sealed.key_id {
+    if private.key_id() != sealed.key_id {
         return Err(SealError::WrongKey);
     }
-    if sealed.wrapped_key.len() != private.size() {
-        return Err(SealError::Open);
-    }
-    let key = Zeroizing::new(
-        private
-            .decrypt(Oaep::new::<Sha256>(), &sealed.wrapped_key)
-            .map_err(|_| SealError::Open)?,
-    );
-    if key.len() != KEY_LEN {
-        return Err(SealError::Open);
-    }
-    let cipher = Aes256Gcm::new_from_slice(&key).map_err(|_| SealError::Open)?;
-    let plaintext = cipher
-        .decrypt(
-            Nonce::from_slice(&sealed.nonce),
-            Payload {
-                msg: &sealed.ciphertext,
-                aad,
-            },
-        )
-        .map_err(|_| SealError::Open)?;
-    Ok(Zeroizing::new(plaintext))
+    let enc = EncappedKey::from_bytes(&sealed.enc).map_err(|_| SealError::Open)?;
+    hpke::single_shot_open::<AesGcm256, HkdfSha256, SuiteKem>(
+        &OpModeR::Base,
+        &private.key,
+        &enc,
+        &info_for(context),
+        &sealed.ciphertext,
+        context,
+    )
+    .map(Zeroizing::new)
+    .map_err(|_| SealError::Open)
 }
 
 mod b64 {

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rsa::RsaPublicKey;
+use crate::seal::RecipientKey;
 use time::OffsetDateTime;
 
 use crate::api::{ApiError, LinkedVia};
@@ -261,7 +261,7 @@ impl SenderHandle {
     pub fn enqueue(
         &self,
         signed: &SignedStatement,
-        recipient: &RsaPublicKey,
+        recipient: &RecipientKey,
         options: &EntryOptions,
     ) -> Result<(EntryId, bool), OutboxError> {
         let added = {
@@ -445,8 +445,6 @@ mod tests {
 
     use mynalink_card::SigningPassword;
     use mynalink_simcard::{sign_test_root_der, SimOptions, SimTransport};
-    use rand::SeedableRng;
-    use rsa::RsaPrivateKey;
     use zeroize::Zeroizing;
 
     use crate::api::BindingRequest;
@@ -456,13 +454,11 @@ mod tests {
     const LICENSE: &str = "729913281070";
     const WAIT: Duration = Duration::from_secs(10);
 
-    fn recipient() -> RsaPublicKey {
-        static KEY: OnceLock<RsaPrivateKey> = OnceLock::new();
-        KEY.get_or_init(|| {
-            RsaPrivateKey::new(&mut rand_chacha::ChaCha20Rng::seed_from_u64(7), 2048)
-                .expect("keygen")
-        })
-        .to_public_key()
+    fn recipient() -> RecipientKey {
+        static KEY: OnceLock<crate::seal::SealPrivateKey> = OnceLock::new();
+        KEY.get_or_init(|| crate::seal::SealPrivateKey::generate().expect("keygen"))
+            .public_key()
+            .clone()
     }
 
     fn sign_fresh() -> SignedStatement {

@@ -66,6 +66,12 @@ pub const JLIS_SIGNING_ROOT_SHA256: [(&str, [u8; 32]); 3] = [
     ),
 ];
 
+/// SHA-256 of the simulated card's TEST signing root (`mynalink-simcard`). Its private key
+/// comes from seeds in the project's public source, so anyone can issue certificates under
+/// it: a backend must trust it only when told to, for demos and tests.
+pub const PUBLIC_TEST_ROOT_SHA256: [u8; 32] =
+    fingerprint("d500662b3377b7012a32a73bdb6ce2fc4b67044fa88f189eebac6532363ac554");
+
 /// The generation label of a pinned J-LIS signing root, e.g. "2023 (signca03)".
 pub fn jlis_generation(sha256: &[u8; 32]) -> Option<&'static str> {
     JLIS_SIGNING_ROOT_SHA256
@@ -122,6 +128,17 @@ pub enum TrustError {
         anchor_label: String,
         not_after: OffsetDateTime,
     },
+    /// Not a trust question but a malformed certificate: reported as `certificate_invalid`.
+    #[error("the certificate names an issuer other than the CA ({anchor_label}) that signed it")]
+    IssuerNameMismatch { anchor_label: String },
+}
+
+impl TrustError {
+    /// Whether the certificate itself is malformed (`certificate_invalid`) rather than not
+    /// trusted (`certificate_untrusted`).
+    pub fn is_certificate_fault(&self) -> bool {
+        matches!(self, TrustError::IssuerNameMismatch { .. })
+    }
 }
 
 /// A CA certificate usable as the issuer of signing certificates.
@@ -340,6 +357,12 @@ impl TrustStore {
             .map_err(|_| TrustError::IssuerSignatureInvalid {
                 anchor_label: anchor_label.clone(),
             })?;
+        // Found by key identifier and signed with that key, the certificate must also name
+        // its issuer as the anchor names itself (RFC 5280 §6.1.3, name chaining); every
+        // J-LIS generation shares one name, so this cannot mix them up.
+        if cert.issuer_der != anchor.cert.subject_der {
+            return Err(TrustError::IssuerNameMismatch { anchor_label });
+        }
         if at < anchor.not_before() {
             return Err(TrustError::IssuerNotYetValid {
                 anchor_label,

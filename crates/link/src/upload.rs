@@ -8,8 +8,8 @@
 //! configured correctly. Nor is `seal_key_mismatch` (the backend does not hold the key the
 //! certificate was sealed to): the entry is held for an operator, never deleted.
 
+use crate::seal::RecipientKey;
 use base64::Engine;
-use rsa::RsaPublicKey;
 use time::OffsetDateTime;
 
 use crate::api::{ApiError, BindingRequest, LinkedVia};
@@ -97,7 +97,7 @@ pub fn submit(
     outbox: &mut Outbox,
     backend: &Backend,
     signed: &SignedStatement,
-    recipient: &RsaPublicKey,
+    recipient: &RecipientKey,
     options: &EntryOptions,
 ) -> Result<(EntryId, Delivery), OutboxError> {
     let (id, _) = outbox.add_with(signed, recipient, options, OffsetDateTime::now_utc())?;

@@ -18,7 +18,7 @@ const JLIS_ISSUER_OU: &str = "JPKI for digital signature";
 fn real_jlis_2023_root() {
     let der = jlis_der("sign_ca_2023.pem");
     assert_eq!(der.len(), 1304);
-    let cert = SigningCertificate::parse(&der).expect("parses");
+    let cert = SigningCertificate::parse_any(&der).expect("parses");
     assert_eq!(cert.der(), der.as_slice());
     assert_eq!(cert.serial_hex(), "067c6a21");
     assert_eq!(cert.serial_decimal(), "108816929");
@@ -44,7 +44,7 @@ fn real_jlis_2023_root() {
 fn real_jlis_2015_root() {
     let der = jlis_der("sign_ca_2015.pem");
     assert_eq!(der.len(), 1301);
-    let cert = SigningCertificate::parse(&der).expect("parses");
+    let cert = SigningCertificate::parse_any(&der).expect("parses");
     assert_eq!(cert.serial_hex(), "01");
     assert_eq!(cert.serial_decimal(), "1");
     assert_eq!(cert.not_before(), datetime!(2015-10-20 02:40:28 UTC));
@@ -54,7 +54,7 @@ fn real_jlis_2015_root() {
         "19645405a1fe14377434bd55957628ac4038557c542403a2243f21c706fc9355"
     );
     // Same issuer DN as the 2023 generation: the DN cannot tell them apart.
-    let other = SigningCertificate::parse(&jlis_der("sign_ca_2023.pem")).expect("parses");
+    let other = SigningCertificate::parse_any(&jlis_der("sign_ca_2023.pem")).expect("parses");
     assert_eq!(cert.issuer(), other.issuer());
     assert_ne!(cert.sha256(), other.sha256());
 }
@@ -63,7 +63,7 @@ fn real_jlis_2015_root() {
 fn ca_certificates_have_no_basic4() {
     // The J-LIS roots have a subjectAltName (a directoryName), but no basic-4 otherNames.
     for file in ["sign_ca_2015.pem", "sign_ca_2023.pem"] {
-        let cert = SigningCertificate::parse(&jlis_der(file)).expect("parses");
+        let cert = SigningCertificate::parse_any(&jlis_der(file)).expect("parses");
         let e = cert.basic4().expect_err("no basic-4 on a CA certificate");
         assert_eq!(e, CertificateError::NoBasic4);
         assert!(e.to_string().contains("not a JPKI signing certificate"));
@@ -72,7 +72,7 @@ fn ca_certificates_have_no_basic4() {
 
 #[test]
 fn validity_and_days_left() {
-    let cert = SigningCertificate::parse(&jlis_der("sign_ca_2023.pem")).expect("parses");
+    let cert = SigningCertificate::parse_any(&jlis_der("sign_ca_2023.pem")).expect("parses");
     let not_before = cert.not_before();
     let not_after = cert.not_after();
     assert_eq!(
@@ -222,10 +222,10 @@ fn every_prefix_is_an_error() {
         test_identity(SimValidity::Current).sign_cert_der.clone(),
     ] {
         for len in 0..der.len() {
-            let result = SigningCertificate::parse(&der[..len]);
+            let result = SigningCertificate::parse_any(&der[..len]);
             assert!(result.is_err(), "prefix of {len} bytes accepted");
         }
-        assert!(SigningCertificate::parse(&der).is_ok());
+        assert!(SigningCertificate::parse_any(&der).is_ok());
     }
 }
 

@@ -2,7 +2,8 @@
 //! layer (allow-list, one VERIFY, no password anywhere) and the step order.
 
 use mynalink_card::allowlist::{CARD_INFO_INPUT_AID, CARD_SURFACE_AID, JPKI_AID};
-use mynalink_card::transport::Recorder;
+use mynalink_card::trace::TraceSource;
+use mynalink_card::transport::{CertificateBytes, Recorder};
 use mynalink_card::{SigningPassword, Transport, TransportError};
 use mynalink_link::trust::TrustStore;
 use mynalink_link::{ErrorCode, FirstStage, FlowInputs, Step};
@@ -64,7 +65,11 @@ fn success_touches_only_the_jpki_application() {
 
 #[test]
 fn the_recorded_trace_never_holds_the_password() {
-    let (recorder, handle) = Recorder::new(SimTransport::new(SimOptions::default()));
+    let (recorder, handle) = Recorder::new(
+        SimTransport::new(SimOptions::default()),
+        TraceSource::Simulated,
+        CertificateBytes::Withhold,
+    );
     let mut flow = FirstStage::new(recorder, inputs(), trust()).expect("flow");
     flow.check_card().expect("card");
     flow.verify_password(&password("test1234"), false)

@@ -60,10 +60,12 @@ pub enum Code {
     /// 422: the certificate was sealed to a key this server does not hold (or it has none).
     /// Not a decision about the binding: the terminal keeps it for an operator.
     SealKeyMismatch,
+    /// 200: a license's status was answered (audited like every decision).
+    StatusAnswered,
 }
 
 impl Code {
-    pub const ALL: [Code; 34] = [
+    pub const ALL: [Code; 35] = [
         Code::Created,
         Code::Repeated,
         Code::Cancelled,
@@ -98,6 +100,7 @@ impl Code {
         Code::Basic4Mismatch,
         Code::MynaportalRelinked,
         Code::SealKeyMismatch,
+        Code::StatusAnswered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -136,6 +139,7 @@ impl Code {
             Code::Basic4Mismatch => "basic4_mismatch",
             Code::MynaportalRelinked => "mynaportal_relinked",
             Code::SealKeyMismatch => "seal_key_mismatch",
+            Code::StatusAnswered => "status_answered",
         }
     }
 
@@ -155,7 +159,8 @@ impl Code {
             | Code::AlreadyCancelled
             | Code::MynaportalLinked
             | Code::MynaportalRelinked
-            | Code::SecondStageRepeated => 200,
+            | Code::SecondStageRepeated
+            | Code::StatusAnswered => 200,
             Code::Basic4Received => 202,
             Code::AlreadyLinked | Code::FirstStageMissing | Code::SecondStageDone => 409,
             Code::CredentialNotAllowed => 403,
@@ -180,6 +185,7 @@ impl Code {
                 | Code::MynaportalLinked
                 | Code::MynaportalRelinked
                 | Code::SecondStageRepeated
+                | Code::StatusAnswered
         )
     }
 
@@ -266,6 +272,7 @@ impl Code {
             Code::SealKeyMismatch => {
                 "電子証明書が、このサーバーの持たない鍵で封をされています。端末の送信箱に保管したまま、サーバーの鍵を確認してください。"
             }
+            Code::StatusAnswered => "免許情報の連携状況を回答しました。",
         }
     }
 
@@ -336,6 +343,7 @@ impl Code {
                 "The certificate was sealed to a key this server does not hold; the terminal \
                  keeps it in its outbox. Check the server's seal key."
             }
+            Code::StatusAnswered => "The license's linking status was answered.",
         }
     }
 }

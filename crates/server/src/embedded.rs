@@ -6,10 +6,12 @@
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
+use mynalink_link::seal::{RecipientKey, SealPrivateKey};
 use rand::RngCore;
-use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
+
+use crate::secret_file::{read_secret, write_new_secret};
 
 /// What the backend is set up with.
 pub struct Setup<'a> {
@@ -28,7 +30,7 @@ pub struct EmbeddedBackend {
     pub url: String,
     pub token: Zeroizing<String>,
     /// The backend's public key, which the outbox seals certificates to.
-    pub public_key: rsa::RsaPublicKey,
+    pub public_key: RecipientKey,
     pub dir: PathBuf,
     /// The `--database` URL it serves from.
     pub database: String,
@@ -54,50 +56,55 @@ impl EmbeddedBackend {
     /// SQLite in `setup.dir` when it is `None`.
     pub fn start_on(setup: &Setup, database: Option<&str>) -> Result<EmbeddedBackend, String> {
         let dir = setup.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // Keys and the token live here: the directory is the owner's only, and so is every
+        // file written in it.
+        create_private_dir(&dir)?;
         let write = |name: &str, bytes: &[u8]| {
             let path = dir.join(name);
-            std::fs::write(&path, bytes)
+            write_private(&path, bytes)
                 .map(|()| path)
                 .map_err(|e| format!("{name}: {e}"))
+        };
+        // Secrets are 0600 in a 0700 directory: the server refuses them otherwise.
+        let write_secret = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            write_new_secret(&path, "embedded backend file", bytes)
+                .map(|()| path)
+                .map_err(|e| e.to_string())
         };
 
         // A key for sealing the outbox's certificates and a terminal token, made once per
         // directory.
         let key_path = dir.join("seal-key.pem");
-        let key = match std::fs::read_to_string(&key_path) {
-            Ok(pem) => {
-                rsa::RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| format!("seal key: {e}"))?
-            }
-            Err(_) => {
-                let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048)
-                    .map_err(|e| format!("seal key: {e}"))?;
-                let pem = key
-                    .to_pkcs8_pem(LineEnding::LF)
-                    .map_err(|e| format!("seal key: {e}"))?;
-                write("seal-key.pem", pem.as_bytes())?;
-                key
-            }
+        let key = if key_path.exists() {
+            let pem = read_secret(&key_path, "seal key").map_err(|e| e.to_string())?;
+            SealPrivateKey::parse(&pem).map_err(|e| format!("seal key: {e}"))?
+        } else {
+            let key = SealPrivateKey::generate().map_err(|e| format!("seal key: {e}"))?;
+            let pem = key.to_pkcs8_pem().map_err(|e| format!("seal key: {e}"))?;
+            write_secret("seal-key.pem", pem.as_bytes())?;
+            key
         };
-        let public_key = rsa::RsaPublicKey::from(&key);
+        let public_key = key.public_key().clone();
+        drop(key);
         // Terminals are configured with this file (`backend_key`).
-        let public_pem =
-            rsa::pkcs8::EncodePublicKey::to_public_key_pem(&public_key, LineEnding::LF)
-                .map_err(|e| format!("seal key: {e}"))?;
+        let public_pem = public_key.to_pem().map_err(|e| format!("seal key: {e}"))?;
         write("seal-public.pem", public_pem.as_bytes())?;
         let token_path = dir.join("token");
-        let token = match std::fs::read_to_string(&token_path) {
-            Ok(token) => Zeroizing::new(token.trim().to_string()),
-            Err(_) => {
-                let mut bytes = [0u8; 24];
-                rand::thread_rng().fill_bytes(&mut bytes);
-                let token = Zeroizing::new(hex::encode(bytes));
-                write("token", token.as_bytes())?;
-                token
-            }
+        let token = if token_path.exists() {
+            let bytes = read_secret(&token_path, "token").map_err(|e| e.to_string())?;
+            Zeroizing::new(String::from_utf8_lossy(&bytes).trim().to_string())
+        } else {
+            let mut bytes = [0u8; 24];
+            rand::thread_rng().fill_bytes(&mut bytes);
+            let token = Zeroizing::new(hex::encode(bytes));
+            write_secret("token", token.as_bytes())?;
+            token
         };
         let token_hash = hex::encode(Sha256::digest(token.as_bytes()));
-        let tokens = write(
+        let tokens = dir.join("terminal-tokens");
+        let _ = std::fs::remove_file(&tokens);
+        write_secret(
             "terminal-tokens",
             format!("{} {token_hash}\n", setup.terminal_id).as_bytes(),
         )?;
@@ -108,6 +115,14 @@ impl EmbeddedBackend {
             anchor_args.push(path.display().to_string());
         }
         let seal_key = key_path;
+        // A throw-away key for the second stage's basic-4 hashes (mode 0600), made once per
+        // directory like the seal key.
+        let basic4_key = dir.join("basic4.key");
+        if !basic4_key.exists() {
+            crate::basic4_key::Basic4Key::generate()
+                .write_new(&basic4_key)
+                .map_err(|e| e.to_string())?;
+        }
         let database = database.map_or_else(
             || format!("sqlite:{}", dir.join("backend.db").display()),
             str::to_string,
@@ -124,10 +139,14 @@ impl EmbeddedBackend {
             "--database",
             &database,
             "--insecure-loopback-http",
+            // The demo and the tests trust the simulated card's TEST root.
+            "--allow-test-root",
             "--terminal-tokens",
             &tokens.display().to_string(),
             "--seal-key",
             &seal_key.display().to_string(),
+            "--basic4-key",
+            &basic4_key.display().to_string(),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -168,6 +187,31 @@ impl EmbeddedBackend {
     }
 }
 
+/// Creates `dir` (and its parents) and makes it 0700.
+fn create_private_dir(dir: &std::path::Path) -> Result<(), String> {
+    let error = |e: std::io::Error| format!("{}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(error)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(error)?;
+    }
+    Ok(())
+}
+
+/// Writes a file with mode 0600, also when it was there before with another mode.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(bytes)
+}
+
 impl EmbeddedBackend {
     pub fn port(&self) -> u16 {
         self.url
@@ -201,5 +245,33 @@ impl EmbeddedBackend {
 impl Drop for EmbeddedBackend {
     fn drop(&mut self) {
         self.shut_down();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_second_stage_key_is_made_once_per_directory_and_private() {
+        let dir = EmbeddedBackend::temp_dir("mynalink-embedded-test");
+        let setup = Setup {
+            dir: dir.clone(),
+            trust_anchors: &[],
+            records_csv: "license_number,holding,name,birth_date,status\n",
+            terminal_id: "t1",
+            port: 0,
+        };
+        let backend = EmbeddedBackend::start(&setup).expect("start");
+        let key = dir.join("basic4.key");
+        let mode = std::fs::metadata(&key).expect("key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let first = std::fs::read(&key).expect("read");
+        backend.stop();
+        let backend = EmbeddedBackend::start(&setup).expect("start again");
+        assert_eq!(std::fs::read(&key).expect("read"), first);
+        backend.remove();
+        assert!(!dir.exists());
     }
 }

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use crate::code::{Code, Rejection};
 use crate::pool::{PoolError, StorePool};
 use crate::second_stage::{receive_basic4, submit_signature, Basic4Request, SignatureRequest};
-use crate::status::{cancel_binding, license_status};
+use crate::status::{answer_status, cancel_binding, CallerKind};
 use crate::submission::{reject_unreadable, submit, Outcome, SubmissionConfig};
 use crate::tokens::{bearer_token, TerminalTokens};
 
@@ -233,7 +233,12 @@ async fn post_binding(
                 .await
         }
         Err(e) => {
-            let detail = format!("the body is not a binding request: {e}");
+            // serde's message may quote the input; only its position is kept.
+            let detail = format!(
+                "the body is not a binding request (line {}, column {})",
+                e.line(),
+                e.column()
+            );
             state
                 .pool
                 .run(move |store| reject_unreadable(store, &config, &terminal, detail, now()))
@@ -256,14 +261,20 @@ async fn post_binding(
 
 async fn get_status(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(number): Path<String>,
 ) -> Response {
-    match state
+    let (kind, caller) = match caller {
+        Caller::Terminal(id) => (CallerKind::Terminal, id),
+        Caller::Mynaportal(id) => (CallerKind::Mynaportal, id),
+        Caller::Admin(id) => (CallerKind::Admin, id),
+    };
+    let config = Arc::clone(&state.config);
+    let result = state
         .pool
-        .run(move |store| license_status(store, &number))
-        .await
-    {
+        .run(move |store| answer_status(store, &config.status_reads, kind, &caller, &number, now()))
+        .await;
+    match result {
         Ok(Ok(status)) => Json(status).into_response(),
         // A record that does not exist is a missing resource here, not a refused request.
         Ok(Err(rejection)) if rejection.code == Code::LicenseNotFound => {

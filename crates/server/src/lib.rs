@@ -3,7 +3,8 @@
 //! certificate (issuer key id and serial number).
 //!
 //! - [`submission`]: the checks of `POST /v1/bindings` and what they store;
-//! - [`second_stage`]: the second stage from Mynaportal (§4);
+//! - [`second_stage`]: the second stage from Mynaportal (§4); [`basic4_key`]: the key that
+//!   hashes its card-info basic-4, which is kept only as hashes;
 //! - [`status`]: `GET /v1/licenses/{number}/status` and cancellation (§6);
 //! - [`import`]: license records from CSV;
 //! - [`store`]: the schema, its migrations and every database operation;
@@ -14,6 +15,7 @@
 //! - [`serve`]: the `serve` command's options, TLS and accept loop;
 //! - [`scratch`]: throw-away databases for tests and load tests.
 
+pub mod basic4_key;
 pub mod code;
 pub mod embedded;
 pub mod http;
@@ -22,6 +24,7 @@ pub mod import;
 pub mod pool;
 pub mod scratch;
 pub mod second_stage;
+pub mod secret_file;
 pub mod serve;
 pub mod status;
 pub mod store;

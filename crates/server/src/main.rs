@@ -3,25 +3,41 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use mynalink_link::seal::SealPrivateKey;
+use mynalink_server::basic4_key::Basic4Key;
 use mynalink_server::import::{self, ImportError};
+use mynalink_server::secret_file::{read_secret, write_new_secret};
 use mynalink_server::serve::{self as server, ServeError, ServeOptions};
 use mynalink_server::Store;
 
 const USAGE: &str = "usage:
   mynalink-server import-licenses --database URL FILE.csv
+  mynalink-server seal-key generate --out FILE
+  mynalink-server seal-key public FILE [--out PUB]
   mynalink-server serve --listen ADDR --database URL [--tls-cert FILE --tls-key FILE]
-        [--terminal-tokens FILE] [--mynaportal-tokens FILE] [--admin-tokens FILE]
-        [--trust-anchor FILE]... [--seal-key FILE]
-        [--insecure-loopback-http] [--freshness-hours N]
+        [--terminal-tokens FILE] [--mynaportal-tokens FILE --basic4-key FILE]
+        [--admin-tokens FILE] [--trust-anchor FILE]... [--seal-key FILE]
+        [--insecure-loopback-http] [--freshness-hours N] [--allow-test-root]
+  mynalink-server basic4-key generate --out FILE
 
 URL is sqlite:PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB (the database must exist;
 its schema is created and migrated at start).
 The CSV needs the header license_number,holding,name,birth_date,status.
 ADDR is IP:PORT (port 0 picks a free one; the line `listening on URL` tells which).
 TLS is required unless --insecure-loopback-http is given with a loopback ADDR.
+The simulated card's TEST root (its private key is public) is refused as a --trust-anchor
+unless --allow-test-root is given: demos and tests only.
 The tokens files have one `ID SHA256_HEX_OF_TOKEN` per line (# comments). Terminals submit
 first stages; Mynaportal runs the second stage and cancels; admins may cancel; all read status.
---seal-key is the RSA private key (PKCS#8 PEM) terminals seal certificates to.";
+--seal-key is the X25519 private key (PKCS#8 PEM) terminals seal certificates to (HPKE).
+`seal-key generate` writes a new one (mode 0600, never over an existing file) and prints its
+key id; `seal-key public` writes its public key (to PUB or standard output), the file
+terminals configure as backend_key.
+--basic4-key (required with --mynaportal-tokens) is the key the second stage's card-info
+basic-4 is hashed with (HMAC-SHA-256 per field; the database never holds the values): 64
+hexadecimal characters on one line. `basic4-key generate` writes a new random one.
+Secret files (TLS key, seal key, basic-4 key, token files) must not be readable or writable
+by group or others (mode 0600); new ones are written 0600 and never over an existing file.";
 
 /// Exit status for usage and configuration errors, as the client uses.
 const EXIT_USAGE: u8 = 2;
@@ -35,6 +51,11 @@ fn main() -> ExitCode {
         },
         Some("serve") => match ServeOptions::parse(&args[1..]) {
             Ok(options) => serve(options),
+            Err(message) => usage_error(&message),
+        },
+        Some("seal-key") => seal_key(&args[1..]),
+        Some("basic4-key") => match parse_basic4_key(&args[1..]) {
+            Ok(out) => generate_basic4_key(&out),
             Err(message) => usage_error(&message),
         },
         Some("-h" | "--help" | "help") => {
@@ -82,6 +103,127 @@ fn usage_error(message: &str) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
+fn seal_key(args: &[String]) -> ExitCode {
+    match args.first().map(String::as_str) {
+        Some("generate") => match parse_seal_generate(&args[1..]) {
+            Ok(out) => seal_key_generate(&out),
+            Err(message) => usage_error(&message),
+        },
+        Some("public") => match parse_seal_public(&args[1..]) {
+            Ok((file, out)) => seal_key_public(&file, out.as_deref()),
+            Err(message) => usage_error(&message),
+        },
+        Some(other) => usage_error(&format!("unknown seal-key command {other:?}")),
+        None => usage_error("seal-key needs generate or public"),
+    }
+}
+
+/// `--out FILE` (or `--out=FILE`) at most once, plus positional arguments.
+fn parse_out(args: &[String]) -> Result<(Option<PathBuf>, Vec<PathBuf>), String> {
+    let mut out = None;
+    let mut positional = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let value = if arg == "--out" {
+            Some(iter.next().ok_or("--out needs a file")?.clone())
+        } else {
+            arg.strip_prefix("--out=").map(str::to_string)
+        };
+        match value {
+            Some(value) => {
+                if out.replace(PathBuf::from(value)).is_some() {
+                    return Err("--out given twice".into());
+                }
+            }
+            None if arg.starts_with('-') && arg.len() > 1 => {
+                return Err(format!("unknown option {arg:?}"))
+            }
+            None => positional.push(PathBuf::from(arg)),
+        }
+    }
+    Ok((out, positional))
+}
+
+fn parse_seal_generate(args: &[String]) -> Result<PathBuf, String> {
+    let (out, positional) = parse_out(args)?;
+    if !positional.is_empty() {
+        return Err("seal-key generate takes only --out FILE".into());
+    }
+    out.ok_or_else(|| "seal-key generate needs --out FILE".into())
+}
+
+fn parse_seal_public(args: &[String]) -> Result<(PathBuf, Option<PathBuf>), String> {
+    let (out, mut positional) = parse_out(args)?;
+    match positional.len() {
+        1 => Ok((positional.remove(0), out)),
+        _ => Err("seal-key public needs exactly one private key FILE".into()),
+    }
+}
+
+fn seal_key_generate(out: &std::path::Path) -> ExitCode {
+    let key = match SealPrivateKey::generate() {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("mynalink-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = key
+        .to_pkcs8_pem()
+        .map_err(|e| e.to_string())
+        .and_then(|pem| {
+            write_new_secret(out, "seal key", pem.as_bytes()).map_err(|e| e.to_string())
+        });
+    match written {
+        Ok(()) => {
+            println!("key id: {}", key.key_id());
+            eprintln!(
+                "mynalink-server: seal key written to {} (mode 0600); give terminals its public \
+                 key: mynalink-server seal-key public {} --out backend-seal.pem",
+                out.display(),
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mynalink-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn seal_key_public(file: &std::path::Path, out: Option<&std::path::Path>) -> ExitCode {
+    let key = read_secret(file, "seal key")
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            SealPrivateKey::parse(&bytes).map_err(|e| format!("seal key {}: {e}", file.display()))
+        });
+    let pem = key.and_then(|key| {
+        key.public_key()
+            .to_pem()
+            .map(|pem| (pem, key.key_id().to_string()))
+            .map_err(|e| e.to_string())
+    });
+    let (pem, key_id) = match pem {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("mynalink-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match out {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &pem) {
+                eprintln!("mynalink-server: public key {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            println!("key id: {key_id}");
+        }
+        None => print!("{pem}"),
+    }
+    ExitCode::SUCCESS
+}
+
 fn parse_import(args: &[String]) -> Result<(String, PathBuf), String> {
     let mut database = None;
     let mut file = None;
@@ -105,6 +247,44 @@ fn parse_import(args: &[String]) -> Result<(String, PathBuf), String> {
     let database = database.ok_or("--database URL is required")?;
     let file = file.ok_or("the CSV file is required")?;
     Ok((database, file))
+}
+
+/// `basic4-key generate --out FILE`: the file to write.
+fn parse_basic4_key(args: &[String]) -> Result<PathBuf, String> {
+    match args.first().map(String::as_str) {
+        Some("generate") => {}
+        Some(other) => return Err(format!("unknown basic4-key command {other:?}")),
+        None => return Err("basic4-key needs a command: generate --out FILE".into()),
+    }
+    let mut out = None;
+    let mut iter = args[1..].iter();
+    while let Some(arg) = iter.next() {
+        let value = if arg == "--out" {
+            iter.next().ok_or("--out needs a FILE")?.clone()
+        } else if let Some(value) = arg.strip_prefix("--out=") {
+            value.to_string()
+        } else {
+            return Err(format!("unknown option {arg:?}"));
+        };
+        if out.replace(PathBuf::from(value)).is_some() {
+            return Err("--out given twice".into());
+        }
+    }
+    out.ok_or_else(|| "basic4-key generate needs --out FILE".into())
+}
+
+fn generate_basic4_key(out: &std::path::Path) -> ExitCode {
+    let key = Basic4Key::generate();
+    match key.write_new(out) {
+        Ok(()) => {
+            println!("wrote basic-4 key {} (key id {})", out.display(), key.id());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mynalink-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn import_licenses(database: &str, file: &std::path::Path) -> ExitCode {

@@ -13,14 +13,18 @@
 //!    second-stage id as `nonce`, so a signature counts for this one session only.
 //!
 //! Matching rule: the certificate's basic-4 (name, address, birth date, sex) must equal the
-//! card-info basic-4 after the same folding as the first stage's name check. The
+//! card-info basic-4 after the same folding as the first stage's name check. Equality is all
+//! the rule needs, so the card-info basic-4 is kept only as keyed hashes of the normalised
+//! fields ([`crate::basic4_key`]): the certificate's fields are normalised and hashed the
+//! same way, field by field, and a mismatch still names the field. The
 //! certificate must also belong to the first-stage holder: either it is the certificate of
 //! the first stage (same issuer key id and serial), or, since a renewed card or a smartphone
 //! certificate has another serial, its name and birth date match the license record
 //! automatically.
 //!
-//! Whatever the decision, the pending row goes in the transaction that records it: the
-//! card-info basic-4 never outlives its comparison, and the certificate's is never stored.
+//! Whatever the decision, the pending row goes in the transaction that records it: even the
+//! hashes do not outlive the comparison, and the certificate's basic-4 is never stored. The
+//! normalised values are wiped from memory once hashed or compared.
 //!
 //! Rate limits (§8), as for the first stage: a refusal that points at forgery or probing
 //! ([`Code::counts_as_abuse`], which includes `basic4_mismatch`) counts against the
@@ -36,14 +40,15 @@ use mynalink_link::statement::{format_time, Statement, VERSION};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::basic4_key::Basic4Key;
 use crate::code::{Code, Rejection};
 use crate::identity::{self, IdentityMatch};
 use crate::status::relink_candidate;
 use crate::store::{
-    AuditEntry, CardBasic4, FailureCount, FinishOutcome, MynaportalLink, Operation, PendingOutcome,
-    PendingSecondStage, Relink, Store, StoreError, SubjectKind,
+    AuditEntry, Basic4Digests, FailureCount, FinishOutcome, MynaportalLink, Operation,
+    PendingOutcome, PendingSecondStage, Relink, Store, StoreError, SubjectKind,
 };
 use crate::submission::{
     license_limited, statement_names_certificate, verify_signed_statement, window_start,
@@ -155,6 +160,9 @@ pub fn receive_basic4(
             .record_decision(&entry, &charged(config, &entry), &window)
             .map(|_| Err(rejection))
     };
+    let Some(key) = config.basic4_key.as_ref() else {
+        return refuse(store, entry, no_basic4_key());
+    };
 
     let license = match LicenseNumber::parse(license_number) {
         Ok((n, _)) if n.as_str() == license_number => n,
@@ -179,17 +187,18 @@ pub fn receive_basic4(
     let relink = relink_candidate(store, &stored)?;
 
     let expires = now + config.second_stage_ttl;
+    let second_stage_id = hex::encode(rand::random::<[u8; 16]>());
+    let Some(basic4) = card_digests(key, &second_stage_id, request) else {
+        // validate_basic4 let it through: cannot happen, but is no reason to panic.
+        let r = Rejection::with_detail(Code::MalformedRequest, "the basic-4 does not normalise");
+        return refuse(store, entry, r);
+    };
     let pending = PendingSecondStage {
-        second_stage_id: hex::encode(rand::random::<[u8; 16]>()),
+        second_stage_id,
         license_number: license.as_str().to_string(),
         binding_id: String::new(),
         caller_id: caller.to_string(),
-        basic4: CardBasic4 {
-            name: request.name.clone(),
-            address: request.address.clone(),
-            birth_date: request.birth_date.clone(),
-            sex: request.sex.clone(),
-        },
+        basic4,
         created_at: now_text.clone(),
         expires_at: format_time(expires),
         relink: false,
@@ -264,35 +273,112 @@ impl Basic4Field {
     }
 }
 
-/// Compares the certificate's basic-4 with the card-info basic-4. Name and address are
-/// folded as in the first stage (spaces dropped, full-width ASCII to ASCII); the card-info
-/// sex `9` (not applicable) is the certificate's `3`.
-pub fn compare_basic4(cert: &Basic4, card: &CardBasic4) -> Result<(), Basic4Field> {
-    let name_ok = {
-        let a = identity::normalize_name(&cert.name);
-        !a.is_empty() && a == identity::normalize_name(&card.name)
+/// Refused when the server has no basic-4 key: `serve` does not start with Mynaportal
+/// credentials and without the key, so only a library caller meets this.
+fn no_basic4_key() -> Rejection {
+    Rejection::with_detail(
+        Code::ServerError,
+        "the second stage is not configured on this server (no --basic4-key)",
+    )
+}
+
+/// A name or address as compared: folded as in the first stage (spaces dropped, full-width
+/// ASCII to ASCII); nothing is left of an empty one.
+fn normalised_text(text: &str) -> Option<Zeroizing<String>> {
+    Some(identity::normalize_name(text)).filter(|t| !t.is_empty())
+}
+
+/// A birth date as compared: `YYYY-MM-DD`.
+fn normalised_date(date: time::Date) -> Zeroizing<String> {
+    Zeroizing::new(format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    ))
+}
+
+/// The card-info basic-4 in the form that is hashed: name and address normalised, the
+/// birth date as a calendar date, the sex code as sent (`1`, `2`, `9`). `None` for a field
+/// that cannot match anything.
+fn card_fields(request: &Basic4Request) -> [(Basic4Field, Option<Zeroizing<String>>); 4] {
+    let sex = matches!(request.sex.as_str(), "1" | "2" | "9").then(|| request.sex.clone());
+    [
+        (Basic4Field::Name, normalised_text(&request.name)),
+        (Basic4Field::Address, normalised_text(&request.address)),
+        (
+            Basic4Field::BirthDate,
+            identity::parse_record_date(&request.birth_date).map(normalised_date),
+        ),
+        (Basic4Field::Sex, sex.map(Zeroizing::new)),
+    ]
+}
+
+/// The certificate's basic-4 in the same form; its sex `3` (not applicable) is the
+/// card-info `9`.
+fn certificate_fields(cert: &Basic4) -> [(Basic4Field, Option<Zeroizing<String>>); 4] {
+    let sex = match cert.sex {
+        Some(Sex::Male) => Some("1"),
+        Some(Sex::Female) => Some("2"),
+        Some(Sex::Unknown) => Some("9"),
+        None => None,
     };
-    if !name_ok {
-        return Err(Basic4Field::Name);
-    }
-    let address_ok = cert.address.as_deref().is_some_and(|address| {
-        let a = identity::normalize_name(address);
-        !a.is_empty() && a == identity::normalize_name(&card.address)
+    [
+        (Basic4Field::Name, normalised_text(&cert.name)),
+        (
+            Basic4Field::Address,
+            cert.address.as_deref().and_then(normalised_text),
+        ),
+        (
+            Basic4Field::BirthDate,
+            cert.birth_date
+                .as_ref()
+                .and_then(|d| d.to_date())
+                .map(normalised_date),
+        ),
+        (Basic4Field::Sex, sex.map(|s| Zeroizing::new(s.to_string()))),
+    ]
+}
+
+/// The hashes the store keeps of a (validated) card-info basic-4 for this second stage;
+/// `None` if a field does not normalise.
+pub fn card_digests(
+    key: &Basic4Key,
+    second_stage_id: &str,
+    request: &Basic4Request,
+) -> Option<Basic4Digests> {
+    let [name, address, birth_date, sex] = card_fields(request).map(|(field, value)| {
+        value.map(|v| key.digest(field.as_str(), second_stage_id, v.as_bytes()))
     });
-    if !address_ok {
-        return Err(Basic4Field::Address);
-    }
-    let cert_date = cert.birth_date.as_ref().and_then(|d| d.to_date());
-    let card_date = identity::parse_record_date(&card.birth_date);
-    if cert_date.is_none() || cert_date != card_date {
-        return Err(Basic4Field::BirthDate);
-    }
-    let sex_ok = matches!(
-        (cert.sex, card.sex.as_str()),
-        (Some(Sex::Male), "1") | (Some(Sex::Female), "2") | (Some(Sex::Unknown), "9")
-    );
-    if !sex_ok {
-        return Err(Basic4Field::Sex);
+    Some(Basic4Digests {
+        key_id: key.id().to_string(),
+        name: name?,
+        address: address?,
+        birth_date: birth_date?,
+        sex: sex?,
+    })
+}
+
+/// Compares the certificate's basic-4 with the hashes of the card-info basic-4, field by
+/// field in the order name, address, birth date, sex; the first that differs is named.
+pub fn compare_basic4(
+    key: &Basic4Key,
+    second_stage_id: &str,
+    cert: &Basic4,
+    card: &Basic4Digests,
+) -> Result<(), Basic4Field> {
+    for (field, value) in certificate_fields(cert) {
+        let stored = match field {
+            Basic4Field::Name => &card.name,
+            Basic4Field::Address => &card.address,
+            Basic4Field::BirthDate => &card.birth_date,
+            Basic4Field::Sex => &card.sex,
+        };
+        let same = value
+            .is_some_and(|v| key.matches(field.as_str(), second_stage_id, v.as_bytes(), stored));
+        if !same {
+            return Err(field);
+        }
     }
     Ok(())
 }
@@ -606,12 +692,25 @@ fn evaluate(
     let same_certificate =
         binding.certificate_serial == serial && binding.issuer_key_id == issuer_key_id;
 
+    let Some(key) = config.basic4_key.as_ref() else {
+        return Ok(Verdict::Reject(no_basic4_key()));
+    };
+    if pending.basic4.key_id != key.id() {
+        // Hashed under a key this server no longer has: they cannot be compared, which
+        // is not the holder's fault.
+        return Ok(Verdict::Reject(Rejection::with_detail(
+            Code::SecondStageNotFound,
+            "the server's basic-4 key changed since this second stage began: send the \
+             basic-4 again",
+        )));
+    }
+
     {
         // The certificate's basic-4 lives only in this block; Basic4 wipes itself.
         let basic4 = check!(certificate
             .basic4()
             .map_err(|e| Rejection::with_detail(Code::CertificateInvalid, e.to_string())));
-        if let Err(field) = compare_basic4(&basic4, &pending.basic4) {
+        if let Err(field) = compare_basic4(key, second_stage_id, &basic4, &pending.basic4) {
             return Ok(Verdict::Reject(Rejection::with_detail(
                 Code::Basic4Mismatch,
                 format!("{} differs", field.as_str()),
@@ -655,13 +754,23 @@ fn evaluate(
 mod tests {
     use super::*;
 
-    fn card(name: &str, address: &str, birth: &str, sex: &str) -> CardBasic4 {
-        CardBasic4 {
+    const SESSION: &str = "0123456789abcdef0123456789abcdef";
+
+    fn card(name: &str, address: &str, birth: &str, sex: &str) -> Basic4Request {
+        Basic4Request {
             name: name.into(),
             address: address.into(),
             birth_date: birth.into(),
             sex: sex.into(),
         }
+    }
+
+    /// The certificate against the card-info basic-4, hashed and compared as the store
+    /// keeps it.
+    fn compare(cert: &Basic4, card: &Basic4Request) -> Result<(), Basic4Field> {
+        let key = Basic4Key::from_bytes(&[0x42; 32]);
+        let digests = card_digests(&key, SESSION, card).expect("normalises");
+        compare_basic4(&key, SESSION, cert, &digests)
     }
 
     #[test]
@@ -709,25 +818,87 @@ mod tests {
             _ => "9",
         };
         assert_eq!(
-            compare_basic4(&b4, &card("試験 花子", &address, "19900102", sex)),
+            compare(&b4, &card("試験 花子", &address, "19900102", sex)),
             Ok(())
         );
         assert_eq!(
-            compare_basic4(&b4, &card("試験 花代", &address, "19900102", sex)),
+            compare(&b4, &card("試験 花代", &address, "19900102", sex)),
             Err(Basic4Field::Name)
         );
         assert_eq!(
-            compare_basic4(&b4, &card("試験花子", "大阪府", "19900102", sex)),
+            compare(&b4, &card("試験花子", "大阪府", "19900102", sex)),
             Err(Basic4Field::Address)
         );
         assert_eq!(
-            compare_basic4(&b4, &card("試験花子", &address, "19900103", sex)),
+            compare(&b4, &card("試験花子", &address, "19900103", sex)),
             Err(Basic4Field::BirthDate)
         );
         let other = if sex == "1" { "2" } else { "1" };
         assert_eq!(
-            compare_basic4(&b4, &card("試験花子", &address, "19900102", other)),
+            compare(&b4, &card("試験花子", &address, "19900102", other)),
             Err(Basic4Field::Sex)
         );
+        // What the certificate lacks matches nothing; its sex 3 is the card-info 9.
+        let mut lacking = b4.clone();
+        lacking.address = None;
+        assert_eq!(
+            compare(&lacking, &card("試験花子", &address, "19900102", sex)),
+            Err(Basic4Field::Address)
+        );
+        let mut lacking = b4.clone();
+        lacking.birth_date = None;
+        assert_eq!(
+            compare(&lacking, &card("試験花子", &address, "19900102", sex)),
+            Err(Basic4Field::BirthDate)
+        );
+        let mut lacking = b4.clone();
+        lacking.sex = None;
+        assert_eq!(
+            compare(&lacking, &card("試験花子", &address, "19900102", sex)),
+            Err(Basic4Field::Sex)
+        );
+        let mut unknown = b4.clone();
+        unknown.sex = Some(Sex::Unknown);
+        assert_eq!(
+            compare(&unknown, &card("試験花子", &address, "19900102", "9")),
+            Ok(())
+        );
+        let mut blank = b4.clone();
+        blank.name = "\u{3000} ".into();
+        assert_eq!(
+            compare(&blank, &card("試験花子", &address, "19900102", sex)),
+            Err(Basic4Field::Name)
+        );
+    }
+
+    #[test]
+    fn digests_hold_no_value_and_belong_to_one_session() {
+        let key = Basic4Key::from_bytes(&[0x42; 32]);
+        let request = card("試験　花子", "東京都千代田区１－２", "19900102", "2");
+        let digests = card_digests(&key, SESSION, &request).expect("normalises");
+        assert_eq!(digests.key_id, key.id());
+        let all = [
+            &digests.name,
+            &digests.address,
+            &digests.birth_date,
+            &digests.sex,
+        ];
+        for d in all {
+            assert_eq!(d.len(), 64);
+            assert!(d.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        // The same value in another field or session hashes differently.
+        let twin = card("2", "2", "19900102", "2");
+        let twin = card_digests(&key, SESSION, &twin).expect("normalises");
+        assert_ne!(twin.name, twin.sex);
+        let again = card_digests(&key, &"f".repeat(32), &request).expect("normalises");
+        assert_ne!(again.sex, digests.sex);
+        assert_ne!(again.name, digests.name);
+        // Folded before hashing: width and spaces do not matter, the characters do.
+        let folded = card("試験花子", "東京都千代田区1－2", "19900102", "2");
+        let folded = card_digests(&key, SESSION, &folded).expect("normalises");
+        assert_eq!(folded.name, digests.name);
+        assert_eq!(folded.address, digests.address);
+        assert!(card_digests(&key, SESSION, &card("試験", "東京", "19900230", "2")).is_none());
     }
 }

@@ -12,9 +12,8 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use mynalink_link::trust::TrustStore;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::traits::PublicKeyParts;
+use mynalink_link::seal::{SealError, SealPrivateKey};
+use mynalink_link::trust::{TrustAnchor, TrustStore, PUBLIC_TEST_ROOT_SHA256};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
@@ -23,6 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::http::{router, AppState};
 use crate::pool::StorePool;
+use crate::secret_file::read_secret;
 use crate::store::DatabaseUrl;
 use crate::submission::{SealKey, SubmissionConfig};
 use crate::tokens::TerminalTokens;
@@ -49,8 +49,13 @@ pub struct ServeOptions {
     pub admin_tokens: Option<PathBuf>,
     pub trust_anchors: Vec<PathBuf>,
     pub seal_key: Option<PathBuf>,
+    /// The key the second stage's card-info basic-4 is hashed with; required with
+    /// `mynaportal_tokens`.
+    pub basic4_key: Option<PathBuf>,
     pub insecure_loopback_http: bool,
     pub freshness_hours: Option<i64>,
+    /// Trust the simulated card's TEST root when it is given as a trust anchor.
+    pub allow_test_root: bool,
 }
 
 impl ServeOptions {
@@ -65,7 +70,9 @@ impl ServeOptions {
         let mut admin_tokens = None;
         let mut trust_anchors = Vec::new();
         let mut seal_key = None;
+        let mut basic4_key = None;
         let mut insecure_loopback_http = false;
+        let mut allow_test_root = false;
         let mut freshness_hours = None;
 
         let mut iter = args.iter();
@@ -74,11 +81,15 @@ impl ServeOptions {
                 Some((name, value)) if name.starts_with("--") => (name, Some(value.to_string())),
                 _ => (arg.as_str(), None),
             };
-            if name == "--insecure-loopback-http" {
+            if name == "--insecure-loopback-http" || name == "--allow-test-root" {
                 if inline.is_some() {
-                    return Err("--insecure-loopback-http takes no value".into());
+                    return Err(format!("{name} takes no value"));
                 }
-                insecure_loopback_http = true;
+                if name == "--allow-test-root" {
+                    allow_test_root = true;
+                } else {
+                    insecure_loopback_http = true;
+                }
                 continue;
             }
             let mut value = || -> Result<String, String> {
@@ -111,6 +122,7 @@ impl ServeOptions {
                 "--admin-tokens" => once(&mut admin_tokens, name, PathBuf::from(value()?))?,
                 "--trust-anchor" => trust_anchors.push(PathBuf::from(value()?)),
                 "--seal-key" => once(&mut seal_key, name, PathBuf::from(value()?))?,
+                "--basic4-key" => once(&mut basic4_key, name, PathBuf::from(value()?))?,
                 "--freshness-hours" => {
                     let text = value()?;
                     let hours = text
@@ -129,6 +141,16 @@ impl ServeOptions {
 
         let listen = listen.ok_or("--listen ADDR is required")?;
         let database = database.ok_or("--database URL is required")?;
+        // Mynaportal's credentials open the second stage, which keeps the basic-4 as hashes
+        // under this key: a server that would only fail there must not start.
+        if mynaportal_tokens.is_some() && basic4_key.is_none() {
+            return Err(
+                "--mynaportal-tokens needs --basic4-key FILE, the key the second \
+                        stage's basic-4 is hashed with (create one with `mynalink-server \
+                        basic4-key generate --out FILE`)"
+                    .into(),
+            );
+        }
         if insecure_loopback_http {
             if !listen.ip().is_loopback() {
                 return Err(format!(
@@ -160,8 +182,10 @@ impl ServeOptions {
             admin_tokens,
             trust_anchors,
             seal_key,
+            basic4_key,
             insecure_loopback_http,
             freshness_hours,
+            allow_test_root,
         })
     }
 }
@@ -197,6 +221,7 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
     let mut trust = TrustStore::new();
     for path in &options.trust_anchors {
         let bytes = read(path, "trust anchor")?;
+        refuse_public_test_root(path, &bytes, options.allow_test_root)?;
         trust
             .add_trust_anchor(&bytes)
             .map_err(|e| ServeError::Config(format!("trust anchor {}: {e}", path.display())))?;
@@ -207,6 +232,12 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
     }
     if let Some(path) = &options.seal_key {
         config.seal_key = Some(load_seal_key(path)?);
+    }
+    if let Some(path) = &options.basic4_key {
+        config.basic4_key = Some(
+            crate::basic4_key::Basic4Key::load(path)
+                .map_err(|e| ServeError::Config(e.to_string()))?,
+        );
     }
 
     let tokens = read_tokens(options.terminal_tokens.as_deref(), "terminal tokens")?;
@@ -248,35 +279,57 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
     })
 }
 
-fn read_tokens(path: Option<&Path>, what: &str) -> Result<TerminalTokens, ServeError> {
+/// The simulated card's TEST root signs whatever anyone asks (its key is public): as a
+/// trust anchor it is refused unless `--allow-test-root` says this is a demo or a test.
+fn refuse_public_test_root(path: &Path, bytes: &[u8], allowed: bool) -> Result<(), ServeError> {
+    let Ok(anchor) = TrustAnchor::from_pem_or_der(bytes) else {
+        // Not a usable anchor at all: adding it reports why.
+        return Ok(());
+    };
+    if anchor.sha256() != PUBLIC_TEST_ROOT_SHA256 || allowed {
+        return Ok(());
+    }
+    Err(ServeError::Config(format!(
+        "trust anchor {}: the simulated card's TEST root, whose private key is public; a \
+         server that trusts it accepts statements anyone can forge. It is refused unless \
+         --allow-test-root is given (demos and tests only)",
+        path.display()
+    )))
+}
+
+fn read_tokens(path: Option<&Path>, what: &'static str) -> Result<TerminalTokens, ServeError> {
     let Some(path) = path else {
         return Ok(TerminalTokens::default());
     };
-    let bytes = read(path, what)?;
+    let bytes = secret(path, what)?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ServeError::Config(format!("{what} {}: not UTF-8", path.display())))?;
     TerminalTokens::parse(text)
         .map_err(|e| ServeError::Config(format!("{what} {}: {e}", path.display())))
 }
 
+fn secret(path: &Path, what: &'static str) -> Result<Zeroizing<Vec<u8>>, ServeError> {
+    read_secret(path, what).map_err(|e| ServeError::Config(e.to_string()))
+}
+
 fn load_seal_key(path: &Path) -> Result<SealKey, ServeError> {
-    let bytes = read(path, "seal key")?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| ServeError::Config(format!("seal key {}: not UTF-8 PEM", path.display())))?;
-    let key = rsa::RsaPrivateKey::from_pkcs8_pem(text.trim()).map_err(|_| {
-        ServeError::Config(format!(
-            "seal key {}: not an RSA private key in PKCS#8 PEM (BEGIN PRIVATE KEY)",
-            path.display()
-        ))
+    let bytes = secret(path, "seal key")?;
+    let key = SealPrivateKey::parse(&bytes).map_err(|e| {
+        ServeError::Config(if e == SealError::RetiredRsaKey {
+            format!(
+                "seal key {}: an RSA key, which is no longer used for sealing; make an X25519 \
+                 key with `mynalink-server seal-key generate --out FILE` and give terminals its \
+                 public key (`mynalink-server seal-key public FILE`)",
+                path.display()
+            )
+        } else {
+            format!(
+                "seal key {}: not an X25519 private key in PKCS#8 PEM (BEGIN PRIVATE KEY); make \
+                 one with `mynalink-server seal-key generate --out FILE`",
+                path.display()
+            )
+        })
     })?;
-    let bits = key.n().bits();
-    if bits < mynalink_link::seal::MIN_RSA_BITS {
-        return Err(ServeError::Config(format!(
-            "seal key {}: {bits} bits; at least {} are required",
-            path.display(),
-            mynalink_link::seal::MIN_RSA_BITS
-        )));
-    }
     Ok(SealKey(Arc::new(key)))
 }
 
@@ -290,7 +343,8 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServeError> {
             cert.display()
         )));
     }
-    let private = PrivateKeyDer::from_pem_file(key)
+    let pem = secret(key, "TLS key")?;
+    let private = PrivateKeyDer::from_pem_slice(&pem)
         .map_err(|e| ServeError::Config(format!("TLS key {}: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -455,6 +509,14 @@ mod tests {
         let o = parse("--listen [::1]:8080 --database sqlite:x --insecure-loopback-http")
             .expect("plain on loopback");
         assert!(o.insecure_loopback_http && o.tls_cert.is_none());
+        assert_eq!(o.basic4_key, None);
+
+        let o = parse(
+            "--listen 127.0.0.1:0 --database sqlite:x --insecure-loopback-http \
+             --mynaportal-tokens m --basic4-key=k",
+        )
+        .expect("Mynaportal with a basic-4 key");
+        assert_eq!(o.basic4_key.as_deref(), Some(Path::new("k")));
     }
 
     #[test]
@@ -496,6 +558,11 @@ mod tests {
                 "unknown",
             ),
             ("--listen", "needs a value"),
+            (
+                "--listen 127.0.0.1:1 --database sqlite:x --insecure-loopback-http \
+                 --mynaportal-tokens m",
+                "--basic4-key",
+            ),
         ] {
             let e = parse(args).expect_err(args);
             assert!(e.contains(needle), "{args}: {e}");

@@ -10,13 +10,118 @@
 //!   (`relink_from_mynaportal`), unless the license lapsed or was revoked since, in which
 //!   case the counter is needed again (`required`);
 //! - otherwise the first stage is `required`.
+//!
+//! Every read is audited (caller, license, time, answer) and limited per caller
+//! ([`StatusReadPolicy`]), and each kind of credential is answered what it needs
+//! ([`view_for`]): a license's status says whether a holder's license is suspended or
+//! revoked, which is not everyone's business.
 
 use mynalink_link::api::{Holding, LicenseStatus, ServiceStatus};
 use mynalink_link::license::LicenseNumber;
-use time::OffsetDateTime;
+use mynalink_link::statement::format_time;
+use time::{Duration, OffsetDateTime};
 
 use crate::code::{Code, Rejection};
-use crate::store::{is_ended, Binding, CancelOutcome, Store, StoreError, StoredLicense};
+use crate::store::{
+    is_ended, AuditEntry, Binding, CancelOutcome, Operation, Store, StoreError, StoredLicense,
+};
+
+/// Who asks: the answer and the limit depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerKind {
+    Terminal,
+    Mynaportal,
+    Admin,
+}
+
+/// How many status reads each kind of caller has answered per window. A counter looks up
+/// one holder every few minutes; Mynaportal is one caller for every holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReadPolicy {
+    pub window: Duration,
+    pub per_terminal: u32,
+    pub per_mynaportal: u32,
+    pub per_admin: u32,
+}
+
+impl Default for StatusReadPolicy {
+    fn default() -> Self {
+        StatusReadPolicy {
+            window: Duration::hours(1),
+            per_terminal: 120,
+            per_mynaportal: 36_000,
+            per_admin: 600,
+        }
+    }
+}
+
+impl StatusReadPolicy {
+    pub fn limit(&self, kind: CallerKind) -> u32 {
+        match kind {
+            CallerKind::Terminal => self.per_terminal,
+            CallerKind::Mynaportal => self.per_mynaportal,
+            CallerKind::Admin => self.per_admin,
+        }
+    }
+}
+
+/// What each kind of credential is told:
+/// - a terminal: whether the holder can and must link, how the record is linked, the
+///   holding pattern and the services (§2) to explain at the counter — not the license's
+///   state as such, nor Mynaportal's side;
+/// - Mynaportal: whether the first stage is done and its own second stage, the services —
+///   not the holding pattern or the state;
+/// - an administrator: everything.
+pub fn view_for(kind: CallerKind, mut status: LicenseStatus) -> LicenseStatus {
+    match kind {
+        CallerKind::Terminal => {
+            status.state = None;
+            status.second_stage_done = None;
+        }
+        CallerKind::Mynaportal => {
+            status.holding = None;
+            status.state = None;
+        }
+        CallerKind::Admin => {}
+    }
+    status
+}
+
+/// `GET /v1/licenses/{number}/status` for a caller: the status as [`view_for`] shapes it,
+/// the read audited, and `rate_limited` past the caller's limit. `Ok(Err(_))` is
+/// `license_number_invalid`, `license_not_found` or `rate_limited`.
+pub fn answer_status(
+    store: &mut Store,
+    policy: &StatusReadPolicy,
+    kind: CallerKind,
+    caller: &str,
+    number: &str,
+    now: OffsetDateTime,
+) -> Result<Result<LicenseStatus, Rejection>, StoreError> {
+    let result = license_status(store, number)?;
+    let audit = AuditEntry {
+        at: format_time(now),
+        operation: Operation::Status,
+        code: match &result {
+            Ok(_) => Code::StatusAnswered,
+            Err(rejection) => rejection.code,
+        },
+        terminal_id: Some(caller.to_string()),
+        // Only a number in its canonical form is recorded, never the raw path text.
+        license_number: LicenseNumber::parse(number)
+            .ok()
+            .map(|(license, _)| license.as_str().to_string()),
+        binding_id: None,
+    };
+    let window_start = format_time(now.checked_sub(policy.window).unwrap_or(now));
+    if !store.admit_status_read(&audit, &window_start, policy.limit(kind))? {
+        return Ok(Err(Rejection::with_detail(
+            Code::RateLimited,
+            "too many status reads by this caller; try again later",
+        )));
+    }
+    Ok(result.map(|status| view_for(kind, status)))
+}
 
 /// The stable reason codes of [`LicenseStatus::reason`].
 pub mod reason {
@@ -84,15 +189,15 @@ pub fn license_status(
 
     Ok(Ok(LicenseStatus {
         license_number: license.as_str().to_string(),
-        holding,
-        state,
+        holding: Some(holding),
+        state: Some(state),
         eligible,
         linked: active.is_some(),
         linked_via,
         first_stage_needed,
         reason: reason.to_string(),
         services: ServiceStatus::for_holder(holding, state),
-        second_stage_done,
+        second_stage_done: Some(second_stage_done),
     }))
 }
 

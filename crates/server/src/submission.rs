@@ -15,10 +15,10 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use mynalink_link::api::{BindingAccepted, BindingRequest, LinkedVia};
-use mynalink_link::certificate::{SigningCertificate, Validity, MAX_DER_LEN};
-use mynalink_link::license::LicenseNumber;
+use mynalink_link::certificate::{CertificateError, SigningCertificate, Validity, MAX_DER_LEN};
+use mynalink_link::license::{LicenseNumber, LicenseNumberError};
 use mynalink_link::statement::{format_time, Statement};
-use mynalink_link::trust::TrustStore;
+use mynalink_link::trust::{TrustError, TrustStore};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
@@ -26,7 +26,7 @@ use crate::code::{Code, Rejection};
 use crate::identity::{self, IdentityMatch};
 use crate::store::{
     AuditEntry, Binding, FailureCount, IdentityCheck, InsertOutcome, NewBinding, Operation, Store,
-    StoreError, SubjectKind,
+    StoreError, SubjectKind, Tx,
 };
 
 /// Upper bound for the canonical statement; a real one is about 600 bytes.
@@ -73,6 +73,11 @@ pub struct SubmissionConfig {
     pub abuse: AbusePolicy,
     /// How long Mynaportal's card-info basic-4 waits for the second-stage signature.
     pub second_stage_ttl: Duration,
+    /// How many license status reads each caller has answered.
+    pub status_reads: crate::status::StatusReadPolicy,
+    /// The key the card-info basic-4 is hashed with (`--basic4-key`); without it the
+    /// second stage is refused.
+    pub basic4_key: Option<crate::basic4_key::Basic4Key>,
 }
 
 impl SubmissionConfig {
@@ -84,13 +89,15 @@ impl SubmissionConfig {
             future_tolerance: Duration::minutes(5),
             abuse: AbusePolicy::default(),
             second_stage_ttl: Duration::minutes(30),
+            status_reads: crate::status::StatusReadPolicy::default(),
+            basic4_key: None,
         }
     }
 }
 
 /// The backend's private key for sealed certificates; never printed.
 #[derive(Clone)]
-pub struct SealKey(pub std::sync::Arc<rsa::RsaPrivateKey>);
+pub struct SealKey(pub std::sync::Arc<mynalink_link::seal::SealPrivateKey>);
 
 impl std::fmt::Debug for SealKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,15 +175,42 @@ impl Outcome {
     }
 }
 
-/// What the checks decided, before anything is written.
-enum Verdict {
-    Reject(Rejection),
-    Repeated(Box<Binding>),
-    Store(Box<NewBinding>),
+/// What the checks that need no database found.
+enum Examined {
+    /// Refused before the statement's signature and chain verified: nothing shows that the
+    /// holder of the license it names had anything to do with it, so it counts against the
+    /// terminal that sent it and never against that license (§8 limits would otherwise let
+    /// any terminal lock any license with garbage).
+    Unverified {
+        rejection: Rejection,
+        /// The license number the statement names, for the audit only.
+        license: Option<String>,
+    },
+    /// Signed by a card whose certificate chains to a trusted root.
+    Verified(Box<Verified>),
+}
+
+struct Verified {
+    license: LicenseNumber,
+    statement: Statement,
+    statement_time: OffsetDateTime,
+    statement_sha256: String,
+    certificate: SigningCertificate,
+    staff_confirmed_identity: bool,
+    /// A refusal found after the signature verified (a statement signed for another
+    /// terminal); it counts against the license too.
+    refusal: Option<Rejection>,
 }
 
 /// Checks one submission from `terminal_id` (as authenticated by the transport) at `now`
 /// and stores its binding if every check passes. `Err` only for storage failures.
+///
+/// The checks that need no database (decoding, the statement's form, the certificate, the
+/// card's signature, the chain to a trusted root) run first and outside any transaction.
+/// Everything that reads or writes the database — the rate limits, the rules against
+/// stored records, and the decision with the failures it charges — runs in one write
+/// transaction, so a limit checked is still the limit when the failure is counted, also
+/// with many requests at once.
 pub fn submit(
     store: &mut Store,
     config: &SubmissionConfig,
@@ -184,79 +218,56 @@ pub fn submit(
     terminal_id: &str,
     now: OffsetDateTime,
 ) -> Result<Outcome, StoreError> {
-    let now_text = format_time(now);
-    let (window_start, mut audit) = opening(config, now);
-
-    if terminal_id.is_empty()
-        || terminal_id.len() > MAX_TERMINAL_ID_LEN
-        || terminal_id.chars().any(char::is_control)
-    {
+    let (window_start, audit) = opening(config, now);
+    if !is_plausible_terminal_id(terminal_id) {
         // Not a terminal the transport could have authenticated: nothing to count against.
         let rejection = Rejection::with_detail(
             Code::MalformedRequest,
             "the authenticated terminal id is empty, too long or has control characters",
         );
-        return reject(store, config, audit, rejection, &window_start);
+        return store
+            .transaction(|tx| reject(tx, config, audit.clone(), rejection.clone(), &window_start));
     }
+    let mut audit = audit;
     audit.terminal_id = Some(terminal_id.to_string());
 
-    if let Some(rejection) = terminal_limited(store, config, terminal_id, &window_start)? {
-        return reject(store, config, audit, rejection, &window_start);
+    // A terminal over its limit costs no verification; the transaction checks again.
+    if store.failures_since(SubjectKind::Terminal, terminal_id, &window_start)?
+        >= config.abuse.max_failures_per_terminal
+    {
+        return store.transaction(|tx| {
+            reject(
+                tx,
+                config,
+                audit.clone(),
+                terminal_rate_limited(),
+                &window_start,
+            )
+        });
     }
 
-    let verdict = evaluate(
-        store,
-        config,
-        request,
-        terminal_id,
-        now,
-        &now_text,
-        &window_start,
-        &mut audit,
-    )?;
-    match verdict {
-        Verdict::Reject(rejection) => reject(store, config, audit, rejection, &window_start),
-        Verdict::Repeated(binding) => {
-            audit.code = Code::Repeated;
-            audit.binding_id = Some(binding.binding_id.clone());
-            store.record_decision(&audit, &[], &window_start)?;
-            Ok(Outcome::Accepted(accepted(false, &binding)))
-        }
-        Verdict::Store(new) => {
-            audit.code = Code::Created;
-            audit.binding_id = Some(new.binding_id.clone());
-            match store.insert_binding(&new, &audit)? {
-                InsertOutcome::Created(binding) => Ok(Outcome::Accepted(accepted(true, &binding))),
-                // The checks above saw neither; another request got there in between.
-                InsertOutcome::Repeated(binding) => {
-                    audit.code = Code::Repeated;
-                    audit.binding_id = Some(binding.binding_id.clone());
-                    store.record_decision(&audit, &[], &window_start)?;
-                    Ok(Outcome::Accepted(accepted(false, &binding)))
-                }
-                InsertOutcome::StatementReused(_) => {
-                    audit.binding_id = None;
-                    reject(
-                        store,
-                        config,
-                        audit,
-                        Rejection::new(Code::StatementReused),
-                        &window_start,
-                    )
-                }
-                InsertOutcome::AlreadyLinked(binding) => {
-                    audit.binding_id = None;
-                    reject(
-                        store,
-                        config,
-                        audit,
-                        already_linked(&binding),
-                        &window_start,
-                    )
-                }
-            }
-        }
-    }
+    let examined = examine(config, request, terminal_id);
+    store.transaction(|tx| decide(tx, config, &examined, now, &window_start, audit.clone()))
+}
+
+fn is_plausible_terminal_id(terminal_id: &str) -> bool {
+    !terminal_id.is_empty()
+        && terminal_id.len() <= MAX_TERMINAL_ID_LEN
+        && !terminal_id.chars().any(char::is_control)
+}
+
+fn terminal_rate_limited() -> Rejection {
+    Rejection::with_detail(
+        Code::RateLimited,
+        "too many failed submissions from this terminal",
+    )
+}
+
+fn license_rate_limited() -> Rejection {
+    Rejection::with_detail(
+        Code::RateLimited,
+        "too many failed attempts for this license number",
+    )
 }
 
 /// Where the rate-limit window that ends `now` starts.
@@ -287,32 +298,7 @@ pub(crate) fn license_limited(
     window_start: &str,
 ) -> Result<Option<Rejection>, StoreError> {
     let failures = store.failures_since(SubjectKind::License, license, window_start)?;
-    Ok(
-        (failures >= config.abuse.max_failures_per_license).then(|| {
-            Rejection::with_detail(
-                Code::RateLimited,
-                "too many failed attempts for this license number",
-            )
-        }),
-    )
-}
-
-/// `Some(rate_limited)` when the terminal failed too often within the window.
-fn terminal_limited(
-    store: &mut Store,
-    config: &SubmissionConfig,
-    terminal_id: &str,
-    window_start: &str,
-) -> Result<Option<Rejection>, StoreError> {
-    let failures = store.failures_since(SubjectKind::Terminal, terminal_id, window_start)?;
-    Ok(
-        (failures >= config.abuse.max_failures_per_terminal).then(|| {
-            Rejection::with_detail(
-                Code::RateLimited,
-                "too many failed submissions from this terminal",
-            )
-        }),
-    )
+    Ok((failures >= config.abuse.max_failures_per_license).then(license_rate_limited))
 }
 
 /// A body that is not a [`BindingRequest`] at all (not JSON, wrong shape): audited and
@@ -326,17 +312,26 @@ pub fn reject_unreadable(
     now: OffsetDateTime,
 ) -> Result<Outcome, StoreError> {
     let (window_start, mut audit) = opening(config, now);
-    if !terminal_id.is_empty()
-        && terminal_id.len() <= MAX_TERMINAL_ID_LEN
-        && !terminal_id.chars().any(char::is_control)
-    {
-        audit.terminal_id = Some(terminal_id.to_string());
-        if let Some(rejection) = terminal_limited(store, config, terminal_id, &window_start)? {
-            return reject(store, config, audit, rejection, &window_start);
-        }
-    }
     let rejection = Rejection::with_detail(Code::MalformedRequest, detail);
-    reject(store, config, audit, rejection, &window_start)
+    let plausible = is_plausible_terminal_id(terminal_id);
+    if plausible {
+        audit.terminal_id = Some(terminal_id.to_string());
+    }
+    store.transaction(|tx| {
+        if plausible
+            && tx.failures_since(SubjectKind::Terminal, terminal_id, &window_start)?
+                >= config.abuse.max_failures_per_terminal
+        {
+            return reject(
+                tx,
+                config,
+                audit.clone(),
+                terminal_rate_limited(),
+                &window_start,
+            );
+        }
+        reject(tx, config, audit.clone(), rejection.clone(), &window_start)
+    })
 }
 
 fn accepted(created: bool, binding: &Binding) -> Accepted {
@@ -361,13 +356,25 @@ fn already_linked(binding: &Binding) -> Rejection {
     rejection
 }
 
-/// Audits a rejection and, for failures that count, charges the terminal and the license.
+/// Audits a rejection and, for failures that count, charges the terminal and — only when
+/// the audit names a license whose card signed (see [`Examined`]) — the license.
 fn reject(
-    store: &mut Store,
+    tx: &mut Tx<'_>,
+    config: &SubmissionConfig,
+    audit: AuditEntry,
+    rejection: Rejection,
+    window_start: &str,
+) -> Result<Outcome, StoreError> {
+    reject_charging(tx, config, audit, rejection, window_start, false)
+}
+
+fn reject_charging(
+    tx: &mut Tx<'_>,
     config: &SubmissionConfig,
     mut audit: AuditEntry,
     rejection: Rejection,
     window_start: &str,
+    charge_license: bool,
 ) -> Result<Outcome, StoreError> {
     audit.code = rejection.code;
     let mut failures = Vec::new();
@@ -379,7 +386,7 @@ fn reject(
                 threshold: config.abuse.max_failures_per_terminal,
             });
         }
-        if let Some(license) = audit.license_number.as_deref() {
+        if let Some(license) = audit.license_number.as_deref().filter(|_| charge_license) {
             failures.push(FailureCount {
                 kind: SubjectKind::License,
                 subject: license,
@@ -387,7 +394,7 @@ fn reject(
             });
         }
     }
-    store.record_decision(&audit, &failures, window_start)?;
+    tx.record_decision(&audit, &failures, window_start)?;
     Ok(Outcome::Rejected(rejection))
 }
 
@@ -399,10 +406,11 @@ fn decode(field: &str, text: &str, max: usize) -> Result<Vec<u8>, Rejection> {
             format!("{field} is longer than {max} bytes"),
         ));
     }
-    let bytes = BASE64.decode(text.as_bytes()).map_err(|e| {
+    // The decoder's message can quote the offending character: only the field is named.
+    let bytes = BASE64.decode(text.as_bytes()).map_err(|_| {
         Rejection::with_detail(
             Code::MalformedRequest,
-            format!("{field} is not standard base64: {e}"),
+            format!("{field} is not standard base64"),
         )
     })?;
     if bytes.is_empty() {
@@ -420,79 +428,177 @@ fn decode(field: &str, text: &str, max: usize) -> Result<Vec<u8>, Rejection> {
     Ok(bytes)
 }
 
-macro_rules! check {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(rejection) => return Ok(Verdict::Reject(rejection)),
-        }
-    };
+/// The checks that need no database. Details never carry a value from the request: they
+/// name the field or the check, so an answer cannot be made to reflect what was sent.
+fn examine(config: &SubmissionConfig, request: &BindingRequest, terminal_id: &str) -> Examined {
+    let mut license = None;
+    match verify(config, request, terminal_id, &mut license) {
+        Ok(verified) => Examined::Verified(Box::new(verified)),
+        Err(rejection) => Examined::Unverified { rejection, license },
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn evaluate(
-    store: &mut Store,
+fn verify(
     config: &SubmissionConfig,
     request: &BindingRequest,
     terminal_id: &str,
-    now: OffsetDateTime,
-    now_text: &str,
-    window_start: &str,
-    audit: &mut AuditEntry,
-) -> Result<Verdict, StoreError> {
-    let statement_bytes = check!(decode("statement", &request.statement, MAX_STATEMENT_LEN));
-    let signature = check!(decode("signature", &request.signature, MAX_SIGNATURE_LEN));
-    let certificate_der = check!(certificate_der(config, request, &statement_bytes));
+    license_seen: &mut Option<String>,
+) -> Result<Verified, Rejection> {
+    let statement_bytes = decode("statement", &request.statement, MAX_STATEMENT_LEN)?;
+    let signature = decode("signature", &request.signature, MAX_SIGNATURE_LEN)?;
+    let certificate_der = certificate_der(config, request, &statement_bytes)?;
     let ca_der = match &request.ca_certificate {
-        Some(text) => Some(check!(decode("ca_certificate", text, MAX_DER_LEN))),
+        Some(text) => Some(decode("ca_certificate", text, MAX_DER_LEN)?),
         None => None,
     };
 
-    let statement = check!(Statement::from_canonical_bytes(&statement_bytes)
-        .map_err(|e| Rejection::with_detail(Code::StatementInvalid, e)));
-    let statement_time = check!(statement
-        .time()
-        .map_err(|e| Rejection::with_detail(Code::StatementInvalid, format!("time: {e}"))));
-
-    // The client writes UTC with whole seconds; anything else did not come from it.
-    if statement_time
-        .checked_to_offset(time::UtcOffset::UTC)
-        .map(format_time)
-        .as_deref()
-        != Some(statement.time.as_str())
-    {
-        return Ok(Verdict::Reject(Rejection::with_detail(
+    let statement = Statement::from_canonical_bytes(&statement_bytes).map_err(|_| {
+        Rejection::with_detail(
             Code::StatementInvalid,
-            "time is not RFC 3339 UTC with whole seconds (e.g. 2026-11-26T09:00:00Z)",
-        )));
-    }
+            "the statement is not a canonical first-stage statement of a supported version",
+        )
+    })?;
+    let statement_time = statement_time(&statement)?;
+    let license = canonical_license_number(&statement.license_number)?;
+    *license_seen = Some(license.as_str().to_string());
 
-    let license = check!(canonical_license_number(&statement.license_number));
-    audit.license_number = Some(license.as_str().to_string());
-    if let Some(rejection) = license_limited(store, config, license.as_str(), window_start)? {
-        return Ok(Verdict::Reject(rejection));
-    }
-
-    let certificate = check!(SigningCertificate::parse(&certificate_der)
-        .map_err(|e| Rejection::with_detail(Code::CertificateInvalid, e.to_string())));
-    check!(statement_names_certificate(&statement, &certificate));
-    check!(verify_signed_statement(
+    let certificate = SigningCertificate::parse(&certificate_der)
+        .map_err(|e| Rejection::with_detail(Code::CertificateInvalid, certificate_detail(&e)))?;
+    statement_names_certificate(&statement, &certificate)?;
+    verify_signed_statement(
         config,
         &certificate,
         &statement_bytes,
         &signature,
         ca_der.as_deref(),
-        statement_time
-    ));
-    if statement.terminal_id != terminal_id {
-        return Ok(Verdict::Reject(Rejection::with_detail(
+        statement_time,
+    )?;
+    let refusal = (statement.terminal_id != terminal_id).then(|| {
+        Rejection::with_detail(
             Code::TerminalMismatch,
             "the statement was signed for another terminal",
-        )));
-    }
+        )
+    });
+    Ok(Verified {
+        license,
+        statement_sha256: hex::encode(Sha256::digest(&statement_bytes)),
+        statement,
+        statement_time,
+        certificate,
+        staff_confirmed_identity: request.staff_confirmed_identity,
+        refusal,
+    })
+}
 
-    let statement_sha256 = hex::encode(Sha256::digest(&statement_bytes));
-    if let Some(existing) = store.binding_by_statement(&statement_sha256)? {
+/// The statement's time, which the client writes as RFC 3339 UTC with whole seconds;
+/// anything else did not come from it.
+fn statement_time(statement: &Statement) -> Result<OffsetDateTime, Rejection> {
+    let invalid = || {
+        Rejection::with_detail(
+            Code::StatementInvalid,
+            "time is not RFC 3339 UTC with whole seconds (e.g. 2026-11-26T09:00:00Z)",
+        )
+    };
+    let time = statement.time().map_err(|_| invalid())?;
+    if time
+        .checked_to_offset(time::UtcOffset::UTC)
+        .map(format_time)
+        .as_deref()
+        != Some(statement.time.as_str())
+    {
+        return Err(invalid());
+    }
+    Ok(time)
+}
+
+/// What the database decides, in the caller's write transaction.
+fn decide(
+    tx: &mut Tx<'_>,
+    config: &SubmissionConfig,
+    examined: &Examined,
+    now: OffsetDateTime,
+    window_start: &str,
+    mut audit: AuditEntry,
+) -> Result<Outcome, StoreError> {
+    if let Some(terminal) = audit.terminal_id.as_deref() {
+        if tx.failures_since(SubjectKind::Terminal, terminal, window_start)?
+            >= config.abuse.max_failures_per_terminal
+        {
+            return reject(tx, config, audit, terminal_rate_limited(), window_start);
+        }
+    }
+    let verified = match examined {
+        Examined::Unverified { rejection, license } => {
+            audit.license_number = license.clone();
+            return reject(tx, config, audit, rejection.clone(), window_start);
+        }
+        Examined::Verified(verified) => verified,
+    };
+    let license = verified.license.as_str();
+    audit.license_number = Some(license.to_string());
+    if tx.failures_since(SubjectKind::License, license, window_start)?
+        >= config.abuse.max_failures_per_license
+    {
+        return reject(tx, config, audit, license_rate_limited(), window_start);
+    }
+    match evaluate(tx, config, verified, now)? {
+        Verdict::Reject(rejection) => {
+            reject_charging(tx, config, audit, rejection, window_start, true)
+        }
+        Verdict::Repeated(binding) => {
+            audit.code = Code::Repeated;
+            audit.binding_id = Some(binding.binding_id.clone());
+            tx.record_decision(&audit, &[], window_start)?;
+            Ok(Outcome::Accepted(accepted(false, &binding)))
+        }
+        Verdict::Store(new) => {
+            audit.code = Code::Created;
+            audit.binding_id = Some(new.binding_id.clone());
+            // In the same transaction as the checks, so the outcomes other than `Created`
+            // only arise from another process's commit racing this one's.
+            let rejection = match tx.insert_binding(&new, &audit)? {
+                InsertOutcome::Created(binding) => {
+                    return Ok(Outcome::Accepted(accepted(true, &binding)))
+                }
+                InsertOutcome::Repeated(binding) => {
+                    audit.code = Code::Repeated;
+                    audit.binding_id = Some(binding.binding_id.clone());
+                    tx.record_decision(&audit, &[], window_start)?;
+                    return Ok(Outcome::Accepted(accepted(false, &binding)));
+                }
+                InsertOutcome::StatementReused(_) => Rejection::new(Code::StatementReused),
+                InsertOutcome::AlreadyLinked(binding) => already_linked(&binding),
+            };
+            audit.binding_id = None;
+            reject_charging(tx, config, audit, rejection, window_start, true)
+        }
+    }
+}
+
+/// What the rules against stored records decided, before anything is written.
+enum Verdict {
+    Reject(Rejection),
+    Repeated(Box<Binding>),
+    Store(Box<NewBinding>),
+}
+
+fn evaluate(
+    tx: &mut Tx<'_>,
+    config: &SubmissionConfig,
+    verified: &Verified,
+    now: OffsetDateTime,
+) -> Result<Verdict, StoreError> {
+    if let Some(refusal) = &verified.refusal {
+        return Ok(Verdict::Reject(refusal.clone()));
+    }
+    let statement = &verified.statement;
+    let statement_time = verified.statement_time;
+    let statement_sha256 = &verified.statement_sha256;
+    let license = verified.license.as_str();
+
+    // A repeat of an accepted statement is answered before the freshness check, so that a
+    // terminal's outbox can retry long after signing.
+    if let Some(existing) = tx.binding_by_statement(statement_sha256)? {
         return Ok(if existing.is_active() {
             Verdict::Repeated(Box::new(existing))
         } else {
@@ -507,8 +613,7 @@ fn evaluate(
         return Ok(Verdict::Reject(Rejection::with_detail(
             Code::StatementStale,
             format!(
-                "signed at {}, more than {} hours ago",
-                statement.time,
+                "signed more than {} hours ago",
                 config.freshness_window.whole_hours()
             ),
         )));
@@ -519,11 +624,11 @@ fn evaluate(
     {
         return Ok(Verdict::Reject(Rejection::with_detail(
             Code::StatementStale,
-            format!("signed at {}, ahead of the server's clock", statement.time),
+            "signed ahead of the server's clock",
         )));
     }
 
-    let Some(stored) = store.license(license.as_str())? else {
+    let Some(stored) = tx.license(license)? else {
         return Ok(Verdict::Reject(Rejection::new(Code::LicenseNotFound)));
     };
     let record = &stored.record;
@@ -535,14 +640,21 @@ fn evaluate(
         )));
     }
 
+    let certificate = &verified.certificate;
     let identity_check = {
         // The basic-4 lives only in this block; Basic4 wipes itself when dropped.
-        let basic4 = check!(certificate
-            .basic4()
-            .map_err(|e| Rejection::with_detail(Code::CertificateInvalid, e.to_string())));
+        let basic4 = match certificate.basic4() {
+            Ok(basic4) => basic4,
+            Err(e) => {
+                return Ok(Verdict::Reject(Rejection::with_detail(
+                    Code::CertificateInvalid,
+                    certificate_detail(&e),
+                )))
+            }
+        };
         match identity::compare(&basic4, &record.name, &record.birth_date) {
             IdentityMatch::Matches => IdentityCheck::Automatic,
-            IdentityMatch::NeedsConfirmation if request.staff_confirmed_identity => {
+            IdentityMatch::NeedsConfirmation if verified.staff_confirmed_identity => {
                 IdentityCheck::StaffConfirmed
             }
             IdentityMatch::NeedsConfirmation => {
@@ -561,29 +673,25 @@ fn evaluate(
         }
     };
 
-    if let Some(active) = store.active_binding(license.as_str())? {
-        // Stored by a concurrent request with this very statement since the check above.
-        if active.statement_sha256.as_deref() == Some(statement_sha256.as_str()) {
-            return Ok(Verdict::Repeated(Box::new(active)));
-        }
+    if let Some(active) = tx.active_binding(license)? {
         return Ok(Verdict::Reject(already_linked(&active)));
     }
 
     Ok(Verdict::Store(Box::new(NewBinding {
         binding_id: new_binding_id(),
-        license_number: license.as_str().to_string(),
+        license_number: license.to_string(),
         issuer_key_id: certificate.authority_key_id().map(hex::encode),
         certificate_serial: certificate.serial_hex(),
         certificate_not_before: format_time(certificate.not_before()),
         certificate_not_after: format_time(certificate.not_after()),
-        terminal_id: terminal_id.to_string(),
+        terminal_id: statement.terminal_id.clone(),
         operator_id: statement.operator_id.clone(),
         linked_via: LinkedVia::Counter,
         holding_at_link: record.holding,
         identity_check,
-        linked_at: now_text.to_string(),
+        linked_at: format_time(now),
         statement_time: Some(statement.time.clone()),
-        statement_sha256: Some(statement_sha256),
+        statement_sha256: Some(statement_sha256.clone()),
     })))
 }
 
@@ -595,10 +703,89 @@ fn canonical_license_number(text: &str) -> Result<LicenseNumber, Rejection> {
             Code::LicenseNumberInvalid,
             "the statement's license number is not in canonical 12-digit form",
         )),
+        // The parser's messages quote digits of the number: only the kind of fault is named.
         Err(e) => Err(Rejection::with_detail(
             Code::LicenseNumberInvalid,
-            e.to_string(),
+            license_number_detail(&e),
         )),
+    }
+}
+
+fn license_number_detail(e: &LicenseNumberError) -> &'static str {
+    match e {
+        LicenseNumberError::Empty => "the statement's license number is empty",
+        LicenseNumberError::WrongLength { .. } => {
+            "the statement's license number does not have 12 digits"
+        }
+        LicenseNumberError::NotADigit { .. } => {
+            "the statement's license number has a character that is not a digit"
+        }
+        LicenseNumberError::UnknownCommissionCode { .. } => {
+            "the statement's license number does not start with a prefectural commission code"
+        }
+        LicenseNumberError::CheckDigitMismatch { .. } => {
+            "the statement's license number has a wrong check digit"
+        }
+    }
+}
+
+/// Which check the certificate failed, without any of its values (its basic-4 least of all).
+pub(crate) fn certificate_detail(e: &CertificateError) -> &'static str {
+    match e {
+        CertificateError::Empty => "the certificate is empty",
+        CertificateError::TooLarge { .. } => "the certificate is larger than accepted",
+        CertificateError::NotDer { .. } | CertificateError::TrailingData { .. } => {
+            "the certificate is not one DER-encoded X.509 certificate"
+        }
+        CertificateError::Malformed { .. } => "the certificate is malformed",
+        CertificateError::NotRsa2048 { .. } => "the certificate's key is not RSA-2048",
+        CertificateError::NoBasic4 | CertificateError::MissingName => {
+            "the certificate carries no basic-4 information: not a JPKI signing certificate"
+        }
+        CertificateError::InvalidBasic4 { .. } => {
+            "the certificate's basic-4 information is malformed"
+        }
+        CertificateError::CaCertificate => {
+            "the certificate is a CA certificate, not a holder's signing certificate"
+        }
+        CertificateError::KeyUsage => "the certificate's keyUsage does not allow signatures",
+        CertificateError::UnknownCriticalExtension { .. } => {
+            "the certificate has a critical extension that is not known"
+        }
+    }
+}
+
+fn trust_detail(e: &TrustError) -> &'static str {
+    match e {
+        TrustError::NoAuthorityKeyId => {
+            "the certificate has no authorityKeyIdentifier, so its issuer cannot be identified"
+        }
+        TrustError::UnknownIssuer { .. } => {
+            "no trusted J-LIS signing root has the certificate's issuer key"
+        }
+        TrustError::CardCaInvalid { .. } => "the CA certificate sent is unusable",
+        TrustError::CardCaNotPinned { .. } => {
+            "the CA certificate sent is neither a pinned J-LIS signing root nor a configured \
+             trust anchor"
+        }
+        TrustError::CardCaNotIssuer { .. } => {
+            "the CA certificate sent is not the certificate's issuer"
+        }
+        TrustError::UnsupportedSignatureAlgorithm { .. } => {
+            "the certificate is not signed with sha256WithRSAEncryption"
+        }
+        TrustError::IssuerSignatureInvalid { .. } => {
+            "the issuer's signature on the certificate does not verify"
+        }
+        TrustError::IssuerNotYetValid { .. } | TrustError::IssuerExpired { .. } => {
+            "the issuing CA was not valid at the statement's time"
+        }
+        TrustError::IssuerNameMismatch { .. } => {
+            "the certificate names another issuer than the CA that signed it"
+        }
+        TrustError::BadAnchor { .. } | TrustError::NotPinned { .. } => {
+            "the certificate does not chain to a trusted J-LIS signing root"
+        }
     }
 }
 
@@ -614,20 +801,32 @@ pub(crate) fn verify_signed_statement(
 ) -> Result<(), Rejection> {
     certificate
         .verify_sha256_signature(statement_bytes, signature)
-        .map_err(|e| Rejection::with_detail(Code::SignatureInvalid, e.to_string()))?;
+        .map_err(|_| {
+            Rejection::with_detail(
+                Code::SignatureInvalid,
+                "the signature does not verify under the certificate's public key",
+            )
+        })?;
     config
         .trust
         .evaluate(certificate, ca_der, statement_time)
-        .map_err(|e| Rejection::with_detail(Code::CertificateUntrusted, e.to_string()))?;
+        .map_err(|e| {
+            let code = if e.is_certificate_fault() {
+                Code::CertificateInvalid
+            } else {
+                Code::CertificateUntrusted
+            };
+            Rejection::with_detail(code, trust_detail(&e))
+        })?;
     match certificate.is_valid_at(statement_time) {
         Validity::Valid => Ok(()),
         Validity::Expired => Err(Rejection::with_detail(
             Code::CertificateExpired,
-            format!("expired at {}", format_time(certificate.not_after())),
+            "the certificate had expired at the statement's time",
         )),
         Validity::NotYetValid => Err(Rejection::with_detail(
             Code::CertificateNotYetValid,
-            format!("valid from {}", format_time(certificate.not_before())),
+            "the certificate was not yet valid at the statement's time",
         )),
     }
 }

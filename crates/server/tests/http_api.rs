@@ -320,20 +320,29 @@ fn the_api_over_tls_with_the_terminal_client(backend: Backend) {
 }
 
 fn a_sealed_certificate_is_opened_with_the_seal_key(backend: Backend) {
-    use rsa::pkcs8::EncodePrivateKey;
-
     let number = license(11);
     let files = Files::new(
         backend,
         &format!("{number},history_myna_only,\"試験　花子\",1990-01-02,valid\n"),
     );
-    let mut rng = rand::thread_rng();
-    let key = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("seal key");
-    let pem = key
-        .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
-        .expect("PKCS#8 PEM");
     let key_path = files.path("seal.pem");
-    std::fs::write(&key_path, pem.as_bytes()).expect("write key");
+    let generated = std::process::Command::new(env!("CARGO_BIN_EXE_mynalink-server"))
+        .args(["seal-key", "generate", "--out"])
+        .arg(&key_path)
+        .output()
+        .expect("seal-key generate");
+    assert!(generated.status.success(), "{generated:?}");
+    let public = std::process::Command::new(env!("CARGO_BIN_EXE_mynalink-server"))
+        .args(["seal-key", "public"])
+        .arg(&key_path)
+        .output()
+        .expect("seal-key public");
+    assert!(public.status.success(), "{public:?}");
+    let recipient = mynalink_link::seal::parse_public_key(&public.stdout).expect("public key");
+    assert_eq!(
+        String::from_utf8_lossy(&generated.stdout).trim(),
+        format!("key id: {}", recipient.key_id())
+    );
 
     let mut args = files.tls_args();
     args.extend(["--seal-key".to_string(), path_arg(&key_path)]);
@@ -344,7 +353,7 @@ fn a_sealed_certificate_is_opened_with_the_seal_key(backend: Backend) {
     let statement = statement_for(&signer, &number, TERMINAL, now() - Duration::minutes(1));
     let bytes = statement.canonical_bytes();
     let sealed = mynalink_link::seal::seal(
-        &key.to_public_key(),
+        &recipient,
         &signer.cert_der,
         &mynalink_link::outbox::certificate_aad(&bytes),
     )
@@ -375,14 +384,14 @@ fn a_sealed_certificate_is_opened_with_the_seal_key(backend: Backend) {
         .contains("sealed_certificate"));
 
     // Sealed to another key: its own code, so that the terminal keeps the entry.
-    let other_key = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("other key");
+    let other_key = mynalink_link::seal::SealPrivateKey::generate().expect("other key");
     let elsewhere = statement_for(&signer, &number, TERMINAL, now() - Duration::minutes(3));
     let elsewhere_bytes = elsewhere.canonical_bytes();
     let mut mismatched = common::request_for_bytes(&signer, &elsewhere_bytes);
     mismatched.certificate = None;
     mismatched.sealed_certificate = Some(
         mynalink_link::seal::seal(
-            &other_key.to_public_key(),
+            other_key.public_key(),
             &signer.cert_der,
             &mynalink_link::outbox::certificate_aad(&elsewhere_bytes),
         )

@@ -12,7 +12,13 @@ use mynalink_server::scratch::Backend;
 mynalink_server::on_both_databases!(
     plain_http_only_when_asked_for_and_only_on_loopback,
     bad_tls_material_and_tokens_are_configuration_errors,
+    the_public_test_root_needs_allow_test_root,
 );
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
@@ -71,11 +77,30 @@ fn plain_http_only_when_asked_for_and_only_on_loopback(backend: Backend) {
     assert!(server.terminate().success());
 }
 
+/// The simulated card's TEST root (its private key is public) is no trust anchor for a
+/// server unless `--allow-test-root` says this is a demo or a test.
+fn the_public_test_root_needs_allow_test_root(backend: Backend) {
+    let files = Files::new(backend, "");
+    let without: Vec<String> = files
+        .tls_args()
+        .into_iter()
+        .filter(|a| a != "--allow-test-root")
+        .collect();
+    let (code, stderr) = serve_refused(&without);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("TEST root"), "{stderr}");
+    assert!(stderr.contains("--allow-test-root"), "{stderr}");
+    assert!(stderr.contains(&path_arg(&files.trust_anchor)), "{stderr}");
+    // With it, the server starts.
+    let server = Server::start(&files.tls_args());
+    assert!(server.terminate().success());
+}
+
 fn bad_tls_material_and_tokens_are_configuration_errors(backend: Backend) {
     let files = Files::new(backend, "");
     let missing = path_arg(&files.path("missing.pem"));
     let garbage = files.path("garbage.pem");
-    std::fs::write(&garbage, "not a PEM file\n").expect("write");
+    write_secret(&garbage, "not a PEM file\n");
     let garbage = path_arg(&garbage);
     let cert = path_arg(&files.cert);
     let key = path_arg(&files.key);
@@ -83,9 +108,33 @@ fn bad_tls_material_and_tokens_are_configuration_errors(backend: Backend) {
     let base = ["--listen", "127.0.0.1:0", "--database", db];
 
     let bad_tokens = files.path("bad-tokens");
-    std::fs::write(&bad_tokens, "terminal-without-hash\n").expect("write");
+    write_secret(&bad_tokens, "terminal-without-hash\n");
     let bad_tokens = path_arg(&bad_tokens);
-    let seal = path_arg(&files.cert);
+    // The certificate, private to the server's user: files that are keys in name only.
+    let cert_copy = files.path("server-copy.pem");
+    write_secret(&cert_copy, std::fs::read(&files.cert).expect("read cert"));
+    let cert_copy = path_arg(&cert_copy);
+    let seal = cert_copy.clone();
+    // A seal key of the retired RSA sealing.
+    let rsa_seal = files.path("rsa-seal.pem");
+    {
+        use rand::SeedableRng;
+        use rsa::pkcs8::EncodePrivateKey;
+        let rsa = rsa::RsaPrivateKey::new(&mut rand::rngs::StdRng::seed_from_u64(5), 1024)
+            .expect("keygen");
+        let pem = rsa.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).expect("pem");
+        write_secret(&rsa_seal, pem.as_bytes());
+    }
+    let rsa_seal = path_arg(&rsa_seal);
+    // Secret files other users can read.
+    let open_key = files.path("open.key");
+    std::fs::copy(&files.key, &open_key).expect("copy key");
+    chmod(&open_key, 0o644);
+    let open_key = path_arg(&open_key);
+    let open_tokens = files.path("open-tokens");
+    std::fs::copy(&files.tokens, &open_tokens).expect("copy tokens");
+    chmod(&open_tokens, 0o640);
+    let open_tokens = path_arg(&open_tokens);
 
     for (extra, needle) in [
         (
@@ -98,7 +147,36 @@ fn bad_tls_material_and_tokens_are_configuration_errors(backend: Backend) {
         ),
         (vec!["--tls-cert", &cert, "--tls-key", &garbage], "TLS key"),
         // The certificate's own file holds no private key.
-        (vec!["--tls-cert", &cert, "--tls-key", &cert], "TLS key"),
+        (
+            vec!["--tls-cert", &cert, "--tls-key", &cert_copy],
+            "TLS key",
+        ),
+        (
+            vec!["--tls-cert", &cert, "--tls-key", &open_key],
+            "mode 0644 lets other users read or change it; run `chmod 600",
+        ),
+        (
+            vec![
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+                "--terminal-tokens",
+                &open_tokens,
+            ],
+            "mode 0640",
+        ),
+        (
+            vec![
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+                "--seal-key",
+                &rsa_seal,
+            ],
+            "an RSA key, which is no longer used for sealing",
+        ),
         (
             vec![
                 "--tls-cert",

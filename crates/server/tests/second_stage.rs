@@ -9,6 +9,7 @@ use common::{good_request, license, sim_signer, Bench, Signer};
 use mynalink_link::api::{Holding, LicenseState};
 use mynalink_link::certificate::{Sex, SigningCertificate};
 use mynalink_link::statement::{format_time, Statement, TermsRef, VERSION};
+use mynalink_server::basic4_key::Basic4Key;
 use mynalink_server::second_stage::{
     receive_basic4, submit_signature, Basic4Request, SignatureRequest, PURPOSE,
 };
@@ -30,6 +31,7 @@ mynalink_server::on_both_databases!(
     after_a_cancellation_the_second_stage_alone_relinks,
     no_relink_after_the_license_lapsed_since_the_cancellation,
     repeated_second_stage_failures_are_rate_limited,
+    a_changed_or_missing_basic4_key_ends_the_session,
 );
 
 const PORTAL: &str = "mynaportal";
@@ -151,8 +153,8 @@ fn happy_path_links_and_deletes_both_sets(backend: Backend) {
     let (mut bench, number) = linked_bench(backend, 10);
     let id = basic4(&mut bench, &number, &card_basic4()).expect("received");
     assert_eq!(pending_rows(&bench), 1);
-    let dump = bench.dump_tables(false);
-    assert!(basic4_needles().iter().all(|n| dump.contains(n.as_str())));
+    // Pending, the card-info basic-4 is kept as hashes only.
+    assert_no_basic4_left(&bench);
 
     let signer = sim_signer(Validity::Current);
     let request = signature_request(&signer, &number, &id, PORTAL, bench.now);
@@ -162,11 +164,12 @@ fn happy_path_links_and_deletes_both_sets(backend: Backend) {
     );
     assert_eq!(pending_rows(&bench), 0);
     assert_no_basic4_left(&bench);
-    assert!(
+    assert_eq!(
         license_status(&mut bench.store, &number)
             .expect("store")
             .expect("status")
-            .second_stage_done
+            .second_stage_done,
+        Some(true)
     );
 
     // The same statement again: idempotent.
@@ -220,11 +223,12 @@ fn mismatch_is_refused_and_deleted(backend: Backend) {
         assert_eq!(pending_rows(&bench), 0, "{field}");
         assert_no_basic4_left(&bench);
         assert!(!bench.dump_tables(false).contains("花代"));
-        assert!(
-            !license_status(&mut bench.store, &number)
+        assert_eq!(
+            license_status(&mut bench.store, &number)
                 .expect("store")
                 .expect("status")
-                .second_stage_done
+                .second_stage_done,
+            Some(false)
         );
         // The session is over.
         assert_eq!(
@@ -511,7 +515,8 @@ fn after_a_cancellation_the_second_stage_alone_relinks(backend: Backend) {
         let status = license_status(&mut bench.store, &number)
             .expect("store works")
             .expect("status");
-        assert!(status.linked && status.second_stage_done && !status.first_stage_needed);
+        assert!(status.linked && status.second_stage_done == Some(true));
+        assert!(!status.first_stage_needed);
         assert_eq!(status.reason, "already_linked");
 
         // The same statement again: the same answer, nothing new.
@@ -597,10 +602,14 @@ fn repeated_second_stage_failures_are_rate_limited(backend: Backend) {
     }
     // A session opened now, with the right basic-4 ...
     let open = basic4(&mut bench, &number, &card_basic4()).expect("received");
-    // ... then the last allowed failure, from the first stage: a forged signature.
-    let mut forged = good_request(&bench, &number);
-    forged.signature = BASE64.encode([0u8; 256]);
-    assert_eq!(bench.submit(&forged).code(), Code::SignatureInvalid);
+    // ... then the last allowed failure, from the first stage: the holder's card signed
+    // it, for another terminal than the one sending it. (An unsigned forgery would count
+    // against the terminal only.)
+    let relayed = common::statement_for(&signer, &number, "elsewhere", bench.now);
+    assert_eq!(
+        bench.submit(&common::request_for(&signer, &relayed)).code(),
+        Code::TerminalMismatch
+    );
     assert_eq!(
         bench.count(&format!(
             "SELECT COUNT(*) FROM abuse_events WHERE subject_kind = 'license' \
@@ -639,4 +648,50 @@ fn repeated_second_stage_failures_are_rate_limited(backend: Backend) {
     bench.now += bench.config.abuse.window + Duration::minutes(1);
     let done = full_second_stage(&mut bench, &number);
     assert_eq!(done.code, "mynaportal_linked");
+}
+
+/// The hashes compare only under the key they were made with: after the key changed, the
+/// session ends as not found (the holder's basic-4 was not shown to differ, so nothing
+/// counts against the license) and a new one works. Without a key the second stage is
+/// refused as not configured and nothing is kept.
+fn a_changed_or_missing_basic4_key_ends_the_session(backend: Backend) {
+    let (mut bench, number) = linked_bench(backend, 22);
+    let id = basic4(&mut bench, &number, &card_basic4()).expect("received");
+    bench.config.basic4_key = Some(Basic4Key::generate());
+    let signer = sim_signer(Validity::Current);
+    let request = signature_request(&signer, &number, &id, PORTAL, bench.now);
+    let refused = submit_signature(
+        &mut bench.store,
+        &bench.config,
+        &id,
+        &request,
+        PORTAL,
+        bench.now,
+    )
+    .expect("store works")
+    .expect_err("refused");
+    assert_eq!(refused.code, Code::SecondStageNotFound);
+    assert!(
+        refused
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("key changed")),
+        "{refused:?}"
+    );
+    assert_eq!(pending_rows(&bench), 0);
+    assert_eq!(bench.count("SELECT COUNT(*) FROM abuse_events"), 0);
+    let id = basic4(&mut bench, &number, &card_basic4()).expect("received");
+    let request = signature_request(&signer, &number, &id, PORTAL, bench.now);
+    assert_eq!(
+        signature(&mut bench, &id, &request).as_deref(),
+        Ok("mynaportal_linked")
+    );
+
+    let (mut bench, number) = linked_bench(backend, 23);
+    bench.config.basic4_key = None;
+    assert_eq!(
+        basic4(&mut bench, &number, &card_basic4()),
+        Err(Code::ServerError)
+    );
+    assert_eq!(pending_rows(&bench), 0);
 }

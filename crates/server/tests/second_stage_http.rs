@@ -92,13 +92,13 @@ fn second_stage_over_https_with_separate_credentials(backend: Backend) {
         &format!("{number},myna_only,\"試験　花子\",1990-01-02,valid\n"),
     );
     let portal_tokens = files.path("mynaportal-tokens");
-    std::fs::write(
+    write_secret(
         &portal_tokens,
         format!("{PORTAL} {}\n", hex::encode(Sha256::digest(PORTAL_TOKEN))),
-    )
-    .expect("tokens");
+    );
     let mut args = files.tls_args();
     args.extend(["--mynaportal-tokens".to_string(), path_arg(&portal_tokens)]);
+    args.extend(files.basic4_key_args());
     let server = Server::start(&args);
     let http = files.http();
     let basic4_url = format!("{}v1/second-stage/{number}/basic4", server.url);
@@ -168,17 +168,22 @@ fn second_stage_over_https_with_separate_credentials(backend: Backend) {
         "second_stage_repeated"
     );
 
-    // Status shows it, for either caller.
-    for token in [TOKEN, PORTAL_TOKEN] {
-        let status: LicenseStatus = http
-            .get(format!("{}v1/licenses/{number}/status", server.url))
+    // Status shows it to Mynaportal; a terminal is told the record is linked, not
+    // Mynaportal's side of it.
+    let status_for = |token: &str| -> LicenseStatus {
+        http.get(format!("{}v1/licenses/{number}/status", server.url))
             .bearer_auth(token)
             .send()
             .expect("status")
             .json()
-            .expect("status body");
-        assert!(status.linked && status.second_stage_done);
-    }
+            .expect("status body")
+    };
+    let portal = status_for(PORTAL_TOKEN);
+    assert!(portal.linked && portal.second_stage_done == Some(true));
+    assert_eq!((portal.holding, portal.state), (None, None));
+    let terminal = status_for(TOKEN);
+    assert!(terminal.linked && terminal.holding.is_some());
+    assert_eq!((terminal.state, terminal.second_stage_done), (None, None));
 
     // §6: Mynaportal cancels, then the holder relinks from Mynaportal alone.
     let binding_id = linked["binding_id"]
@@ -208,14 +213,9 @@ fn second_stage_over_https_with_separate_credentials(backend: Backend) {
     assert_eq!(relinked["code"], "mynaportal_relinked");
     assert_eq!(relinked["relinked_from"], binding_id.as_str());
     assert_ne!(relinked["binding_id"], binding_id.as_str());
-    let status: LicenseStatus = http
-        .get(format!("{}v1/licenses/{number}/status", server.url))
-        .bearer_auth(TOKEN)
-        .send()
-        .expect("status")
-        .json()
-        .expect("status body");
-    assert!(status.linked && status.second_stage_done && !status.first_stage_needed);
+    let status = status_for(PORTAL_TOKEN);
+    assert!(status.linked && status.second_stage_done == Some(true));
+    assert!(!status.first_stage_needed);
 
     // A body that is not the expected JSON: 422 without echoing it.
     let r = post(
@@ -233,13 +233,13 @@ fn second_stage_over_https_with_separate_credentials(backend: Backend) {
 fn overlapping_credentials_are_refused_at_start(backend: Backend) {
     let files = Files::new(backend, "");
     let portal_tokens = files.path("mynaportal-tokens");
-    std::fs::write(
+    write_secret(
         &portal_tokens,
         format!("{PORTAL} {}\n", hex::encode(Sha256::digest(TOKEN))),
-    )
-    .expect("tokens");
+    );
     let mut args = files.tls_args();
     args.extend(["--mynaportal-tokens".to_string(), path_arg(&portal_tokens)]);
+    args.extend(files.basic4_key_args());
     let (code, stderr) = serve_refused(&args);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("share"), "{stderr}");
@@ -250,11 +250,10 @@ fn admin_credentials_must_be_their_own() {
     let files = Files::new(Backend::Sqlite, "");
     let admin_tokens = files.path("admin-tokens");
     // The admin file reuses the kiosk terminal's token under another id.
-    std::fs::write(
+    write_secret(
         &admin_tokens,
         format!("ops-01 {}\n", hex::encode(Sha256::digest(OTHER_TOKEN))),
-    )
-    .expect("tokens");
+    );
     let mut args = files.tls_args();
     args.extend(["--admin-tokens".to_string(), path_arg(&admin_tokens)]);
     let (code, stderr) = serve_refused(&args);

@@ -4,7 +4,9 @@ mod common;
 
 use common::*;
 use mynalink_link::api::{Holding, LicenseState, LicenseStatus, LinkedVia, Service};
-use mynalink_server::status::{cancel_binding, license_status};
+use mynalink_server::status::{
+    answer_status, cancel_binding, license_status, CallerKind, StatusReadPolicy,
+};
 use mynalink_server::store::LICENSE_STATES;
 use mynalink_server::{Code, Outcome};
 use time::Duration;
@@ -19,6 +21,7 @@ mynalink_server::on_both_databases!(
     a_lapse_before_the_cancellation_does_not_require_the_counter,
     a_cancelled_record_that_is_no_longer_eligible,
     status_errors,
+    status_reads_are_audited_shaped_per_caller_and_limited,
 );
 
 fn status(bench: &mut Bench, number: &str) -> LicenseStatus {
@@ -53,8 +56,8 @@ fn unlinked_records_for_every_holding_and_state(backend: Backend) {
             let s = status(&mut bench, &n);
             let case = format!("{holding:?}/{state:?}");
             assert_eq!(s.license_number, n, "{case}");
-            assert_eq!(s.holding, holding, "{case}");
-            assert_eq!(s.state, state, "{case}");
+            assert_eq!(s.holding, Some(holding), "{case}");
+            assert_eq!(s.state, Some(state), "{case}");
             assert_eq!(s.eligible, holding.can_link(), "{case}");
             assert!(!s.linked, "{case}");
             assert_eq!(s.linked_via, None, "{case}");
@@ -238,4 +241,132 @@ fn status_errors(backend: Backend) {
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let typed = format!("{}-{}", &n[..4], &n[4..]);
     assert_eq!(status(&mut bench, &typed).license_number, n);
+}
+
+/// Every read is audited (caller, license, time, answer); each kind of caller is told what
+/// it needs; past its limit within the window a caller is refused and the refusal audited.
+fn status_reads_are_audited_shaped_per_caller_and_limited(backend: Backend) {
+    let mut bench = Bench::new(backend);
+    let number = license(120);
+    bench.record(&number, Holding::MynaOnly, LicenseState::Suspended);
+    link(&mut bench, &number);
+    let policy = StatusReadPolicy {
+        window: Duration::minutes(10),
+        per_terminal: 3,
+        per_mynaportal: 4,
+        per_admin: 5,
+    };
+    let now = bench.now;
+    let read = |bench: &mut Bench, kind: CallerKind, caller: &str, number: &str| {
+        answer_status(&mut bench.store, &policy, kind, caller, number, now).expect("store")
+    };
+
+    let terminal = read(&mut bench, CallerKind::Terminal, TERMINAL, &number).expect("answer");
+    assert_eq!(terminal.holding, Some(Holding::MynaOnly));
+    assert_eq!(
+        terminal.state, None,
+        "a terminal is not told the license's state"
+    );
+    assert_eq!(terminal.second_stage_done, None);
+    assert!(terminal.linked && !terminal.first_stage_needed);
+    // The suspension shows only as the services the counter explains (§2(2)).
+    assert_eq!(services(&terminal), [3, 4, 5]);
+    let portal = read(&mut bench, CallerKind::Mynaportal, "portal", &number).expect("answer");
+    assert_eq!((portal.holding, portal.state), (None, None));
+    assert_eq!(portal.second_stage_done, Some(false));
+    let admin = read(&mut bench, CallerKind::Admin, "ops-01", &number).expect("answer");
+    assert_eq!(admin.state, Some(LicenseState::Suspended));
+    assert_eq!(admin.holding, Some(Holding::MynaOnly));
+    assert_eq!(admin.second_stage_done, Some(false));
+
+    // Audited: who, which license, when, and the answer; a malformed number is recorded
+    // without its text.
+    let missing = license(121);
+    assert_eq!(
+        read(&mut bench, CallerKind::Terminal, TERMINAL, &missing).map_err(|r| r.code),
+        Err(Code::LicenseNotFound)
+    );
+    assert_eq!(
+        read(&mut bench, CallerKind::Terminal, TERMINAL, "12-AB;DROP").map_err(|r| r.code),
+        Err(Code::LicenseNumberInvalid)
+    );
+    let rows: Vec<_> = bench
+        .store
+        .audit_rows()
+        .expect("audit")
+        .into_iter()
+        .filter(|r| r.operation == "status")
+        .collect();
+    let summary: Vec<(String, Option<String>, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.code.clone(),
+                r.license_number.clone(),
+                r.terminal_id.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "status_answered".into(),
+                Some(number.clone()),
+                TERMINAL.into()
+            ),
+            (
+                "status_answered".into(),
+                Some(number.clone()),
+                "portal".into()
+            ),
+            (
+                "status_answered".into(),
+                Some(number.clone()),
+                "ops-01".into()
+            ),
+            (
+                "license_not_found".into(),
+                Some(missing.clone()),
+                TERMINAL.into()
+            ),
+            ("license_number_invalid".into(), None, TERMINAL.into()),
+        ]
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.at == mynalink_link::statement::format_time(now)));
+
+    // The terminal has had 3 reads answered: the 4th is refused, and audited as such.
+    assert_eq!(
+        read(&mut bench, CallerKind::Terminal, TERMINAL, &number).map_err(|r| r.code),
+        Err(Code::RateLimited)
+    );
+    assert_eq!(
+        bench.count(
+            "SELECT COUNT(*) FROM audit WHERE operation = 'status' AND code = 'rate_limited'"
+        ),
+        1
+    );
+    // Other callers have their own limits.
+    for _ in 0..3 {
+        assert!(read(&mut bench, CallerKind::Mynaportal, "portal", &number).is_ok());
+    }
+    assert_eq!(
+        read(&mut bench, CallerKind::Mynaportal, "portal", &number).map_err(|r| r.code),
+        Err(Code::RateLimited)
+    );
+    assert!(read(&mut bench, CallerKind::Admin, "ops-01", &number).is_ok());
+    // Refusals do not count: the window moves on and the terminal is answered again.
+    let later = now + Duration::minutes(11);
+    assert!(answer_status(
+        &mut bench.store,
+        &policy,
+        CallerKind::Terminal,
+        TERMINAL,
+        &number,
+        later
+    )
+    .expect("store")
+    .is_ok());
 }

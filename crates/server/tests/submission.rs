@@ -33,6 +33,8 @@ mynalink_server::on_both_databases!(
     no_personal_data_and_nothing_of_a_rejected_submission_is_kept,
     repeated_failures_are_rate_limited_and_flagged,
     a_license_attacked_from_many_terminals_is_rate_limited,
+    garbage_naming_a_license_does_not_lock_it,
+    end_entity_faults_are_certificate_invalid,
     arbitrary_inputs_never_panic,
     extreme_statement_times_are_refused_without_panicking,
     concurrent_identical_submissions_store_one_binding,
@@ -634,19 +636,20 @@ fn repeated_failures_are_rate_limited_and_flagged(backend: Backend) {
     assert_eq!(bench.count("SELECT COUNT(*) FROM bindings"), 1);
 }
 
+/// §8 per license: refusals of statements the holder's card really signed count against
+/// the license, from whichever terminal they come.
 fn a_license_attacked_from_many_terminals_is_rate_limited(backend: Backend) {
     let mut bench = Bench::new(backend);
     bench.config.abuse.max_failures_per_license = 2;
     let n = license(61);
     bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
     let signer = sim_signer(Validity::Current);
+    // Statements the card signed for one terminal, relayed by others.
     for terminal in ["t-a", "t-b"] {
-        let statement = statement_for(&signer, &n, terminal, bench.now);
-        let mut forged = request_for(&signer, &statement);
-        forged.signature = BASE64.encode([3u8; 256]);
+        let statement = statement_for(&signer, &n, "elsewhere", bench.now);
         assert_eq!(
-            code(&bench.submit_from(&forged, terminal)),
-            "signature_invalid"
+            code(&bench.submit_from(&request_for(&signer, &statement), terminal)),
+            "terminal_mismatch"
         );
     }
     let statement = statement_for(&signer, &n, "t-c", bench.now);
@@ -664,6 +667,51 @@ fn a_license_attacked_from_many_terminals_is_rate_limited(backend: Backend) {
         code(&bench.submit_from(&request_for(&signer, &statement), "t-c")),
         "created"
     );
+}
+
+/// Garbage naming a license — unsigned, badly signed, with a made-up certificate — never
+/// counts against that license, however much of it comes and from however many terminals:
+/// nothing shows the holder had anything to do with it. It counts against the terminals.
+fn garbage_naming_a_license_does_not_lock_it(backend: Backend) {
+    let mut bench = Bench::new(backend);
+    let limit = bench.config.abuse.max_failures_per_license;
+    let n = license(63);
+    bench.record(&n, Holding::MynaOnly, LicenseState::Valid);
+    let signer = sim_signer(Validity::Current);
+    for i in 0..=limit {
+        let terminal = ["t-a", "t-b", TERMINAL][i as usize % 3];
+        let statement = statement_for(&signer, &n, terminal, bench.now);
+        let mut forged = request_for(&signer, &statement);
+        forged.signature = BASE64.encode([i as u8; 256]);
+        assert_eq!(
+            code(&bench.submit_from(&forged, terminal)),
+            "signature_invalid"
+        );
+        let mut no_certificate = request_for(&signer, &statement);
+        no_certificate.certificate = Some(BASE64.encode(b"not a certificate"));
+        assert_eq!(
+            code(&bench.submit_from(&no_certificate, terminal)),
+            "certificate_invalid"
+        );
+    }
+    assert_eq!(
+        bench
+            .store
+            .failures_since(SubjectKind::License, &n, "0000")
+            .expect("count"),
+        0
+    );
+    assert!(bench.count(&format!(
+        "SELECT COUNT(*) FROM abuse_events WHERE subject_kind = 'terminal' AND subject = '{TERMINAL}'"
+    )) > 0);
+    // The audit still names the license the garbage named.
+    assert!(
+        bench.count(&format!(
+            "SELECT COUNT(*) FROM audit WHERE license_number = '{n}' AND code = 'signature_invalid'"
+        )) > i64::from(limit)
+    );
+    // The holder comes to the counter: the genuine submission links.
+    assert_eq!(code(&bench.submit(&good_request(&bench, &n))), "created");
 }
 
 fn arbitrary_inputs_never_panic(backend: Backend) {
@@ -774,4 +822,56 @@ fn concurrent_identical_submissions_store_one_binding(backend: Backend) {
     assert_eq!(ids.len(), 1);
     assert_eq!(bench.count("SELECT COUNT(*) FROM bindings"), 1);
     let _ = &mut bench;
+}
+
+/// A CA certificate, one whose keyUsage does not allow signatures, one with an unknown
+/// critical extension, or one naming another issuer than the root that signed it: refused
+/// as `certificate_invalid`, each signed correctly and chaining to a configured root.
+fn end_entity_faults_are_certificate_invalid(backend: Backend) {
+    for (i, fault) in [
+        EndEntityFault::Ca,
+        EndEntityFault::NoSigningUsage,
+        EndEntityFault::UnknownCriticalExtension,
+        EndEntityFault::OtherIssuerName,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut bench = Bench::new(backend);
+        let n = license(130 + i as u32);
+        bench.record_named(
+            &n,
+            Holding::MynaOnly,
+            LicenseState::Valid,
+            "試験　花子",
+            "1990-01-02",
+        );
+        let (root, signer) = faulty_signer("試験　花子", "419900102", fault);
+        let mut trust = TrustStore::new();
+        trust.add_trust_anchor(&root).expect("root");
+        bench.config.trust = trust;
+        let statement = statement_for(&signer, &n, TERMINAL, bench.now);
+        let outcome = bench.submit(&request_for(&signer, &statement));
+        assert_eq!(code(&outcome), "certificate_invalid", "{fault:?}");
+        assert_eq!(bench.count("SELECT COUNT(*) FROM bindings"), 0, "{fault:?}");
+    }
+    // The same holder without a fault links: the checks refuse the faults, not the holder.
+    let mut bench = Bench::new(backend);
+    let n = license(139);
+    bench.record_named(
+        &n,
+        Holding::MynaOnly,
+        LicenseState::Valid,
+        "試験　花子",
+        "1990-01-02",
+    );
+    let (root, signer) = custom_signer("試験　花子", "00000", "419900102");
+    let mut trust = TrustStore::new();
+    trust.add_trust_anchor(&root).expect("root");
+    bench.config.trust = trust;
+    let statement = statement_for(&signer, &n, TERMINAL, bench.now);
+    assert_eq!(
+        code(&bench.submit(&request_for(&signer, &statement))),
+        "created"
+    );
 }

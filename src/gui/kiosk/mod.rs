@@ -24,6 +24,7 @@ use super::remote::LookupFailed;
 use super::setup::Environment;
 use super::shared::{self, Presence};
 use super::turn::{CardPhase, Lookup, SendPhase, Turn};
+use crate::operator_password::{PasswordCheck, Refusal};
 
 /// The warning appears this long before the reset (JIS X 8341-3: at least 20 s to extend).
 pub const IDLE_WARNING: Duration = Duration::from_secs(30);
@@ -80,7 +81,7 @@ pub enum Message {
     ExitChord,
     ExitPassword(String),
     ExitConfirm,
-    ExitChecked(bool),
+    ExitChecked(PasswordCheck),
     ExitCancel,
 }
 
@@ -95,7 +96,8 @@ pub struct Kiosk {
     /// Shown on the welcome screen after a reset (no personal data).
     pub notice: Option<FlowError>,
     pub exit_prompt: Option<Zeroizing<String>>,
-    pub exit_refused: bool,
+    /// Why the last exit attempt was refused, and how long to wait.
+    pub exit_refused: Option<Refusal>,
     pub first_frame_seen: bool,
     /// A card was still in the reader when the last turn was wiped (timeout): nobody may
     /// start on it until it has been taken out.
@@ -119,7 +121,7 @@ impl Kiosk {
             now,
             notice: None,
             exit_prompt: None,
-            exit_refused: false,
+            exit_refused: None,
             first_frame_seen: false,
             leftover_card: false,
         };
@@ -414,7 +416,7 @@ impl Kiosk {
             }
             Message::ExitChord => {
                 self.exit_prompt = Some(Zeroizing::new(String::new()));
-                self.exit_refused = false;
+                self.exit_refused = None;
                 operation::focus(EXIT_ID)
             }
             Message::ExitPassword(p) => {
@@ -429,15 +431,14 @@ impl Kiosk {
                 };
                 shared::check_operator_password(&self.env, typed, Message::ExitChecked)
             }
-            Message::ExitChecked(ok) => {
-                if ok {
-                    iced::exit()
-                } else {
-                    self.exit_refused = true;
+            Message::ExitChecked(check) => match check {
+                PasswordCheck::Accepted => iced::exit(),
+                PasswordCheck::Refused(refusal) => {
+                    self.exit_refused = Some(refusal);
                     self.exit_prompt = Some(Zeroizing::new(String::new()));
                     Task::none()
                 }
-            }
+            },
             Message::ExitCancel => {
                 self.exit_prompt = None;
                 Task::none()

@@ -484,9 +484,10 @@ impl Kiosk {
             .spacing(12),
         ]
         .spacing(12);
-        if self.exit_refused {
-            col = col
-                .push(text(lang.pick("パスワードが違います。", "Wrong password.")).color(DANGER));
+        if let Some(refusal) = self.exit_refused {
+            for line in shared::refusal_lines(lang, refusal) {
+                col = col.push(text(line).color(DANGER));
+            }
         }
         container(col)
             .padding(16)

@@ -21,6 +21,7 @@ use super::remote::LookupFailed;
 use super::setup::Environment;
 use super::shared::{self, Presence};
 use super::turn::{CardPhase, Lookup, SendPhase, Turn};
+use crate::operator_password::{PasswordCheck, Refusal};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Step {
@@ -86,7 +87,7 @@ pub enum Message {
     Show(Panel),
     OperatorPassword(String),
     OperatorLogin,
-    OperatorChecked(bool),
+    OperatorChecked(PasswordCheck),
     OutboxLoaded(Result<Vec<EntrySummary>, String>),
     FlushNow,
     LicenseInput(String),
@@ -120,7 +121,8 @@ pub struct Staff {
     pub history: Vec<HistoryRow>,
     pub operator_unlocked: bool,
     pub operator_password: Zeroizing<String>,
-    pub operator_refused: bool,
+    /// Why the last login was refused, and how long to wait.
+    pub operator_refused: Option<Refusal>,
     pub pending_panel: Option<Panel>,
     pub outbox_rows: Option<Result<Vec<EntrySummary>, String>>,
     pub first_frame_seen: bool,
@@ -153,7 +155,7 @@ impl Staff {
             history,
             operator_unlocked: false,
             operator_password: Zeroizing::new(String::new()),
-            operator_refused: false,
+            operator_refused: None,
             pending_panel: None,
             outbox_rows: None,
             first_frame_seen: false,
@@ -256,7 +258,7 @@ impl Staff {
                     Task::none()
                 } else {
                     self.pending_panel = Some(panel);
-                    self.operator_refused = false;
+                    self.operator_refused = None;
                     operation::focus(OPERATOR_ID)
                 }
             }
@@ -269,8 +271,12 @@ impl Staff {
                     std::mem::replace(&mut self.operator_password, Zeroizing::new(String::new()));
                 shared::check_operator_password(&self.env, typed, Message::OperatorChecked)
             }
-            Message::OperatorChecked(ok) => {
-                self.operator_refused = !ok;
+            Message::OperatorChecked(check) => {
+                let ok = check == PasswordCheck::Accepted;
+                self.operator_refused = match check {
+                    PasswordCheck::Accepted => None,
+                    PasswordCheck::Refused(refusal) => Some(refusal),
+                };
                 if ok {
                     self.operator_unlocked = true;
                     if let Some(panel) = self.pending_panel.take() {

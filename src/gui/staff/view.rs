@@ -493,10 +493,10 @@ impl Staff {
             .spacing(10),
         ]
         .spacing(12);
-        if self.operator_refused {
-            col = col.push(look::warning(
-                lang.pick("パスワードが違います。", "Wrong password."),
-            ));
+        if let Some(refusal) = self.operator_refused {
+            for line in shared::refusal_lines(lang, refusal) {
+                col = col.push(look::warning(line));
+            }
         }
         if self.env.demo {
             col = col.push(

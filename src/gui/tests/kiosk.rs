@@ -15,6 +15,7 @@ use super::super::setup::{demo_ineligible_license, Environment};
 use super::super::turn::{CardPhase, SendPhase};
 use super::*;
 use crate::demo::DEMO_LICENSE;
+use crate::operator_password;
 
 const START: &str = "はじめる";
 const AGREE: &str = "同意して次へ";
@@ -449,6 +450,13 @@ fn the_exit_chord_needs_the_operator_password() {
     h.click("終了");
     assert!(!h.exit_requested);
     h.assert_shows("パスワードが違います。");
+    h.assert_shows("1秒待ってから、もう一度入力してください。");
+    // Even the right password waits out the delay after a failure.
+    h.type_into("職員パスワード", "demo");
+    h.click("終了");
+    assert!(!h.exit_requested, "not during the wait");
+    assert!(h.shows_part("間違いが続いたため"), "{:#?}", h.texts());
+    std::thread::sleep(operator_password::FIRST_DELAY);
     h.type_into("職員パスワード", "demo");
     h.click("終了");
     assert!(h.exit_requested, "the right password exits");

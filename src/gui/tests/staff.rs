@@ -14,6 +14,7 @@ use super::super::staff::{Message, Panel, Staff, Step};
 use super::super::turn::{CardPhase, Lookup, SendPhase};
 use super::*;
 use crate::demo::DEMO_LICENSE;
+use crate::operator_password::{self, Refusal};
 
 const LICENSE_FIELD: &str = "免許証番号（12桁）";
 const PASSWORD_FIELD: &str = "ご本人が入力します";
@@ -620,6 +621,8 @@ fn operator_login_guards_history_outbox_and_settings() {
         "a refused password is wiped"
     );
 
+    // The wait after a failure runs out before the right password is taken.
+    std::thread::sleep(operator_password::FIRST_DELAY);
     h.type_into("職員パスワード", "demo");
     h.click("ログイン");
     assert!(h.app.operator_unlocked);
@@ -635,6 +638,59 @@ fn operator_login_guards_history_outbox_and_settings() {
     h.assert_shows("バックエンド: 組み込みの参照バックエンド（デモ）");
     h.click("手続");
     h.assert_shows("1 受付：免許証番号");
+}
+
+/// Guessing the operator password is slow: each failure doubles the wait before the next
+/// attempt is checked (the right password included), the window says how long, and it keeps
+/// answering meanwhile; a success resets the count, for the kiosk exit too (one password).
+#[test]
+fn operator_password_failures_slow_down_the_next_attempt() {
+    let mut h = staff(demo(SimOptions::default()));
+    h.click("設定");
+    for (attempt, wait) in [(1, "1秒"), (2, "2秒")] {
+        if attempt > 1 {
+            std::thread::sleep(operator_password::delay_after(attempt - 1));
+        }
+        h.type_into("職員パスワード", "wrong");
+        h.click("ログイン");
+        assert!(!h.app.operator_unlocked);
+        h.assert_shows("パスワードが違います。");
+        h.assert_shows(&format!("{wait}待ってから、もう一度入力してください。"));
+    }
+    // During the wait: answered at once, without checking the password.
+    h.type_into("職員パスワード", "demo");
+    h.click("ログイン");
+    assert!(!h.app.operator_unlocked, "the right password waits too");
+    assert!(
+        matches!(h.app.operator_refused, Some(Refusal::TooSoon { .. })),
+        "{:?}",
+        h.app.operator_refused
+    );
+    assert!(
+        h.shows_part("間違いが続いたため、あと2秒"),
+        "{:#?}",
+        h.texts()
+    );
+    h.click("English");
+    assert!(
+        h.shows_part("nothing is checked for another 2 s"),
+        "{:#?}",
+        h.texts()
+    );
+    h.click("日本語");
+
+    std::thread::sleep(operator_password::delay_after(2));
+    h.type_into("職員パスワード", "demo");
+    h.click("ログイン");
+    assert!(h.app.operator_unlocked);
+    h.assert_hides("パスワードが違います。");
+    // Reset: the next failure waits one second again.
+    let mut throttle = h.app.env.operator_throttle.lock().expect("throttle");
+    assert_eq!(throttle.wait(Instant::now()), None);
+    let now = Instant::now();
+    throttle.begin(now).expect("no wait after a success");
+    throttle.finish(false, now);
+    assert_eq!(throttle.wait(now), Some(operator_password::FIRST_DELAY));
 }
 
 /// Nothing blocks the window: while the slow card signs, other messages are handled and

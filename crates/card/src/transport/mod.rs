@@ -6,7 +6,7 @@ mod recorder;
 mod replay;
 
 pub use self::pcsc::{list_readers, resolve_reader, PcscTransport, ReaderInfo};
-pub use recorder::{Recorder, TraceHandle};
+pub use recorder::{CertificateBytes, Recorder, TraceHandle};
 pub use replay::Replay;
 
 use thiserror::Error;
@@ -39,6 +39,9 @@ pub enum TransportError {
     /// A trace file could not be read or is not a valid trace.
     #[error("invalid trace: {0}")]
     TraceInvalid(String),
+    /// A replayed trace reached the signing certificate, whose bytes were not recorded.
+    #[error("the trace holds only the SHA-256 of the signing certificate (exchange {index}); it was recorded without --record-certificate")]
+    TraceCertificateWithheld { index: usize },
     /// Any other reader or driver failure, kept with its description.
     #[error("reader error: {0}")]
     Reader(String),

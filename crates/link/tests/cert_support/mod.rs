@@ -166,3 +166,62 @@ pub fn general_names(names: &[Vec<u8>]) -> Vec<u8> {
     let parts: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
     der::sequence(&parts)
 }
+
+/// Replaces (or, when absent, appends) the extension with `oid_arcs`: its criticality and
+/// its value (the DER inside the OCTET STRING). `None` removes it.
+pub fn with_extension(
+    cert: &[u8],
+    oid_arcs: &[u64],
+    replacement: Option<(bool, &[u8])>,
+) -> Vec<u8> {
+    let oid = der::oid(oid_arcs).expect("oid");
+    edit_tbs(cert, |fields| {
+        let extensions = fields
+            .iter_mut()
+            .find(|f| f.tag == 0xA3)
+            .expect("extensions");
+        let list = one(&extensions.contents);
+        let encode = |(critical, value): (bool, &[u8])| {
+            let mut contents = oid.clone();
+            if critical {
+                contents.extend_from_slice(&der::boolean(true));
+            }
+            contents.extend_from_slice(&der::octet_string(value));
+            Element {
+                tag: 0x30,
+                contents,
+            }
+        };
+        let mut kept = Vec::new();
+        let mut replaced = false;
+        for ext in elements(&list.contents) {
+            if ext.contents.starts_with(&oid) {
+                replaced = true;
+                if let Some(new) = replacement {
+                    kept.push(encode(new));
+                }
+            } else {
+                kept.push(ext);
+            }
+        }
+        if let (false, Some(new)) = (replaced, replacement) {
+            kept.push(encode(new));
+        }
+        extensions.contents = der::tlv(0x30, &join(&kept));
+    })
+}
+
+/// Replaces a tbsCertificate field by index (0 version, 1 serial, 2 signature, 3 issuer,
+/// 4 validity, 5 subject, 6 subjectPublicKeyInfo, 7 extensions) with a whole DER element.
+pub fn with_field(cert: &[u8], index: usize, element_der: &[u8]) -> Vec<u8> {
+    edit_tbs(cert, |fields| {
+        assert_eq!(fields[0].tag, 0xA0, "v3 certificate expected");
+        fields[index] = one(element_der);
+    })
+}
+
+/// The DER of a tbsCertificate field by index (see [`with_field`]).
+pub fn field(cert: &[u8], index: usize) -> Vec<u8> {
+    let (tbs, _, _) = split_certificate(cert);
+    elements(&tbs.contents)[index].encode()
+}

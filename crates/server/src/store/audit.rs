@@ -2,7 +2,8 @@
 
 use super::model::*;
 use super::sql::{args, Conn};
-use super::{Store, StoreError};
+use super::{Store, StoreError, Tx};
+use crate::code::Code;
 
 pub(crate) fn insert_audit(conn: &mut Conn, audit: &AuditEntry) -> Result<(), StoreError> {
     let decision = if audit.code.is_success() {
@@ -78,6 +79,29 @@ fn count_failures(
     .int_as(0)
 }
 
+impl Tx<'_> {
+    /// [`Store::record_decision`] inside this transaction.
+    pub fn record_decision(
+        &mut self,
+        audit: &AuditEntry,
+        failures: &[FailureCount<'_>],
+        window_start: &str,
+    ) -> Result<Vec<SubjectKind>, StoreError> {
+        insert_audit(self.conn, audit)?;
+        charge_failures(self.conn, audit, failures, window_start)
+    }
+
+    /// [`Store::failures_since`] inside this transaction.
+    pub fn failures_since(
+        &mut self,
+        kind: SubjectKind,
+        subject: &str,
+        window_start: &str,
+    ) -> Result<u32, StoreError> {
+        count_failures(self.conn, kind, subject, window_start)
+    }
+}
+
 impl Store {
     /// Records a decision that stores nothing else, and counts the failure against each
     /// subject; a subject whose failures since `window_start` reach its threshold is
@@ -91,6 +115,41 @@ impl Store {
         self.write(|conn| {
             insert_audit(conn, audit)?;
             charge_failures(conn, audit, failures, window_start)
+        })
+    }
+
+    /// Audits a status read by the caller named in `audit.terminal_id`, unless the caller
+    /// already had `limit` reads answered since `window_start`: then the refusal is audited
+    /// instead (`rate_limited`). Counting and recording are one transaction, so callers
+    /// reading at the same moment cannot pass the limit together. Returns whether the read
+    /// was admitted.
+    pub fn admit_status_read(
+        &mut self,
+        audit: &AuditEntry,
+        window_start: &str,
+        limit: u32,
+    ) -> Result<bool, StoreError> {
+        self.write(|conn| {
+            let answered: u32 = conn
+                .query_one(
+                    "SELECT COUNT(*) FROM audit WHERE terminal_id = ?1 AND operation = ?2
+                         AND at > ?3 AND code <> ?4",
+                    args![
+                        &audit.terminal_id,
+                        Operation::Status.as_str(),
+                        window_start,
+                        Code::RateLimited.as_str()
+                    ],
+                )?
+                .int_as(0)?;
+            if answered >= limit {
+                let mut refused = audit.clone();
+                refused.code = Code::RateLimited;
+                insert_audit(conn, &refused)?;
+                return Ok(false);
+            }
+            insert_audit(conn, audit)?;
+            Ok(true)
         })
     }
 

@@ -3,7 +3,7 @@
 use super::audit::insert_audit;
 use super::model::*;
 use super::sql::{args, Conn, Row};
-use super::{Store, StoreError};
+use super::{Store, StoreError, Tx};
 use crate::code::Code;
 
 pub(crate) const BINDING_COLUMNS: &str = "binding_id, license_number, issuer_key_id, \
@@ -130,6 +130,78 @@ fn cancel_audit(
     }
 }
 
+fn insert_binding_in(
+    conn: &mut Conn,
+    new: &NewBinding,
+    audit: &AuditEntry,
+) -> Result<InsertOutcome, StoreError> {
+    if let Some(sha) = &new.statement_sha256 {
+        if let Some(existing) = query_binding(conn, "statement_sha256 = ?1", sha)? {
+            return Ok(if existing.is_active() {
+                InsertOutcome::Repeated(existing)
+            } else {
+                InsertOutcome::StatementReused(existing)
+            });
+        }
+    }
+    if let Some(active) = active_binding_in(conn, &new.license_number)? {
+        return Ok(InsertOutcome::AlreadyLinked(active));
+    }
+    conn.execute(
+        &format!(
+            "INSERT INTO bindings ({BINDING_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL,
+                 NULL)"
+        ),
+        args![
+            &new.binding_id,
+            &new.license_number,
+            &new.issuer_key_id,
+            &new.certificate_serial,
+            &new.certificate_not_before,
+            &new.certificate_not_after,
+            &new.terminal_id,
+            &new.operator_id,
+            linked_via_str(new.linked_via),
+            holding_str(new.holding_at_link),
+            new.identity_check.as_str(),
+            &new.linked_at,
+            &new.statement_time,
+            &new.statement_sha256,
+        ],
+    )?;
+    insert_audit(conn, audit)?;
+    let created =
+        query_binding(conn, "binding_id = ?1", &new.binding_id)?.ok_or(StoreError::NoRow)?;
+    Ok(InsertOutcome::Created(created))
+}
+
+impl Tx<'_> {
+    pub fn license(&mut self, license_number: &str) -> Result<Option<StoredLicense>, StoreError> {
+        license_in(self.conn, license_number)
+    }
+
+    pub fn active_binding(&mut self, license_number: &str) -> Result<Option<Binding>, StoreError> {
+        active_binding_in(self.conn, license_number)
+    }
+
+    pub fn binding_by_statement(
+        &mut self,
+        sha256_hex: &str,
+    ) -> Result<Option<Binding>, StoreError> {
+        query_binding(self.conn, "statement_sha256 = ?1", sha256_hex)
+    }
+
+    /// [`Store::insert_binding`] inside this transaction.
+    pub fn insert_binding(
+        &mut self,
+        new: &NewBinding,
+        audit: &AuditEntry,
+    ) -> Result<InsertOutcome, StoreError> {
+        insert_binding_in(self.conn, new, audit)
+    }
+}
+
 impl Store {
     // -- license records ----------------------------------------------------------------
 
@@ -235,47 +307,7 @@ impl Store {
         new: &NewBinding,
         audit: &AuditEntry,
     ) -> Result<InsertOutcome, StoreError> {
-        self.write(|conn| {
-            if let Some(sha) = &new.statement_sha256 {
-                if let Some(existing) = query_binding(conn, "statement_sha256 = ?1", sha)? {
-                    return Ok(if existing.is_active() {
-                        InsertOutcome::Repeated(existing)
-                    } else {
-                        InsertOutcome::StatementReused(existing)
-                    });
-                }
-            }
-            if let Some(active) = active_binding_in(conn, &new.license_number)? {
-                return Ok(InsertOutcome::AlreadyLinked(active));
-            }
-            conn.execute(
-                &format!(
-                    "INSERT INTO bindings ({BINDING_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL,
-                         NULL)"
-                ),
-                args![
-                    &new.binding_id,
-                    &new.license_number,
-                    &new.issuer_key_id,
-                    &new.certificate_serial,
-                    &new.certificate_not_before,
-                    &new.certificate_not_after,
-                    &new.terminal_id,
-                    &new.operator_id,
-                    linked_via_str(new.linked_via),
-                    holding_str(new.holding_at_link),
-                    new.identity_check.as_str(),
-                    &new.linked_at,
-                    &new.statement_time,
-                    &new.statement_sha256,
-                ],
-            )?;
-            insert_audit(conn, audit)?;
-            let created = query_binding(conn, "binding_id = ?1", &new.binding_id)?
-                .ok_or(StoreError::NoRow)?;
-            Ok(InsertOutcome::Created(created))
-        })
+        self.write(|conn| insert_binding_in(conn, new, audit))
     }
 
     /// Cancels a binding (§6) and audits it in the same transaction.

@@ -67,6 +67,11 @@ pub enum StoreError {
     NoRow,
     #[error("{0} is an SQLite setting")]
     NotSqlite(String),
+    #[error("database file {}: {source}", .path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl StoreError {
@@ -120,6 +125,11 @@ impl DatabaseUrl {
 // ---------------------------------------------------------------------------------------
 // The store
 
+/// The store inside one write transaction ([`Store::transaction`]).
+pub struct Tx<'a> {
+    conn: &'a mut Conn,
+}
+
 pub struct Store {
     conn: Conn,
 }
@@ -159,7 +169,14 @@ impl Store {
 
     fn migrated(conn: Conn) -> Result<Store, StoreError> {
         let mut store = Store { conn };
-        store.write(schema::migrate)?;
+        let before = store.write(schema::migrate)?;
+        // The migration to hashed basic-4 deleted rows that held values: their old pages go
+        // from the WAL file too.
+        if let Conn::Sqlite(c) = &store.conn {
+            if (1..schema::BASIC4_HASHED).contains(&before) {
+                c.truncate_wal()?;
+            }
+        }
         Ok(store)
     }
 
@@ -188,6 +205,17 @@ impl Store {
         self.conn
             .query_one("SELECT current_setting(?1)", sql::args![name])?
             .text(0)
+    }
+
+    /// Runs `f` in one write transaction with the reads and writes a decision needs, so
+    /// that what it checked still holds when it writes (a rate limit's count and the
+    /// failure it charges, say); commits what it did, an error rolls it back. On PostgreSQL
+    /// `f` may run more than once (see [`Store::write`]), so it must be repeatable.
+    pub fn transaction<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write(|conn| f(&mut Tx { conn }))
     }
 
     /// Runs `f` in a write transaction and commits what it did; an error rolls it back.

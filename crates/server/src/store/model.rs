@@ -195,6 +195,8 @@ pub enum Operation {
     SecondStageBasic4,
     /// The holder's signed submission of the second stage.
     SecondStageSignature,
+    /// A license's status was read (`GET /v1/licenses/{number}/status`).
+    Status,
 }
 
 impl Operation {
@@ -205,6 +207,7 @@ impl Operation {
             Operation::OneStop => "one_stop",
             Operation::SecondStageBasic4 => "second_stage_basic4",
             Operation::SecondStageSignature => "second_stage_signature",
+            Operation::Status => "status",
         }
     }
 }
@@ -295,23 +298,16 @@ pub struct UpsertCounts {
     pub unchanged: usize,
 }
 
-/// The basic-4 information as the card-info AP (券面事項入力補助AP) holds it, sent by
-/// Mynaportal for the second stage. Personal data: `Debug` hides it and it is wiped when
-/// dropped.
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
-pub struct CardBasic4 {
+/// Mynaportal's card-info basic-4 as the store keeps it: per field the HMAC-SHA-256
+/// (hexadecimal) of the normalised value under the server's basic-4 key, and that key's id
+/// ([`crate::basic4_key`]). Never the values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Basic4Digests {
+    pub key_id: String,
     pub name: String,
     pub address: String,
-    /// `YYYYMMDD`, Gregorian.
     pub birth_date: String,
-    /// `1` male, `2` female, `9` not applicable.
     pub sex: String,
-}
-
-impl fmt::Debug for CardBasic4 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CardBasic4 { .. redacted }")
-    }
 }
 
 /// A second stage waiting for the holder's signature.
@@ -324,7 +320,7 @@ pub struct PendingSecondStage {
     pub binding_id: String,
     /// The authenticated Mynaportal caller.
     pub caller_id: String,
-    pub basic4: CardBasic4,
+    pub basic4: Basic4Digests,
     pub created_at: String,
     pub expires_at: String,
     /// §6: begun for a cancelled binding (set by the store when it stores the row).

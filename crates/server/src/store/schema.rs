@@ -257,6 +257,46 @@ ALTER TABLE audit ADD CONSTRAINT audit_operation_check CHECK (operation IN ('sub
         sqlite: MIGRATION_3,
         postgres: MIGRATION_3,
     },
+    Migration {
+        version: 4,
+        sqlite: MIGRATION_4,
+        postgres: MIGRATION_4,
+    },
+    Migration {
+        version: 5,
+        sqlite: r#"
+-- Status reads are audited too; the CHECK constraint is rebuilt with the table.
+CREATE TABLE audit_v5 (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    operation TEXT NOT NULL CHECK (operation IN ('submit', 'cancel', 'one_stop',
+        'second_stage_basic4', 'second_stage_signature', 'status')),
+    decision TEXT NOT NULL CHECK (decision IN ('accepted', 'rejected')),
+    code TEXT NOT NULL,
+    http_status INTEGER NOT NULL,
+    terminal_id TEXT,
+    license_number TEXT,
+    binding_id TEXT
+);
+INSERT INTO audit_v5 (id, at, operation, decision, code, http_status, terminal_id,
+    license_number, binding_id)
+    SELECT id, at, operation, decision, code, http_status, terminal_id, license_number,
+        binding_id FROM audit;
+DROP TABLE audit;
+ALTER TABLE audit_v5 RENAME TO audit;
+CREATE INDEX audit_at ON audit (at);
+-- A caller's reads within the rate-limit window are counted with this index.
+CREATE INDEX audit_caller ON audit (terminal_id, operation, at);
+"#,
+        postgres: r#"
+-- Status reads are audited too: the CHECK constraint is replaced.
+ALTER TABLE audit DROP CONSTRAINT audit_operation_check;
+ALTER TABLE audit ADD CONSTRAINT audit_operation_check CHECK (operation IN ('submit', 'cancel',
+    'one_stop', 'second_stage_basic4', 'second_stage_signature', 'status'));
+-- A caller's reads within the rate-limit window are counted with this index.
+CREATE INDEX audit_caller ON audit (terminal_id, operation, at);
+"#,
+    },
 ];
 
 /// §6: a binding restored from Mynaportal after a cancellation names the cancelled one;
@@ -265,6 +305,31 @@ const MIGRATION_3: &str = r#"
 ALTER TABLE bindings ADD COLUMN relinked_from TEXT REFERENCES bindings (binding_id);
 ALTER TABLE second_stage_pending ADD COLUMN relink INTEGER NOT NULL DEFAULT 0
     CHECK (relink IN (0, 1));
+"#;
+
+/// The card-info basic-4 of a pending second stage is kept as keyed hashes only (see
+/// `basic4_key`): the value columns go, and with them the rows that hold values (they would
+/// expire within 30 minutes anyway). The table is dropped rather than altered, so that
+/// PostgreSQL removes its files instead of keeping the old tuples, and SQLite (with
+/// `secure_delete`) overwrites its pages. Each hash is 64 hexadecimal digits;
+/// `basic4_key_id` names the key they were made with.
+const MIGRATION_4: &str = r#"
+DROP TABLE second_stage_pending;
+CREATE TABLE second_stage_pending (
+    second_stage_id TEXT PRIMARY KEY,
+    license_number TEXT NOT NULL UNIQUE REFERENCES license_records (license_number),
+    binding_id TEXT NOT NULL REFERENCES bindings (binding_id),
+    caller_id TEXT NOT NULL,
+    basic4_key_id TEXT NOT NULL,
+    name_hmac TEXT NOT NULL CHECK (length(name_hmac) = 64),
+    address_hmac TEXT NOT NULL CHECK (length(address_hmac) = 64),
+    birth_date_hmac TEXT NOT NULL CHECK (length(birth_date_hmac) = 64),
+    sex_hmac TEXT NOT NULL CHECK (length(sex_hmac) = 64),
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    relink INTEGER NOT NULL DEFAULT 0 CHECK (relink IN (0, 1))
+);
+CREATE INDEX second_stage_pending_expires ON second_stage_pending (expires_at);
 "#;
 
 /// The newest schema version this build knows.
@@ -276,8 +341,12 @@ pub fn latest_schema_version() -> i64 {
 /// the same time migrate one after the other.
 const MIGRATION_LOCK: i64 = 0x6d79_6e61_6c69_6e6b;
 
-/// Brings the schema up to date inside the caller's write transaction.
-pub(crate) fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
+/// The version from which the second stage's basic-4 is stored as hashes only.
+pub(crate) const BASIC4_HASHED: i64 = 4;
+
+/// Brings the schema up to date inside the caller's write transaction; returns the version
+/// the database had before.
+pub(crate) fn migrate(conn: &mut Conn) -> Result<i64, StoreError> {
     match conn.dialect() {
         Dialect::Sqlite => conn.batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -312,7 +381,7 @@ pub(crate) fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
             args![migration.version, &now],
         )?;
     }
-    Ok(())
+    Ok(current)
 }
 
 pub(crate) fn schema_version(conn: &mut Conn) -> Result<i64, StoreError> {

@@ -1,5 +1,5 @@
-//! The second stage (§4): Mynaportal's basic-4 waiting for the holder's signature, and the
-//! binding's mark once the two were compared.
+//! The second stage (§4): Mynaportal's basic-4, as keyed hashes, waiting for the holder's
+//! signature, and the binding's mark once the two were compared.
 
 use super::audit::{charge_failures, insert_audit};
 use super::bindings::{active_binding_in, last_cancelled_in, query_binding};
@@ -51,9 +51,9 @@ impl Store {
         Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
     }
 
-    /// Stores Mynaportal's basic-4 for a license that has an active first-stage binding,
-    /// replacing a pending one of the same license, and audits the decision with the code
-    /// that fits the outcome (`audit.code` is used for a stored row). Without an active
+    /// Stores the hashes of Mynaportal's basic-4 for a license that has an active first-stage
+    /// binding, replacing a pending one of the same license, and audits the decision with the
+    /// code that fits the outcome (`audit.code` is used for a stored row). Without an active
     /// binding, `relink_from` (§6: the cancelled binding the rules allow to restore) is the
     /// binding the row waits for, as long as it is still the license's latest cancelled one.
     pub fn insert_second_stage(
@@ -106,13 +106,15 @@ impl Store {
             let relink = i64::from(!active.is_active());
             conn.execute(
                 "INSERT INTO second_stage_pending (second_stage_id, license_number, binding_id,
-                     caller_id, name, address, birth_date, sex, created_at, expires_at, relink)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                     caller_id, basic4_key_id, name_hmac, address_hmac, birth_date_hmac,
+                     sex_hmac, created_at, expires_at, relink)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 args![
                     &new.second_stage_id,
                     &new.license_number,
                     &active.binding_id,
                     &new.caller_id,
+                    &new.basic4.key_id,
                     &new.basic4.name,
                     &new.basic4.address,
                     &new.basic4.birth_date,
@@ -137,8 +139,9 @@ impl Store {
         now: &str,
     ) -> Result<Option<PendingSecondStage>, StoreError> {
         let row = self.conn.query_opt(
-            "SELECT second_stage_id, license_number, binding_id, caller_id, name, address,
-                 birth_date, sex, created_at, expires_at, relink
+            "SELECT second_stage_id, license_number, binding_id, caller_id, basic4_key_id,
+                 name_hmac, address_hmac, birth_date_hmac, sex_hmac, created_at, expires_at,
+                 relink
              FROM second_stage_pending WHERE second_stage_id = ?1 AND expires_at > ?2",
             args![second_stage_id, now],
         )?;
@@ -150,20 +153,21 @@ impl Store {
             license_number: r.text(1)?,
             binding_id: r.text(2)?,
             caller_id: r.text(3)?,
-            basic4: CardBasic4 {
-                name: r.text(4)?,
-                address: r.text(5)?,
-                birth_date: r.text(6)?,
-                sex: r.text(7)?,
+            basic4: Basic4Digests {
+                key_id: r.text(4)?,
+                name: r.text(5)?,
+                address: r.text(6)?,
+                birth_date: r.text(7)?,
+                sex: r.text(8)?,
             },
-            created_at: r.text(8)?,
-            expires_at: r.text(9)?,
-            relink: r.int(10)? != 0,
+            created_at: r.text(9)?,
+            expires_at: r.text(10)?,
+            relink: r.int(11)? != 0,
         }))
     }
 
-    /// Decides a pending second stage in one transaction: its row (and so both sets of
-    /// basic-4 as far as this system ever held them) is deleted, the binding is marked
+    /// Decides a pending second stage in one transaction: its row (the hashes of the
+    /// card-info basic-4) is deleted, the binding is marked
     /// when `link` is given, and the decision is audited. `audit.code` is used as given
     /// unless the row or the binding changed meanwhile, when `not_pending` or
     /// `binding_changed` is recorded instead. A refusal is counted against `failures` as

@@ -14,6 +14,7 @@ crate::on_both_databases!(
     the_database_enforces_one_active_binding,
     failures_are_counted_in_a_window_and_flagged,
     concurrent_connections_store_one_binding_per_statement,
+    migration_4_deletes_the_pending_basic4_values,
 );
 
 fn temp_store(backend: Backend) -> (ScratchDatabase, Store) {
@@ -70,6 +71,7 @@ fn opens_with_durable_commits_and_latest_schema(backend: Backend) {
             // FULL = 2.
             assert_eq!(store.setting("synchronous").expect("pragma"), "2");
             assert_eq!(store.setting("foreign_keys").expect("pragma"), "1");
+            assert_eq!(store.setting("secure_delete").expect("pragma"), "1");
         }
         Backend::Postgres => {
             assert!(store.is_postgres());
@@ -89,7 +91,7 @@ fn opens_with_durable_commits_and_latest_schema(backend: Backend) {
         .into_iter()
         .map(|mut r| r.int(0).expect("version"))
         .collect::<Vec<_>>();
-    assert_eq!(applied, [1, 2, 3]);
+    assert_eq!(applied, [1, 2, 3, 4, 5]);
     drop(store);
     // Reopening applies nothing twice.
     let mut again = Store::open_url(db.url()).expect("reopen");
@@ -358,4 +360,104 @@ fn failures_are_counted_in_a_window_and_flagged(backend: Backend) {
         .clear_flag(SubjectKind::Terminal, "t1")
         .expect("clear"));
     assert!(store.abuse_flags().expect("flags").is_empty());
+}
+
+/// A database at schema version 3, through a connection that stays open (a server of the
+/// old version still running beside the one that migrates).
+fn at_version_3(db: &ScratchDatabase) -> sql::Conn {
+    let mut conn = match db.sqlite_path() {
+        Some(path) => sql::Conn::Sqlite(super::sqlite::SqliteConn::open(path).expect("open")),
+        None => sql::Conn::Postgres(Box::new(pg::PgConn::connect(db.url()).expect("connect"))),
+    };
+    conn.begin_write().expect("begin");
+    conn.batch(
+        "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+    )
+    .expect("migrations table");
+    for migration in &schema::MIGRATIONS[..3] {
+        conn.batch(match conn.dialect() {
+            Dialect::Sqlite => migration.sqlite,
+            Dialect::Postgres => migration.postgres,
+        })
+        .expect("old migration");
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 'x')",
+            args![migration.version],
+        )
+        .expect("version");
+    }
+    conn.commit().expect("commit");
+    conn
+}
+
+/// Pending rows of the old form held the values: migration 4 deletes them, and SQLite
+/// (`secure_delete`, the WAL emptied) keeps no byte of them in its files.
+fn migration_4_deletes_the_pending_basic4_values(backend: Backend) {
+    let db = ScratchDatabase::create(backend).expect("scratch database");
+    let mut old = at_version_3(&db);
+    let marker = format!("旧住所{}", hex::encode(rand::random::<[u8; 8]>()));
+    old.begin_write().expect("begin");
+    old.batch(&format!(
+        "INSERT INTO license_records (license_number, holding, name, birth_date, status,
+             updated_at)
+         VALUES ('301500000010', 'myna_only', '名前', '1990-01-02', 'valid', 'x');
+         INSERT INTO bindings (binding_id, license_number, certificate_serial,
+             certificate_not_before, certificate_not_after, terminal_id, linked_via,
+             holding_at_link, identity_check, linked_at)
+         VALUES ('b1', '301500000010', '01', 'x', 'x', 't', 'counter', 'myna_only',
+             'automatic', 'x');
+         INSERT INTO second_stage_pending (second_stage_id, license_number, binding_id,
+             caller_id, name, address, birth_date, sex, created_at, expires_at)
+         VALUES ('s1', '301500000010', 'b1', 'p', '{marker}', '{marker}', '19900102', '2',
+             '2026-01-01T00:00:00Z', '2999-01-01T00:00:00Z');"
+    ))
+    .expect("old row");
+    old.commit().expect("commit");
+    let file_holds_marker = |db: &ScratchDatabase| {
+        let path = db.sqlite_path().expect("SQLite");
+        ["", "-wal"].iter().any(|suffix| {
+            let mut name = path.as_os_str().to_os_string();
+            name.push(suffix);
+            let bytes = std::fs::read(&name).unwrap_or_default();
+            bytes.windows(marker.len()).any(|w| w == marker.as_bytes())
+        })
+    };
+    if backend == Backend::Sqlite {
+        assert!(
+            file_holds_marker(&db),
+            "the old row is not where it is sought"
+        );
+    }
+
+    let mut store = Store::open_url(db.url()).expect("migrate");
+    assert_eq!(store.schema_version().expect("v"), latest_schema_version());
+    let count = |store: &mut Store| {
+        store
+            .conn
+            .query_one("SELECT COUNT(*) FROM second_stage_pending", &[])
+            .expect("count")
+            .int(0)
+            .expect("int")
+    };
+    assert_eq!(count(&mut store), 0);
+    // The new form holds hashes.
+    store
+        .conn
+        .query(
+            "SELECT basic4_key_id, name_hmac, address_hmac, birth_date_hmac, sex_hmac
+             FROM second_stage_pending",
+            &[],
+        )
+        .expect("hash columns");
+    assert!(store
+        .conn
+        .query("SELECT name FROM second_stage_pending", &[])
+        .is_err());
+    if backend == Backend::Sqlite {
+        assert!(
+            !file_holds_marker(&db),
+            "the old values survived the migration"
+        );
+    }
+    drop(old);
 }

@@ -51,9 +51,11 @@ impl Bench {
         let now = OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .expect("whole seconds");
+        let mut config = SubmissionConfig::new(trust);
+        config.basic4_key = Some(mynalink_server::basic4_key::Basic4Key::generate());
         Bench {
             store,
-            config: SubmissionConfig::new(trust),
+            config,
             now,
             database,
         }
@@ -217,7 +219,7 @@ pub fn statement_for(
     terminal: &str,
     time: OffsetDateTime,
 ) -> Statement {
-    let cert = SigningCertificate::parse(&signer.cert_der).expect("cert");
+    let cert = SigningCertificate::parse_any(&signer.cert_der).expect("cert");
     let nonce: [u8; 16] = rand::random();
     Statement {
         purpose: PURPOSE.into(),
@@ -350,6 +352,56 @@ fn certificate(
 
 /// A CA (root DER) and a signing certificate for a holder with the given basic-4 strings.
 pub fn custom_signer(name: &str, name_flags: &str, birth: &str) -> (Vec<u8>, Signer) {
+    custom_signer_at(
+        name,
+        name_flags,
+        birth,
+        "東京都千代田区試験町一丁目２番３号",
+    )
+}
+
+/// [`custom_signer`] for a holder at the given address.
+pub fn custom_signer_at(
+    name: &str,
+    name_flags: &str,
+    birth: &str,
+    address: &str,
+) -> (Vec<u8>, Signer) {
+    signer_with(name, name_flags, birth, address, None)
+}
+
+/// What is wrong with a crafted holder's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndEntityFault {
+    /// basicConstraints cA = TRUE.
+    Ca,
+    /// keyUsage keyEncipherment only.
+    NoSigningUsage,
+    /// A critical extension nobody defined.
+    UnknownCriticalExtension,
+    /// Issued (signed) by the root, but naming another issuer.
+    OtherIssuerName,
+}
+
+/// A root and a holder's certificate with `fault`, for a holder who otherwise matches
+/// [`custom_signer`]'s defaults.
+pub fn faulty_signer(name: &str, birth: &str, fault: EndEntityFault) -> (Vec<u8>, Signer) {
+    signer_with(
+        name,
+        "00000",
+        birth,
+        "東京都千代田区試験町一丁目２番３号",
+        Some(fault),
+    )
+}
+
+fn signer_with(
+    name: &str,
+    name_flags: &str,
+    birth: &str,
+    address: &str,
+    fault: Option<EndEntityFault>,
+) -> (Vec<u8>, Signer) {
     let key = test_identity(Validity::Current).sign_key.clone();
     let public = key.to_public_key();
     let ski = key_id(&public);
@@ -388,25 +440,47 @@ pub fn custom_signer(name: &str, name_flags: &str, birth: &str) -> (Vec<u8>, Sig
         other_name(1, name),
         other_name(4, birth),
         other_name(3, "2"),
-        other_name(5, "東京都千代田区試験町一丁目２番３号"),
+        other_name(5, address),
         other_name(2, name_flags),
         other_name(6, &"0".repeat(17)),
     ];
     let parts: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
     let san = der::sequence(&parts);
     let aki = der::sequence(&[&der::implicit_primitive(0, &ski).expect("aki")]);
+    let key_usage = match fault {
+        Some(EndEntityFault::NoSigningUsage) => der::named_bits(&[2]),
+        _ => der::named_bits(&[0, 1]),
+    };
+    let mut extensions = vec![
+        extension(&[2, 5, 29, 15], true, &key_usage),
+        extension(&[2, 5, 29, 17], false, &san),
+        extension(&[2, 5, 29, 35], false, &aki),
+    ];
+    match fault {
+        Some(EndEntityFault::Ca) => extensions.push(extension(
+            &[2, 5, 29, 19],
+            true,
+            &der::sequence(&[&der::boolean(true)]),
+        )),
+        Some(EndEntityFault::UnknownCriticalExtension) => extensions.push(extension(
+            &[1, 3, 6, 1, 4, 1, 55555, 1],
+            true,
+            &der::utf8_string("x"),
+        )),
+        _ => {}
+    }
+    let issuer_dn = match fault {
+        Some(EndEntityFault::OtherIssuerName) => dn("mynalink some other CA"),
+        _ => root_dn.clone(),
+    };
     let ee = certificate(
         &[0x5E, 0x01, 0x02],
-        &root_dn,
+        &issuer_dn,
         &dn("mynalink custom holder"),
         now - Duration::days(30),
         now + Duration::days(1000),
         &key,
-        &[
-            extension(&[2, 5, 29, 15], true, &der::named_bits(&[0, 1])),
-            extension(&[2, 5, 29, 17], false, &san),
-            extension(&[2, 5, 29, 35], false, &aki),
-        ],
+        &extensions,
     );
     (root, Signer { cert_der: ee, key })
 }

@@ -48,10 +48,10 @@ impl Files {
         let cert = dir.path().join("server.pem");
         let key = dir.path().join("server.key");
         std::fs::write(&cert, cert_pem).expect("write cert");
-        std::fs::write(&key, key_pem).expect("write key");
+        write_secret(&key, key_pem);
 
         let tokens = dir.path().join("tokens");
-        std::fs::write(
+        write_secret(
             &tokens,
             format!(
                 "# terminal  sha256(token)\n{} {}\n{OTHER_TERMINAL} {}  # kiosk\n",
@@ -59,8 +59,7 @@ impl Files {
                 hex::encode(Sha256::digest(TOKEN)),
                 hex::encode(Sha256::digest(OTHER_TOKEN)),
             ),
-        )
-        .expect("write tokens");
+        );
 
         // The simulated card's signing root, as an operator would configure a test root.
         let trust_anchor = dir.path().join("sign-test-root.der");
@@ -101,26 +100,43 @@ impl Files {
         self.dir.path().join(name)
     }
 
-    /// `--mynaportal-tokens` and `--admin-tokens` with [`PORTAL_TOKEN`] and [`ADMIN_TOKEN`].
+    /// `--basic4-key FILE` with a new key that `basic4-key generate` wrote.
+    pub fn basic4_key_args(&self) -> Vec<String> {
+        let key = self.path("basic4.key");
+        let out = Command::new(BIN)
+            .args(["basic4-key", "generate", "--out"])
+            .arg(&key)
+            .output()
+            .expect("run basic4-key generate");
+        assert!(
+            out.status.success(),
+            "basic4-key generate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        vec!["--basic4-key".into(), path_arg(&key)]
+    }
+
+    /// `--mynaportal-tokens` and `--admin-tokens` with [`PORTAL_TOKEN`] and [`ADMIN_TOKEN`],
+    /// and the `--basic4-key` Mynaportal's credentials need.
     pub fn portal_and_admin_args(&self) -> Vec<String> {
         let portal = self.path("mynaportal-tokens");
-        std::fs::write(
+        write_secret(
             &portal,
             format!("{PORTAL} {}\n", hex::encode(Sha256::digest(PORTAL_TOKEN))),
-        )
-        .expect("mynaportal tokens");
+        );
         let admin = self.path("admin-tokens");
-        std::fs::write(
+        write_secret(
             &admin,
             format!("{ADMIN} {}\n", hex::encode(Sha256::digest(ADMIN_TOKEN))),
-        )
-        .expect("admin tokens");
-        vec![
+        );
+        let mut args = vec![
             "--mynaportal-tokens".into(),
             path_arg(&portal),
             "--admin-tokens".into(),
             path_arg(&admin),
-        ]
+        ];
+        args.extend(self.basic4_key_args());
+        args
     }
 
     /// The usual TLS server arguments.
@@ -138,6 +154,8 @@ impl Files {
             path_arg(&self.tokens),
             "--trust-anchor".into(),
             path_arg(&self.trust_anchor),
+            // That anchor is the simulated card's TEST root.
+            "--allow-test-root".into(),
         ]
     }
 
@@ -160,6 +178,13 @@ impl Files {
             .build()
             .expect("client")
     }
+}
+
+/// Writes a file the server treats as secret (keys, token files): mode 0600, as it requires.
+pub fn write_secret(path: &Path, contents: impl AsRef<[u8]>) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents).expect("write secret file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
 }
 
 pub fn path_arg(path: &Path) -> String {
