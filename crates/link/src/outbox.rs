@@ -494,7 +494,11 @@ impl Outbox {
     /// The queued entries whose next attempt is at or before `now`, the most overdue first.
     /// Held entries are not among them.
     pub fn due(&self, now: OffsetDateTime) -> Result<Vec<PendingEntry>, OutboxError> {
-        self.pending_where("next_attempt_at <= ?1", unix_ms(now))
+        // A time that is not a number is damage: looked at (and held) rather than never due.
+        self.pending_where(
+            "(next_attempt_at <= ?1 OR typeof(next_attempt_at) != 'integer')",
+            unix_ms(now),
+        )
     }
 
     /// Every queued entry, due or not, in the order they would become due (an operator's
@@ -1344,6 +1348,18 @@ mod tests {
             let damaged = bench.add();
             let sound = bench.add();
             bench.set(damaged, damage);
+            let due: Vec<EntryId> = bench
+                .outbox
+                .due(OffsetDateTime::now_utc())
+                .expect(damage)
+                .iter()
+                .map(|e| e.id)
+                .collect();
+            assert_eq!(due, [sound], "{damage}");
+            assert!(
+                bench.outbox.held(damaged).expect(damage).is_some(),
+                "{damage}"
+            );
             let all: Vec<EntryId> = bench
                 .outbox
                 .all_pending()
