@@ -57,10 +57,15 @@ pub enum Code {
     Basic4Mismatch,
     /// 200: §6, a cancelled binding restored from Mynaportal by the second stage alone.
     MynaportalRelinked,
+    /// 503: no database connection was free in time, or the database waited too long for a
+    /// lock or a statement; nothing was changed. Answered with `Retry-After`.
+    ServerBusy,
+    /// 408: the request body did not arrive in time; the connection is closed.
+    RequestTimeout,
 }
 
 impl Code {
-    pub const ALL: [Code; 33] = [
+    pub const ALL: [Code; 35] = [
         Code::Created,
         Code::Repeated,
         Code::Cancelled,
@@ -94,6 +99,8 @@ impl Code {
         Code::SecondStageNotFound,
         Code::Basic4Mismatch,
         Code::MynaportalRelinked,
+        Code::ServerBusy,
+        Code::RequestTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -131,6 +138,8 @@ impl Code {
             Code::SecondStageNotFound => "second_stage_not_found",
             Code::Basic4Mismatch => "basic4_mismatch",
             Code::MynaportalRelinked => "mynaportal_relinked",
+            Code::ServerBusy => "server_busy",
+            Code::RequestTimeout => "request_timeout",
         }
     }
 
@@ -159,6 +168,8 @@ impl Code {
             Code::BindingNotFound => 404,
             Code::Unauthenticated => 401,
             Code::ServerError => 500,
+            Code::ServerBusy => 503,
+            Code::RequestTimeout => 408,
             _ => 422,
         }
     }
@@ -258,6 +269,12 @@ impl Code {
             Code::MynaportalRelinked => {
                 "解除されていたマイナポータル連携を、マイナポータルからの手続で再び連携しました。"
             }
+            Code::ServerBusy => {
+                "サーバーが混み合っているため処理できませんでした。内容は変更されていません。しばらくしてからお試しください。"
+            }
+            Code::RequestTimeout => {
+                "送信内容が時間内に届きませんでした。通信状態を確認して、もう一度お試しください。"
+            }
         }
     }
 
@@ -323,6 +340,12 @@ impl Code {
             }
             Code::MynaportalRelinked => {
                 "The cancelled link was restored through Mynaportal, without the counter."
+            }
+            Code::ServerBusy => {
+                "The server is busy; nothing was changed. Try again later (see Retry-After)."
+            }
+            Code::RequestTimeout => {
+                "The request body did not arrive in time; check the connection and send it again."
             }
         }
     }
@@ -405,6 +428,9 @@ mod tests {
         assert_eq!(Code::BindingNotFound.http_status(), 404);
         assert_eq!(Code::Unauthenticated.http_status(), 401);
         assert_eq!(Code::ServerError.http_status(), 500);
+        assert_eq!(Code::ServerBusy.http_status(), 503);
+        assert_eq!(Code::RequestTimeout.http_status(), 408);
+        assert!(!Code::ServerBusy.counts_as_abuse() && !Code::RequestTimeout.counts_as_abuse());
         assert!(!Code::StatementStale.counts_as_abuse());
         assert!(Code::SignatureInvalid.counts_as_abuse());
     }

@@ -13,6 +13,7 @@ const USAGE: &str = "usage:
         [--terminal-tokens FILE] [--mynaportal-tokens FILE] [--admin-tokens FILE]
         [--trust-anchor FILE]... [--seal-key FILE]
         [--insecure-loopback-http] [--freshness-hours N]
+        [--max-connections N] [--max-connections-per-ip N]
 
 URL is sqlite:PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB (the database must exist;
 its schema is created and migrated at start).
@@ -21,7 +22,12 @@ ADDR is IP:PORT (port 0 picks a free one; the line `listening on URL` tells whic
 TLS is required unless --insecure-loopback-http is given with a loopback ADDR.
 The tokens files have one `ID SHA256_HEX_OF_TOKEN` per line (# comments). Terminals submit
 first stages; Mynaportal runs the second stage and cancels; admins may cancel; all read status.
---seal-key is the RSA private key (PKCS#8 PEM) terminals seal certificates to.";
+--seal-key is the RSA private key (PKCS#8 PEM) terminals seal certificates to.
+--max-connections caps open connections (default: from the descriptor limit, ulimit -n, with
+a quarter of it, at least 64, kept for the database and files; at most 4096);
+--max-connections-per-ip caps them per source address (default 32; IPv6 per /64). A connection
+over a cap is closed at once. A request head must arrive within 10 s (also the idle keep-alive
+timeout), its body within 20 s more (else 408 request_timeout).";
 
 /// Exit status for usage and configuration errors, as the client uses.
 const EXIT_USAGE: u8 = 2;
