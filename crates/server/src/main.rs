@@ -1,22 +1,27 @@
 //! `mynalink-server`: the reference backend's command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use mynalink_server::import::{self, ImportError};
 use mynalink_server::serve::{self as server, ServeError, ServeOptions};
-use mynalink_server::Store;
+use mynalink_server::{DatabaseUrl, Store};
 
 const USAGE: &str = "usage:
-  mynalink-server import-licenses --database URL FILE.csv
-  mynalink-server serve --listen ADDR --database URL [--tls-cert FILE --tls-key FILE]
+  mynalink-server import-licenses --database URL [--database-password-file FILE] FILE.csv
+  mynalink-server serve --listen ADDR --database URL [--database-password-file FILE]
+        [--tls-cert FILE --tls-key FILE]
         [--terminal-tokens FILE] [--mynaportal-tokens FILE] [--admin-tokens FILE]
         [--trust-anchor FILE]... [--seal-key FILE]
         [--insecure-loopback-http] [--freshness-hours N]
         [--max-connections N] [--max-connections-per-ip N]
 
-URL is sqlite:PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB (the database must exist;
-its schema is created and migrated at start).
+URL is sqlite:PATH or postgres://USER@HOST[:PORT]/DB (the database must exist; its schema
+is created and migrated at start). A password in the URL is refused: it comes from the first
+line of --database-password-file FILE, or else from PGPASSFILE or ~/.pgpass
+(host:port:database:user:password); each must be mode 0600 or stricter. PostgreSQL
+statements time out after 5 s, lock waits after 2 s; a request waits at most 3 s for a
+database connection, else it is answered 503 server_busy with Retry-After.
 The CSV needs the header license_number,holding,name,birth_date,status.
 ADDR is IP:PORT (port 0 picks a free one; the line `listening on URL` tells which).
 TLS is required unless --insecure-loopback-http is given with a loopback ADDR.
@@ -36,7 +41,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("import-licenses") => match parse_import(&args[1..]) {
-            Ok((database, file)) => import_licenses(&database, &file),
+            Ok(import) => import_licenses(&import),
             Err(message) => usage_error(&message),
         },
         Some("serve") => match ServeOptions::parse(&args[1..]) {
@@ -88,19 +93,38 @@ fn usage_error(message: &str) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
-fn parse_import(args: &[String]) -> Result<(String, PathBuf), String> {
+/// The `import-licenses` command line.
+struct Import {
+    database: String,
+    password_file: Option<PathBuf>,
+    file: PathBuf,
+}
+
+fn parse_import(args: &[String]) -> Result<Import, String> {
     let mut database = None;
+    let mut password_file = None;
     let mut file = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
-        if arg == "--database" {
-            let value = iter.next().ok_or("--database needs a URL")?;
-            if database.replace(value.clone()).is_some() {
-                return Err("--database given twice".into());
-            }
-        } else if let Some(value) = arg.strip_prefix("--database=") {
-            if database.replace(value.to_string()).is_some() {
-                return Err("--database given twice".into());
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name, Some(value.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let slot = match name {
+            "--database" => Some(&mut database),
+            "--database-password-file" => Some(&mut password_file),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            let value = match inline {
+                Some(value) => value,
+                None => iter
+                    .next()
+                    .cloned()
+                    .ok_or(format!("{name} needs a value"))?,
+            };
+            if slot.replace(value).is_some() {
+                return Err(format!("{name} given twice"));
             }
         } else if arg.starts_with('-') && arg.len() > 1 {
             return Err(format!("unknown option {arg:?}"));
@@ -108,13 +132,18 @@ fn parse_import(args: &[String]) -> Result<(String, PathBuf), String> {
             return Err("give exactly one CSV file".into());
         }
     }
-    let database = database.ok_or("--database URL is required")?;
-    let file = file.ok_or("the CSV file is required")?;
-    Ok((database, file))
+    Ok(Import {
+        database: database.ok_or("--database URL is required")?,
+        password_file: password_file.map(PathBuf::from),
+        file: file.ok_or("the CSV file is required")?,
+    })
 }
 
-fn import_licenses(database: &str, file: &std::path::Path) -> ExitCode {
-    let mut store = match Store::open_url(database) {
+fn import_licenses(import: &Import) -> ExitCode {
+    let file: &Path = &import.file;
+    let opened = DatabaseUrl::resolve(&import.database, import.password_file.as_deref())
+        .and_then(|url| Store::open(&url));
+    let mut store = match opened {
         Ok(store) => store,
         Err(e) => {
             eprintln!("mynalink-server: {e}");

@@ -38,6 +38,8 @@ const MAX_FRESHNESS_HOURS: i64 = 24 * 366;
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub database: String,
+    /// The PostgreSQL password, on the first line of a file only its owner may read.
+    pub database_password_file: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub terminal_tokens: Option<PathBuf>,
@@ -60,6 +62,7 @@ impl ServeOptions {
     pub fn parse(args: &[String]) -> Result<ServeOptions, String> {
         let mut listen = None;
         let mut database = None;
+        let mut database_password_file = None;
         let mut tls_cert = None;
         let mut tls_key = None;
         let mut terminal_tokens = None;
@@ -106,6 +109,9 @@ impl ServeOptions {
                     once(&mut listen, name, addr)?;
                 }
                 "--database" => once(&mut database, name, value()?)?,
+                "--database-password-file" => {
+                    once(&mut database_password_file, name, PathBuf::from(value()?))?
+                }
                 "--tls-cert" => once(&mut tls_cert, name, PathBuf::from(value()?))?,
                 "--tls-key" => once(&mut tls_key, name, PathBuf::from(value()?))?,
                 "--terminal-tokens" => once(&mut terminal_tokens, name, PathBuf::from(value()?))?,
@@ -161,6 +167,7 @@ impl ServeOptions {
         Ok(ServeOptions {
             listen,
             database,
+            database_password_file,
             tls_cert,
             tls_key,
             terminal_tokens,
@@ -246,8 +253,8 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
         eprintln!("mynalink-server: no terminal tokens configured; every API call will be 401");
     }
 
-    let url =
-        DatabaseUrl::parse(&options.database).map_err(|e| ServeError::Config(e.to_string()))?;
+    let url = DatabaseUrl::resolve(&options.database, options.database_password_file.as_deref())
+        .map_err(|e| ServeError::Config(e.to_string()))?;
     let pool = StorePool::open(url).map_err(|e| ServeError::Config(e.to_string()))?;
 
     let tls = match (&options.tls_cert, &options.tls_key) {
