@@ -24,6 +24,7 @@ mynalink_server::on_both_databases!(
     a_body_sent_one_byte_a_second_is_cut_off,
     a_cap_beyond_the_descriptor_limit_is_refused,
     a_client_that_does_not_read_its_answers_is_cut_off,
+    an_oversized_request_head_is_refused,
 );
 
 /// The server's descriptor limit (soft and hard) in these tests.
@@ -423,6 +424,28 @@ fn a_client_that_does_not_read_its_answers_is_cut_off(backend: Backend) {
     );
     assert!(end.is_ok(), "the connection did not end: {end:?}");
     assert!(received < full / 2, "{received} of {full} bytes");
+    healthz(&files, &server).expect("healthz afterwards");
+    assert!(server.terminate().success());
+}
+
+fn an_oversized_request_head_is_refused(backend: Backend) {
+    let files = files(backend);
+    let server = Server::spawn(limited_serve(&plain_args(&files)));
+    let mut stream = TcpStream::connect(server_addr(&server)).expect("connect");
+    // 12 KiB of headers: more than a head may have (8 KiB).
+    let mut head = String::from("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for i in 0..96 {
+        head.push_str(&format!("X-Filler-{i}: {}\r\n", "a".repeat(110)));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("head");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
     healthz(&files, &server).expect("healthz afterwards");
     assert!(server.terminate().success());
 }
