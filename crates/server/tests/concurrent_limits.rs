@@ -30,6 +30,16 @@ const REQUESTS: usize = 40;
 const TERMINAL_LIMIT: usize = 20;
 const LICENSE_LIMIT: usize = 5;
 
+/// The usual arguments, with room for all the clients on one address.
+fn serve_args(files: &Files) -> Vec<String> {
+    let mut args = files.tls_args();
+    args.extend([
+        "--max-connections-per-ip".into(),
+        (2 * REQUESTS).to_string(),
+    ]);
+    args
+}
+
 /// Sends `request` from `REQUESTS` clients released together; returns the error codes.
 fn send_together(files: &Files, url: &str, token: &str, request: &BindingRequest) -> Vec<String> {
     let barrier = Barrier::new(REQUESTS);
@@ -70,7 +80,7 @@ fn concurrent_garbage_from_a_terminal_is_held_to_its_limit(backend: Backend) {
         backend,
         &format!("{number},myna_only,\"試験　花子\",1990-01-02,valid\n"),
     );
-    let server = Server::start(&files.tls_args());
+    let server = Server::start(&serve_args(&files));
     let signer = sim_signer(Validity::Current);
     let statement = statement_for(&signer, &number, TERMINAL, now());
     let mut garbage = request_for(&signer, &statement);
@@ -107,7 +117,7 @@ fn concurrent_refusals_for_a_license_are_held_to_its_limit(backend: Backend) {
         backend,
         &format!("{number},myna_only,\"試験　花子\",1990-01-02,valid\n"),
     );
-    let server = Server::start(&files.tls_args());
+    let server = Server::start(&serve_args(&files));
     let signer = sim_signer(Validity::Current);
     // The holder's card signed it for another terminal: a refusal that counts against the
     // license (and the terminal, whose limit is higher).
