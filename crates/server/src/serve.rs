@@ -403,6 +403,9 @@ pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeE
     } else {
         "http"
     };
+    // Registered before the line below: a supervisor may stop the server as soon as it has
+    // read it, and that must be the graceful stop, not the signal's default.
+    let mut signals = ShutdownSignals::install()?;
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -431,7 +434,7 @@ pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeE
 
     let app = connections::with_body_deadline(router(prepared.state));
     let graceful = GracefulShutdown::new();
-    let shutdown = shutdown_signal();
+    let shutdown = signals.recv();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -495,26 +498,41 @@ where
     let _ = watcher.watch(conn).await;
 }
 
-async fn shutdown_signal() {
-    let interrupt = async {
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct ShutdownSignals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<ShutdownSignals, ServeError> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let install = |kind| {
+                signal(kind).map_err(|e| ServeError::Runtime(format!("signal handler: {e}")))
+            };
+            Ok(ShutdownSignals {
+                terminate: install(SignalKind::terminate())?,
+                interrupt: install(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
     }
 }
 
