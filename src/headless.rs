@@ -188,7 +188,7 @@ fn execute(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> Report
         let mut trace = handle.snapshot();
         trace.inputs = flow.inputs().to_trace_inputs();
         // Owner-only whatever the umask: it holds the card's answers.
-        match crate::private_file::write(path, trace.to_json().as_bytes()) {
+        match mynalink_link::private_file::write(path, trace.to_json().as_bytes()) {
             Ok(()) => report.trace = Some(path.display().to_string()),
             Err(e) => eprintln!("mynalink: cannot write the trace {}: {e}", path.display()),
         }

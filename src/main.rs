@@ -9,7 +9,6 @@ mod gui;
 mod headless;
 mod operator_password;
 mod password_input;
-mod private_file;
 mod readers;
 mod report;
 mod source;

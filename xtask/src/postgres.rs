@@ -1,7 +1,9 @@
 //! A private PostgreSQL server for the tests and the server benchmark: a fresh cluster in a
-//! directory of the target dir (`initdb`, trust authentication for one user), the
-//! postmaster in the foreground listening only on a Unix socket in that directory (no TCP),
-//! stopped by its PID when the guard drops, even when tests fail. Needs Debian's
+//! directory of the target dir, the postmaster in the foreground, stopped by its PID when the
+//! guard drops, even when tests fail. It listens on a Unix socket in that directory (trust
+//! authentication for one user: the tests' URL) and on 127.0.0.1 at a free port with
+//! `scram-sha-256` for every user, so that a test can check password authentication with a
+//! role it creates; the superuser has no password and so cannot log in over TCP. Needs Debian's
 //! `postgresql` package (the server binaries in /usr/lib/postgresql/VERSION/bin).
 //!
 //! PostgreSQL refuses to run as root: as root, the cluster belongs to the `postgres` system
@@ -17,8 +19,6 @@ use crate::system::step;
 
 /// The package that brings the server binaries.
 pub const PACKAGE: &str = "postgresql";
-/// Names the socket file (`.s.PGSQL.PORT`) only: the server listens on no TCP port.
-const PORT: u16 = 54329;
 /// The cluster's superuser, which the tests connect as.
 const USER: &str = "mynalink";
 /// The system user that runs the server when xtask runs as root.
@@ -67,6 +67,15 @@ fn bin_dir() -> Result<PathBuf, String> {
         .max_by_key(|(version, _)| *version)
         .map(|(_, bin)| bin)
         .ok_or_else(|| format!("no PostgreSQL server binaries under {}", root.display()))
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on now: several clusters (other checkouts,
+/// the benchmark) may run at once.
+fn free_loopback_port() -> Result<u16, String> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free TCP port on 127.0.0.1: {e}"))
 }
 
 /// A command for a server program, as the cluster's owner.
@@ -183,9 +192,10 @@ impl Postgres {
         std::fs::remove_dir_all(dir)
             .and_then(|()| std::fs::create_dir_all(dir))
             .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let port = free_loopback_port()?;
         let mut socket = dir.join("socket");
         let mut temp_socket = None;
-        if socket.join(format!(".s.PGSQL.{PORT}")).as_os_str().len() > MAX_SOCKET_PATH {
+        if socket.join(format!(".s.PGSQL.{port}")).as_os_str().len() > MAX_SOCKET_PATH {
             socket = std::env::temp_dir().join(format!("mynalink-pg-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&socket);
             temp_socket = Some(socket.clone());
@@ -212,13 +222,14 @@ impl Postgres {
         initdb
             .arg("-D")
             .arg(&data)
-            .args(["-A", "trust", "-U", USER, "-E", "UTF8", "--locale=C"]);
+            .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+            .args(["-U", USER, "-E", "UTF8", "--locale=C"]);
         run_logged(initdb, &dir.join("initdb.log"), "initdb")?;
 
         let log_path = dir.join("postgres.log");
         let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         step(&format!(
-            "starting PostgreSQL on the socket in {} (log {})",
+            "starting PostgreSQL on the socket in {} and 127.0.0.1:{port} (log {})",
             socket.display(),
             log_path.display()
         ));
@@ -227,7 +238,7 @@ impl Postgres {
             .arg(&data)
             .arg("-k")
             .arg(&socket)
-            .args(["-p", &PORT.to_string(), "-c", "listen_addresses="])
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
@@ -237,7 +248,7 @@ impl Postgres {
             child,
             temp_socket,
             url: format!(
-                "postgres://{USER}@/postgres?host={}&port={PORT}",
+                "postgres://{USER}@/postgres?host={}&port={port}",
                 socket.display()
             ),
         };
@@ -248,7 +259,7 @@ impl Postgres {
             let ready = std::fs::read_to_string(data.join("postmaster.pid"))
                 .map(|t| t.lines().nth(7).is_some_and(|l| l.trim() == "ready"))
                 .unwrap_or(false);
-            if ready && socket.join(format!(".s.PGSQL.{PORT}")).exists() {
+            if ready && socket.join(format!(".s.PGSQL.{port}")).exists() {
                 return Ok(server);
             }
             if let Ok(Some(status)) = server.child.try_wait() {

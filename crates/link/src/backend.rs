@@ -31,7 +31,8 @@ pub enum Submitted {
     Rejected(ApiError),
 }
 
-/// The backend could not decide now (network, timeout, 5xx, 429): keep the binding queued.
+/// The backend could not decide now (network, timeout, 5xx, 429, 408): keep the binding
+/// queued. The reason names the backend's code when it gave one (e.g. `server_busy`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Unavailable(pub String);
@@ -160,8 +161,12 @@ impl Backend {
                     via: error.and_then(|e| e.linked_via),
                 })
             }
-            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
-                Err(Unavailable(format!("backend answered {s}")))
+            // 408: the request did not arrive in time; sending it again may well work.
+            s if s.is_server_error()
+                || s == StatusCode::TOO_MANY_REQUESTS
+                || s == StatusCode::REQUEST_TIMEOUT =>
+            {
+                Err(not_now(response))
             }
             s => match read_json::<ApiError>(response) {
                 Ok(error) => Ok(Submitted::Rejected(error)),
@@ -183,10 +188,7 @@ impl Backend {
             return Err(redirected(&response));
         }
         if !response.status().is_success() {
-            return Err(Unavailable(format!(
-                "backend answered {}",
-                response.status()
-            )));
+            return Err(not_now(response));
         }
         read_json(response)
     }
@@ -218,6 +220,18 @@ fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<(), BackendCon
 #[cfg(not(unix))]
 fn check_private(_: &Path, _: &std::fs::Metadata) -> Result<(), BackendConfigError> {
     Ok(())
+}
+
+/// An answer that decides nothing, with the backend's code when its body has one.
+fn not_now(response: Response) -> Unavailable {
+    let status = response.status();
+    match response.json::<ApiError>() {
+        Ok(error) => Unavailable(format!(
+            "backend answered {status}: {} ({})",
+            error.code, error.message_en
+        )),
+        Err(_) => Unavailable(format!("backend answered {status}")),
+    }
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, Unavailable> {
@@ -307,6 +321,87 @@ mod tests {
     fn set_mode(path: &Path, mode: u32) {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    /// A backend on 127.0.0.1 that answers one request with `status` and `body`.
+    fn answering_once(status: &str, body: &str) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/", listener.local_addr().expect("addr"));
+        let answer = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            // The whole request (head and Content-Length body), then the answer.
+            let mut request = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = stream.read(&mut buf) {
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let _ = stream.write_all(answer.as_bytes());
+        });
+        url
+    }
+
+    fn request() -> BindingRequest {
+        BindingRequest {
+            statement: "c3RhdGVtZW50".into(),
+            signature: "c2lnbmF0dXJl".into(),
+            certificate: Some("Y2VydA==".into()),
+            sealed_certificate: None,
+            ca_certificate: None,
+            staff_confirmed_identity: false,
+        }
+    }
+
+    fn api_error(code: &str) -> String {
+        format!(r#"{{"code":"{code}","message_ja":"…","message_en":"Message of {code}."}}"#)
+    }
+
+    #[test]
+    fn busy_or_timed_out_answers_keep_the_binding_queued_and_name_the_code() {
+        for (status, code) in [
+            ("503 Service Unavailable", "server_busy"),
+            ("500 Internal Server Error", "server_error"),
+            ("408 Request Timeout", "request_timeout"),
+            ("429 Too Many Requests", "rate_limited"),
+        ] {
+            let url = answering_once(status, &api_error(code));
+            let backend = Backend::new(&url, Zeroizing::new("t".into()), None).expect("client");
+            match backend.submit(&request()) {
+                Err(Unavailable(reason)) => {
+                    assert!(reason.contains(status), "{reason}");
+                    assert!(reason.contains(code), "{reason}");
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+        // Without an error body: still queued, with the status.
+        let url = answering_once("503 Service Unavailable", "");
+        let backend = Backend::new(&url, Zeroizing::new("t".into()), None).expect("client");
+        let reason = backend.submit(&request()).expect_err("queued").0;
+        assert!(reason.contains("503"), "{reason}");
+        // A final refusal stays final.
+        let url = answering_once("422 Unprocessable Entity", &api_error("signature_invalid"));
+        let backend = Backend::new(&url, Zeroizing::new("t".into()), None).expect("client");
+        match backend.submit(&request()) {
+            Ok(Submitted::Rejected(error)) => assert_eq!(error.code, "signature_invalid"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

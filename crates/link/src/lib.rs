@@ -7,6 +7,7 @@ pub mod certificate;
 pub mod error;
 pub mod license;
 pub mod outbox;
+pub mod private_file;
 pub mod seal;
 pub mod sender;
 pub mod session;

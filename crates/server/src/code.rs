@@ -62,10 +62,15 @@ pub enum Code {
     SealKeyMismatch,
     /// 200: a license's status was answered (audited like every decision).
     StatusAnswered,
+    /// 503: no database connection was free in time, or the database waited too long for a
+    /// lock or a statement; nothing was changed. Answered with `Retry-After`.
+    ServerBusy,
+    /// 408: the request body did not arrive in time; the connection is closed.
+    RequestTimeout,
 }
 
 impl Code {
-    pub const ALL: [Code; 35] = [
+    pub const ALL: [Code; 37] = [
         Code::Created,
         Code::Repeated,
         Code::Cancelled,
@@ -101,6 +106,8 @@ impl Code {
         Code::MynaportalRelinked,
         Code::SealKeyMismatch,
         Code::StatusAnswered,
+        Code::ServerBusy,
+        Code::RequestTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -140,6 +147,8 @@ impl Code {
             Code::MynaportalRelinked => "mynaportal_relinked",
             Code::SealKeyMismatch => "seal_key_mismatch",
             Code::StatusAnswered => "status_answered",
+            Code::ServerBusy => "server_busy",
+            Code::RequestTimeout => "request_timeout",
         }
     }
 
@@ -169,6 +178,8 @@ impl Code {
             Code::BindingNotFound => 404,
             Code::Unauthenticated => 401,
             Code::ServerError => 500,
+            Code::ServerBusy => 503,
+            Code::RequestTimeout => 408,
             _ => 422,
         }
     }
@@ -273,6 +284,12 @@ impl Code {
                 "電子証明書が、このサーバーの持たない鍵で封をされています。端末の送信箱に保管したまま、サーバーの鍵を確認してください。"
             }
             Code::StatusAnswered => "免許情報の連携状況を回答しました。",
+            Code::ServerBusy => {
+                "サーバーが混み合っているため処理できませんでした。内容は変更されていません。しばらくしてからお試しください。"
+            }
+            Code::RequestTimeout => {
+                "送信内容が時間内に届きませんでした。通信状態を確認して、もう一度お試しください。"
+            }
         }
     }
 
@@ -344,6 +361,12 @@ impl Code {
                  keeps it in its outbox. Check the server's seal key."
             }
             Code::StatusAnswered => "The license's linking status was answered.",
+            Code::ServerBusy => {
+                "The server is busy; nothing was changed. Try again later (see Retry-After)."
+            }
+            Code::RequestTimeout => {
+                "The request body did not arrive in time; check the connection and send it again."
+            }
         }
     }
 }
@@ -425,6 +448,9 @@ mod tests {
         assert_eq!(Code::BindingNotFound.http_status(), 404);
         assert_eq!(Code::Unauthenticated.http_status(), 401);
         assert_eq!(Code::ServerError.http_status(), 500);
+        assert_eq!(Code::ServerBusy.http_status(), 503);
+        assert_eq!(Code::RequestTimeout.http_status(), 408);
+        assert!(!Code::ServerBusy.counts_as_abuse() && !Code::RequestTimeout.counts_as_abuse());
         assert!(!Code::StatementStale.counts_as_abuse());
         assert!(Code::SignatureInvalid.counts_as_abuse());
     }

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
+use mynalink_link::private_file;
 use mynalink_link::seal::{RecipientKey, SealPrivateKey};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -58,10 +59,10 @@ impl EmbeddedBackend {
         let dir = setup.dir.clone();
         // Keys and the token live here: the directory is the owner's only, and so is every
         // file written in it.
-        create_private_dir(&dir)?;
+        private_file::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let write = |name: &str, bytes: &[u8]| {
             let path = dir.join(name);
-            write_private(&path, bytes)
+            private_file::write(&path, bytes)
                 .map(|()| path)
                 .map_err(|e| format!("{name}: {e}"))
         };
@@ -185,31 +186,6 @@ impl EmbeddedBackend {
             thread: Some(thread),
         })
     }
-}
-
-/// Creates `dir` (and its parents) and makes it 0700.
-fn create_private_dir(dir: &std::path::Path) -> Result<(), String> {
-    let error = |e: std::io::Error| format!("{}: {e}", dir.display());
-    std::fs::create_dir_all(dir).map_err(error)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(error)?;
-    }
-    Ok(())
-}
-
-/// Writes a file with mode 0600, also when it was there before with another mode.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    #[cfg(unix)]
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    file.write_all(bytes)
 }
 
 impl EmbeddedBackend {

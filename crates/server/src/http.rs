@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -71,13 +71,33 @@ fn rejection_response(rejection: &Rejection) -> Response {
     error_response(status, rejection)
 }
 
-/// The database failed: logged for the operator, answered 500 without the cause.
+/// `Retry-After` of a 503 `server_busy`, in seconds: a little longer than a request waits
+/// for a database connection.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// The database failed: logged for the operator (the error's text never holds a value, see
+/// `store::pg`). Answered 503 `server_busy` with `Retry-After` when it only had to wait too
+/// long (no connection free, a lock or statement timeout), else 500; never with the cause.
 fn server_error(error: PoolError) -> Response {
     eprintln!("mynalink-server: {error}");
-    error_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        &Rejection::new(Code::ServerError),
-    )
+    if !error.is_busy() {
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &Rejection::new(Code::ServerError),
+        );
+    }
+    let detail = match error {
+        PoolError::Busy => "no database connection was free in time",
+        _ => "the database waited too long for a lock or a statement",
+    };
+    let mut response = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &Rejection::with_detail(Code::ServerBusy, detail),
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    response
 }
 
 /// The authenticated terminal's id.

@@ -12,11 +12,13 @@
 //! - [`identity`]: comparing the certificate's holder with the license record;
 //! - [`http`]: the routes, which authenticate the terminal ([`tokens`]), decode JSON and
 //!   map these results to responses; [`pool`] runs the blocking database calls;
-//! - [`serve`]: the `serve` command's options, TLS and accept loop;
+//! - [`serve`]: the `serve` command's options, TLS and accept loop; [`connections`] caps
+//!   connections and times requests out;
 //! - [`scratch`]: throw-away databases for tests and load tests.
 
 pub mod basic4_key;
 pub mod code;
+pub mod connections;
 pub mod embedded;
 pub mod http;
 pub mod identity;

@@ -1,6 +1,6 @@
 //! `mynalink-server`: the reference backend's command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use mynalink_link::seal::SealPrivateKey;
@@ -8,20 +8,26 @@ use mynalink_server::basic4_key::Basic4Key;
 use mynalink_server::import::{self, ImportError};
 use mynalink_server::secret_file::{read_secret, write_new_secret};
 use mynalink_server::serve::{self as server, ServeError, ServeOptions};
-use mynalink_server::Store;
+use mynalink_server::{DatabaseUrl, Store};
 
 const USAGE: &str = "usage:
-  mynalink-server import-licenses --database URL FILE.csv
+  mynalink-server import-licenses --database URL [--database-password-file FILE] FILE.csv
   mynalink-server seal-key generate --out FILE
   mynalink-server seal-key public FILE [--out PUB]
-  mynalink-server serve --listen ADDR --database URL [--tls-cert FILE --tls-key FILE]
+  mynalink-server basic4-key generate --out FILE
+  mynalink-server serve --listen ADDR --database URL [--database-password-file FILE]
+        [--tls-cert FILE --tls-key FILE]
         [--terminal-tokens FILE] [--mynaportal-tokens FILE --basic4-key FILE]
         [--admin-tokens FILE] [--trust-anchor FILE]... [--seal-key FILE]
         [--insecure-loopback-http] [--freshness-hours N] [--allow-test-root]
-  mynalink-server basic4-key generate --out FILE
+        [--max-connections N] [--max-connections-per-ip N]
 
-URL is sqlite:PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB (the database must exist;
-its schema is created and migrated at start).
+URL is sqlite:PATH or postgres://USER@HOST[:PORT]/DB (the database must exist; its schema
+is created and migrated at start). A password in the URL is refused: it comes from the first
+line of --database-password-file FILE, or else from PGPASSFILE or ~/.pgpass
+(host:port:database:user:password); each must be mode 0600 or stricter. PostgreSQL
+statements time out after 5 s, lock waits after 2 s; a request waits at most 3 s for a
+database connection, else it is answered 503 server_busy with Retry-After.
 The CSV needs the header license_number,holding,name,birth_date,status.
 ADDR is IP:PORT (port 0 picks a free one; the line `listening on URL` tells which).
 TLS is required unless --insecure-loopback-http is given with a loopback ADDR.
@@ -37,7 +43,12 @@ terminals configure as backend_key.
 basic-4 is hashed with (HMAC-SHA-256 per field; the database never holds the values): 64
 hexadecimal characters on one line. `basic4-key generate` writes a new random one.
 Secret files (TLS key, seal key, basic-4 key, token files) must not be readable or writable
-by group or others (mode 0600); new ones are written 0600 and never over an existing file.";
+by group or others (mode 0600); new ones are written 0600 and never over an existing file.
+--max-connections caps open connections (default: from the descriptor limit, ulimit -n, with
+a quarter of it, at least 64, kept for the database and files; at most 4096);
+--max-connections-per-ip caps them per source address (default 32; IPv6 per /64). A connection
+over a cap is closed at once. A request head must arrive within 10 s (also the idle keep-alive
+timeout), its body within 20 s more (else 408 request_timeout).";
 
 /// Exit status for usage and configuration errors, as the client uses.
 const EXIT_USAGE: u8 = 2;
@@ -46,7 +57,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("import-licenses") => match parse_import(&args[1..]) {
-            Ok((database, file)) => import_licenses(&database, &file),
+            Ok(import) => import_licenses(&import),
             Err(message) => usage_error(&message),
         },
         Some("serve") => match ServeOptions::parse(&args[1..]) {
@@ -224,19 +235,38 @@ fn seal_key_public(file: &std::path::Path, out: Option<&std::path::Path>) -> Exi
     ExitCode::SUCCESS
 }
 
-fn parse_import(args: &[String]) -> Result<(String, PathBuf), String> {
+/// The `import-licenses` command line.
+struct Import {
+    database: String,
+    password_file: Option<PathBuf>,
+    file: PathBuf,
+}
+
+fn parse_import(args: &[String]) -> Result<Import, String> {
     let mut database = None;
+    let mut password_file = None;
     let mut file = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
-        if arg == "--database" {
-            let value = iter.next().ok_or("--database needs a URL")?;
-            if database.replace(value.clone()).is_some() {
-                return Err("--database given twice".into());
-            }
-        } else if let Some(value) = arg.strip_prefix("--database=") {
-            if database.replace(value.to_string()).is_some() {
-                return Err("--database given twice".into());
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name, Some(value.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let slot = match name {
+            "--database" => Some(&mut database),
+            "--database-password-file" => Some(&mut password_file),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            let value = match inline {
+                Some(value) => value,
+                None => iter
+                    .next()
+                    .cloned()
+                    .ok_or(format!("{name} needs a value"))?,
+            };
+            if slot.replace(value).is_some() {
+                return Err(format!("{name} given twice"));
             }
         } else if arg.starts_with('-') && arg.len() > 1 {
             return Err(format!("unknown option {arg:?}"));
@@ -244,9 +274,11 @@ fn parse_import(args: &[String]) -> Result<(String, PathBuf), String> {
             return Err("give exactly one CSV file".into());
         }
     }
-    let database = database.ok_or("--database URL is required")?;
-    let file = file.ok_or("the CSV file is required")?;
-    Ok((database, file))
+    Ok(Import {
+        database: database.ok_or("--database URL is required")?,
+        password_file: password_file.map(PathBuf::from),
+        file: file.ok_or("the CSV file is required")?,
+    })
 }
 
 /// `basic4-key generate --out FILE`: the file to write.
@@ -287,8 +319,11 @@ fn generate_basic4_key(out: &std::path::Path) -> ExitCode {
     }
 }
 
-fn import_licenses(database: &str, file: &std::path::Path) -> ExitCode {
-    let mut store = match Store::open_url(database) {
+fn import_licenses(import: &Import) -> ExitCode {
+    let file: &Path = &import.file;
+    let opened = DatabaseUrl::resolve(&import.database, import.password_file.as_deref())
+        .and_then(|url| Store::open(&url));
+    let mut store = match opened {
         Ok(store) => store,
         Err(e) => {
             eprintln!("mynalink-server: {e}");

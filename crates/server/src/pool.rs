@@ -2,8 +2,13 @@
 //! runs on tokio's blocking threads with a connection of its own; idle connections are
 //! kept for reuse. SQLite's WAL lets the readers run beside the one writer; PostgreSQL
 //! runs them all side by side.
+//!
+//! A request waits at most [`MAX_WAIT`] for a connection: when the database is slow (a held
+//! lock, a long statement) requests do not pile up behind it, they are answered 503
+//! `server_busy` and come back later.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
@@ -11,6 +16,8 @@ use crate::store::{DatabaseUrl, Store, StoreError};
 
 /// Connections in use at once; more requests wait for a permit instead of opening more.
 pub const MAX_CONNECTIONS: usize = 8;
+/// How long a request waits for a free connection.
+pub const MAX_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
@@ -18,6 +25,23 @@ pub enum PoolError {
     Store(#[from] StoreError),
     #[error("a database task failed: {0}")]
     Task(String),
+    #[error(
+        "no database connection was free within {} s (all {MAX_CONNECTIONS} in use)",
+        MAX_WAIT.as_secs()
+    )]
+    Busy,
+}
+
+impl PoolError {
+    /// Nothing was done and the same request may succeed later: no connection was free, or
+    /// the database gave up a wait.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            PoolError::Busy => true,
+            PoolError::Store(e) => e.is_busy(),
+            PoolError::Task(_) => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -51,11 +75,9 @@ impl StorePool {
         T: Send + 'static,
         F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     {
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
+        let _permit = tokio::time::timeout(MAX_WAIT, self.inner.permits.acquire())
             .await
+            .map_err(|_| PoolError::Busy)?
             .map_err(|e| PoolError::Task(e.to_string()))?;
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
@@ -128,6 +150,7 @@ mod tests {
         let pool = StorePool::open(url).expect("open");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .enable_time()
             .build()
             .expect("runtime");
         runtime.block_on(async {
@@ -148,5 +171,55 @@ mod tests {
         drop(runtime);
         let idle = pool.inner.idle.lock().expect("lock").len();
         assert!((1..=MAX_CONNECTIONS).contains(&idle), "{idle}");
+    }
+
+    #[test]
+    fn a_request_waits_a_bounded_time_for_a_connection() {
+        let db = ScratchDatabase::create(Backend::Sqlite).expect("scratch database");
+        let pool = StorePool::open(DatabaseUrl::parse(db.url()).expect("url")).expect("open");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            // Every connection busy for longer than a request may wait.
+            let (started_tx, mut started) = tokio::sync::mpsc::channel(MAX_CONNECTIONS);
+            let mut holders = Vec::new();
+            for _ in 0..MAX_CONNECTIONS {
+                let pool = pool.clone();
+                let started_tx = started_tx.clone();
+                holders.push(tokio::spawn(async move {
+                    pool.run(move |_| {
+                        let _ = started_tx.blocking_send(());
+                        std::thread::sleep(MAX_WAIT + Duration::from_secs(2));
+                        Ok(())
+                    })
+                    .await
+                }));
+            }
+            for _ in 0..MAX_CONNECTIONS {
+                started.recv().await.expect("a holder started");
+            }
+            let asked = std::time::Instant::now();
+            let refused = pool
+                .run(|store| store.schema_version())
+                .await
+                .expect_err("no connection is free");
+            let waited = asked.elapsed();
+            assert!(matches!(refused, PoolError::Busy), "{refused}");
+            assert!(refused.is_busy());
+            assert!(
+                waited >= MAX_WAIT && waited < MAX_WAIT + Duration::from_secs(1),
+                "{waited:?}"
+            );
+            for holder in holders {
+                holder.await.expect("join").expect("holder");
+            }
+            // Free again.
+            pool.run(|store| store.schema_version())
+                .await
+                .expect("a free connection");
+        });
     }
 }

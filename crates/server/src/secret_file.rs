@@ -36,32 +36,43 @@ pub enum SecretFileError {
         what: &'static str,
         path: PathBuf,
     },
+    /// A directory, a FIFO (which would block the start) or a device.
+    NotAFile {
+        what: &'static str,
+        path: PathBuf,
+    },
+}
+
+impl SecretFileError {
+    /// What is wrong, without the file's description and path (which the message of
+    /// [`fmt::Display`] starts with).
+    pub fn reason(&self) -> String {
+        match self {
+            SecretFileError::Io { error, .. } => error.to_string(),
+            SecretFileError::NotAFile { .. } => "not a regular file".into(),
+            SecretFileError::TooOpen { mode, path, .. } => format!(
+                "mode {mode:04o} lets other users read or change it; run `chmod 600 {}` \
+                 (owned by the user the server runs as)",
+                path.display()
+            ),
+            SecretFileError::TooLarge { .. } => {
+                format!("larger than {MAX_SECRET_FILE_LEN} bytes; not a key or token file")
+            }
+            SecretFileError::Exists { .. } => {
+                "the file exists and is never overwritten (move it away first)".into()
+            }
+        }
+    }
 }
 
 impl fmt::Display for SecretFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretFileError::Io { what, path, error } => {
-                write!(f, "{what} {}: {error}", path.display())
-            }
-            SecretFileError::TooOpen { what, path, mode } => write!(
-                f,
-                "{what} {}: mode {mode:04o} lets other users read or change it; run \
-                 `chmod 600 {}` (owned by the user the server runs as)",
-                path.display(),
-                path.display()
-            ),
-            SecretFileError::TooLarge { what, path } => write!(
-                f,
-                "{what} {}: larger than {MAX_SECRET_FILE_LEN} bytes; not a key or token file",
-                path.display()
-            ),
-            SecretFileError::Exists { what, path } => write!(
-                f,
-                "{what} {}: the file exists and is never overwritten (move it away first)",
-                path.display()
-            ),
-        }
+        let (SecretFileError::Io { what, path, .. }
+        | SecretFileError::NotAFile { what, path }
+        | SecretFileError::TooOpen { what, path, .. }
+        | SecretFileError::TooLarge { what, path }
+        | SecretFileError::Exists { what, path }) = self;
+        write!(f, "{what} {}: {}", path.display(), self.reason())
     }
 }
 
@@ -74,6 +85,13 @@ pub fn read_secret(path: &Path, what: &'static str) -> Result<Zeroizing<Vec<u8>>
         path: path.to_path_buf(),
         error,
     };
+    // Checked before opening too: opening a FIFO would wait for a writer.
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(SecretFileError::NotAFile {
+            what,
+            path: path.to_path_buf(),
+        });
+    }
     let file = std::fs::File::open(path).map_err(io)?;
     check_private(&file, path, what)?;
     let mut bytes = Zeroizing::new(Vec::new());
@@ -96,16 +114,18 @@ fn check_private(
     what: &'static str,
 ) -> Result<(), SecretFileError> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = file
-        .metadata()
-        .map_err(|error| SecretFileError::Io {
+    let metadata = file.metadata().map_err(|error| SecretFileError::Io {
+        what,
+        path: path.to_path_buf(),
+        error,
+    })?;
+    if !metadata.is_file() {
+        return Err(SecretFileError::NotAFile {
             what,
             path: path.to_path_buf(),
-            error,
-        })?
-        .permissions()
-        .mode()
-        & 0o7777;
+        });
+    }
+    let mode = metadata.permissions().mode() & 0o7777;
     if mode & FOREIGN_ACCESS != 0 {
         return Err(SecretFileError::TooOpen {
             what,
@@ -195,6 +215,23 @@ mod tests {
         let e = write_new_secret(&path, "seal key", b"new").expect_err("exists");
         assert!(matches!(e, SecretFileError::Exists { .. }), "{e}");
         assert_eq!(std::fs::read(&path).expect("read"), b"old");
+    }
+
+    #[test]
+    fn a_directory_or_a_fifo_is_no_secret_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = read_secret(dir.path(), "seal key").expect_err("directory");
+        assert!(matches!(e, SecretFileError::NotAFile { .. }), "{e}");
+        let fifo = dir.path().join("fifo");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(status.success());
+        chmod(&fifo, 0o600);
+        // Returns at once instead of waiting for a writer.
+        let e = read_secret(&fifo, "seal key").expect_err("fifo");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use mynalink_link::seal::{SealError, SealPrivateKey};
@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use zeroize::Zeroizing;
 
+use crate::connections::{self, ConnectionLimiter, Limits, Slot, WriteStallGuard};
 use crate::http::{router, AppState};
 use crate::pool::StorePool;
 use crate::secret_file::read_secret;
@@ -27,9 +28,6 @@ use crate::store::DatabaseUrl;
 use crate::submission::{SealKey, SubmissionConfig};
 use crate::tokens::TerminalTokens;
 
-/// A client that does not finish its TLS handshake or request head in time is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open requests may run on after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Freshness windows beyond a year are a configuration mistake.
@@ -40,6 +38,8 @@ const MAX_FRESHNESS_HOURS: i64 = 24 * 366;
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub database: String,
+    /// The PostgreSQL password, on the first line of a file only its owner may read.
+    pub database_password_file: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub terminal_tokens: Option<PathBuf>,
@@ -56,6 +56,10 @@ pub struct ServeOptions {
     pub freshness_hours: Option<i64>,
     /// Trust the simulated card's TEST root when it is given as a trust anchor.
     pub allow_test_root: bool,
+    /// Open connections at most (default: from the descriptor limit, see [`connections`]).
+    pub max_connections: Option<usize>,
+    /// Open connections from one source address at most.
+    pub max_connections_per_ip: Option<usize>,
 }
 
 impl ServeOptions {
@@ -63,6 +67,7 @@ impl ServeOptions {
     pub fn parse(args: &[String]) -> Result<ServeOptions, String> {
         let mut listen = None;
         let mut database = None;
+        let mut database_password_file = None;
         let mut tls_cert = None;
         let mut tls_key = None;
         let mut terminal_tokens = None;
@@ -74,6 +79,8 @@ impl ServeOptions {
         let mut insecure_loopback_http = false;
         let mut allow_test_root = false;
         let mut freshness_hours = None;
+        let mut max_connections = None;
+        let mut max_connections_per_ip = None;
 
         let mut iter = args.iter();
         while let Some(arg) = iter.next() {
@@ -113,6 +120,9 @@ impl ServeOptions {
                     once(&mut listen, name, addr)?;
                 }
                 "--database" => once(&mut database, name, value()?)?,
+                "--database-password-file" => {
+                    once(&mut database_password_file, name, PathBuf::from(value()?))?
+                }
                 "--tls-cert" => once(&mut tls_cert, name, PathBuf::from(value()?))?,
                 "--tls-key" => once(&mut tls_key, name, PathBuf::from(value()?))?,
                 "--terminal-tokens" => once(&mut terminal_tokens, name, PathBuf::from(value()?))?,
@@ -134,6 +144,10 @@ impl ServeOptions {
                              {MAX_FRESHNESS_HOURS}"
                         ))?;
                     once(&mut freshness_hours, name, hours)?;
+                }
+                "--max-connections" => once(&mut max_connections, name, count(name, value()?)?)?,
+                "--max-connections-per-ip" => {
+                    once(&mut max_connections_per_ip, name, count(name, value()?)?)?
                 }
                 other => return Err(format!("unknown option {other:?}")),
             }
@@ -175,6 +189,7 @@ impl ServeOptions {
         Ok(ServeOptions {
             listen,
             database,
+            database_password_file,
             tls_cert,
             tls_key,
             terminal_tokens,
@@ -186,8 +201,18 @@ impl ServeOptions {
             insecure_loopback_http,
             freshness_hours,
             allow_test_root,
+            max_connections,
+            max_connections_per_ip,
         })
     }
+}
+
+/// A number of connections: a whole number from 1.
+fn count(name: &str, text: String) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or(format!("{name} {text:?}: give a whole number from 1"))
 }
 
 /// Why `serve` stopped: configuration (exit 2) or a failure while running (exit 1).
@@ -215,6 +240,7 @@ fn read(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, ServeError> {
 pub struct Prepared {
     pub state: AppState,
     pub tls: Option<TlsAcceptor>,
+    pub limits: Limits,
 }
 
 pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
@@ -258,14 +284,16 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
         eprintln!("mynalink-server: no terminal tokens configured; every API call will be 401");
     }
 
-    let url =
-        DatabaseUrl::parse(&options.database).map_err(|e| ServeError::Config(e.to_string()))?;
+    let url = DatabaseUrl::resolve(&options.database, options.database_password_file.as_deref())
+        .map_err(|e| ServeError::Config(e.to_string()))?;
     let pool = StorePool::open(url).map_err(|e| ServeError::Config(e.to_string()))?;
 
     let tls = match (&options.tls_cert, &options.tls_key) {
         (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
         _ => None,
     };
+    let limits = Limits::resolve(options.max_connections, options.max_connections_per_ip)
+        .map_err(ServeError::Config)?;
 
     Ok(Prepared {
         state: AppState {
@@ -276,6 +304,7 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
             admins: Arc::new(admins),
         },
         tls,
+        limits,
     })
 }
 
@@ -364,7 +393,9 @@ pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeE
     let listener = TcpListener::bind(options.listen)
         .await
         .map_err(|e| ServeError::Runtime(format!("cannot listen on {}: {e}", options.listen)))?;
-    let local = listener
+    let mut acceptor = connections::Acceptor::new(listener);
+    let limiter = ConnectionLimiter::new(prepared.limits);
+    let local = acceptor
         .local_addr()
         .map_err(|e| ServeError::Runtime(format!("listening socket: {e}")))?;
     let scheme = if prepared.tls.is_some() {
@@ -372,6 +403,9 @@ pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeE
     } else {
         "http"
     };
+    // Registered before the line below: a supervisor may stop the server as soon as it has
+    // read it, and that must be the graceful stop, not the signal's default.
+    let mut signals = ShutdownSignals::install()?;
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -398,29 +432,31 @@ pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeE
         }
     });
 
-    let app = router(prepared.state);
+    let app = connections::with_body_deadline(router(prepared.state));
     let graceful = GracefulShutdown::new();
-    let shutdown = shutdown_signal();
+    let shutdown = signals.recv();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, _peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait rather than spin.
-                        eprintln!("mynalink-server: accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
+            (tcp, peer) = acceptor.accept() => {
+                // Over a cap: closed at once, before any TLS work.
+                let Ok(slot) = limiter.admit(peer.ip()) else {
+                    drop(tcp);
+                    continue;
                 };
                 let _ = tcp.set_nodelay(true);
-                tokio::spawn(connection(tcp, prepared.tls.clone(), app.clone(), graceful.watcher()));
+                tokio::spawn(connection(
+                    tcp,
+                    slot,
+                    prepared.tls.clone(),
+                    app.clone(),
+                    graceful.watcher(),
+                ));
             }
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
+    drop(acceptor);
     purger.abort();
     eprintln!("mynalink-server: shutting down");
     tokio::select! {
@@ -432,16 +468,19 @@ pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeE
     Ok(())
 }
 
+/// Serves one connection; its place is given back when it ends.
 async fn connection(
     tcp: tokio::net::TcpStream,
+    _slot: Slot,
     tls: Option<TlsAcceptor>,
     app: Router,
     watcher: Watcher,
 ) {
+    let tcp = WriteStallGuard::new(tcp);
     match tls {
         Some(acceptor) => {
             if let Ok(Ok(stream)) =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                tokio::time::timeout(connections::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
             {
                 serve_http(TokioIo::new(stream), app, watcher).await;
             }
@@ -454,34 +493,46 @@ async fn serve_http<I>(io: I, app: Router, watcher: Watcher)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(io, TowerToHyperService::new(app));
+    let conn = connections::http1_builder().serve_connection(io, TowerToHyperService::new(app));
     // A client that goes away mid-request is not the server's error.
     let _ = watcher.watch(conn).await;
 }
 
-async fn shutdown_signal() {
-    let interrupt = async {
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct ShutdownSignals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<ShutdownSignals, ServeError> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let install = |kind| {
+                signal(kind).map_err(|e| ServeError::Runtime(format!("signal handler: {e}")))
+            };
+            Ok(ShutdownSignals {
+                terminate: install(SignalKind::terminate())?,
+                interrupt: install(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
     }
 }
 
@@ -505,6 +556,15 @@ mod tests {
         assert_eq!(o.trust_anchors.len(), 2);
         assert_eq!(o.freshness_hours, Some(24));
         assert!(!o.insecure_loopback_http);
+        assert_eq!((o.max_connections, o.max_connections_per_ip), (None, None));
+
+        let o = parse(
+            "--listen 127.0.0.1:0 --database sqlite:x --insecure-loopback-http \
+             --max-connections 500 --max-connections-per-ip=8",
+        )
+        .expect("caps");
+        assert_eq!(o.max_connections, Some(500));
+        assert_eq!(o.max_connections_per_ip, Some(8));
 
         let o = parse("--listen [::1]:8080 --database sqlite:x --insecure-loopback-http")
             .expect("plain on loopback");
@@ -562,6 +622,19 @@ mod tests {
                 "--listen 127.0.0.1:1 --database sqlite:x --insecure-loopback-http \
                  --mynaportal-tokens m",
                 "--basic4-key",
+            ),
+            (
+                "--listen 127.0.0.1:1 --database sqlite:x --max-connections 0",
+                "whole number",
+            ),
+            (
+                "--listen 127.0.0.1:1 --database sqlite:x --max-connections-per-ip=-3",
+                "whole number",
+            ),
+            (
+                "--listen 127.0.0.1:1 --database sqlite:x --max-connections 5 \
+                 --max-connections 6",
+                "twice",
             ),
         ] {
             let e = parse(args).expect_err(args);

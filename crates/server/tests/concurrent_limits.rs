@@ -30,6 +30,16 @@ const REQUESTS: usize = 40;
 const TERMINAL_LIMIT: usize = 20;
 const LICENSE_LIMIT: usize = 5;
 
+/// The usual arguments, with room for all the clients on one address.
+fn serve_args(files: &Files) -> Vec<String> {
+    let mut args = files.tls_args();
+    args.extend([
+        "--max-connections-per-ip".into(),
+        (2 * REQUESTS).to_string(),
+    ]);
+    args
+}
+
 /// Sends `request` from `REQUESTS` clients released together; returns the error codes.
 fn send_together(files: &Files, url: &str, token: &str, request: &BindingRequest) -> Vec<String> {
     let barrier = Barrier::new(REQUESTS);
@@ -64,34 +74,59 @@ fn send_together(files: &Files, url: &str, token: &str, request: &BindingRequest
     })
 }
 
-fn concurrent_garbage_from_a_terminal_is_held_to_its_limit(backend: Backend) {
-    let number = license(80);
+/// A bench with one license record and a server that fits all the clients.
+fn bench(backend: Backend, number: &str) -> (Files, Server) {
     let files = Files::new(
         backend,
         &format!("{number},myna_only,\"試験　花子\",1990-01-02,valid\n"),
     );
-    let server = Server::start(&files.tls_args());
+    let server = Server::start(&serve_args(&files));
+    (files, server)
+}
+
+/// Of the answers, those processed (`code`) are at least one and at most `limit`, the rest
+/// `rate_limited`; as many failures were charged to `subject` (a terminal or a license).
+fn assert_held_to(
+    files: &Files,
+    codes: &[String],
+    code: &str,
+    limit: usize,
+    subject: (&str, &str),
+) {
+    let processed = codes.iter().filter(|c| *c == code).count();
+    let limited = codes.iter().filter(|c| *c == "rate_limited").count();
+    assert_eq!(processed + limited, REQUESTS, "{codes:?}");
+    assert!(
+        (1..=limit).contains(&processed),
+        "{processed} of {REQUESTS} processed with a limit of {limit}"
+    );
+    let (kind, name) = subject;
+    let charged = count(
+        &files.db,
+        &format!(
+            "SELECT COUNT(*) FROM abuse_events WHERE subject_kind = '{kind}' \
+             AND subject = '{name}'"
+        ),
+    );
+    assert_eq!(charged, processed as i64);
+}
+
+fn concurrent_garbage_from_a_terminal_is_held_to_its_limit(backend: Backend) {
+    let number = license(80);
+    let (files, server) = bench(backend, &number);
     let signer = sim_signer(Validity::Current);
     let statement = statement_for(&signer, &number, TERMINAL, now());
     let mut garbage = request_for(&signer, &statement);
     garbage.signature = BASE64.encode([0x5a; 256]);
 
     let codes = send_together(&files, &server.url, TOKEN, &garbage);
-    let processed = codes.iter().filter(|c| *c == "signature_invalid").count();
-    let limited = codes.iter().filter(|c| *c == "rate_limited").count();
-    assert_eq!(processed + limited, REQUESTS, "{codes:?}");
-    assert!(
-        (1..=TERMINAL_LIMIT).contains(&processed),
-        "{processed} of {REQUESTS} processed with a limit of {TERMINAL_LIMIT}"
+    assert_held_to(
+        &files,
+        &codes,
+        "signature_invalid",
+        TERMINAL_LIMIT,
+        ("terminal", TERMINAL),
     );
-    let charged = count(
-        &files.db,
-        &format!(
-            "SELECT COUNT(*) FROM abuse_events WHERE subject_kind = 'terminal' \
-             AND subject = '{TERMINAL}'"
-        ),
-    );
-    assert_eq!(charged, processed as i64);
     // Unsigned garbage never counts against the license it names.
     let license_charges = count(
         &files.db,
@@ -103,11 +138,7 @@ fn concurrent_garbage_from_a_terminal_is_held_to_its_limit(backend: Backend) {
 
 fn concurrent_refusals_for_a_license_are_held_to_its_limit(backend: Backend) {
     let number = license(81);
-    let files = Files::new(
-        backend,
-        &format!("{number},myna_only,\"試験　花子\",1990-01-02,valid\n"),
-    );
-    let server = Server::start(&files.tls_args());
+    let (files, server) = bench(backend, &number);
     let signer = sim_signer(Validity::Current);
     // The holder's card signed it for another terminal: a refusal that counts against the
     // license (and the terminal, whose limit is higher).
@@ -115,20 +146,12 @@ fn concurrent_refusals_for_a_license_are_held_to_its_limit(backend: Backend) {
     let request = request_for(&signer, &relayed);
 
     let codes = send_together(&files, &server.url, TOKEN, &request);
-    let processed = codes.iter().filter(|c| *c == "terminal_mismatch").count();
-    let limited = codes.iter().filter(|c| *c == "rate_limited").count();
-    assert_eq!(processed + limited, REQUESTS, "{codes:?}");
-    assert!(
-        (1..=LICENSE_LIMIT).contains(&processed),
-        "{processed} of {REQUESTS} processed with a limit of {LICENSE_LIMIT}"
+    assert_held_to(
+        &files,
+        &codes,
+        "terminal_mismatch",
+        LICENSE_LIMIT,
+        ("license", &number),
     );
-    let charged = count(
-        &files.db,
-        &format!(
-            "SELECT COUNT(*) FROM abuse_events WHERE subject_kind = 'license' \
-             AND subject = '{number}'"
-        ),
-    );
-    assert_eq!(charged, processed as i64);
     assert!(server.terminate().success());
 }

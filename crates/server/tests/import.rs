@@ -251,34 +251,47 @@ fn an_unreachable_postgresql_is_named_without_its_password() {
     let csv = dir.path().join("licenses.csv");
     std::fs::write(&csv, HEADER).expect("write");
     let bin = env!("CARGO_BIN_EXE_mynalink-server");
-    let url = format!(
+    let with_password = format!(
         "postgres://linker:hunter2@/links?host={}&port=1",
         dir.path().display()
     );
-    for args in [
-        vec![
-            "import-licenses",
-            "--database",
-            &url,
-            csv.to_str().expect("path"),
-        ],
-        vec![
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--insecure-loopback-http",
-            "--database",
-            &url,
-        ],
+    let without = format!(
+        "postgres://linker@/links?host={}&port=1",
+        dir.path().display()
+    );
+    for (url, expected) in [
+        // A password on the command line is refused before anything is tried.
+        (
+            &with_password,
+            "the database URL postgres://linker:***@/links?host=",
+        ),
+        (
+            &without,
+            "cannot connect to the database postgres://linker@/links?host=",
+        ),
     ] {
-        let out = Command::new(bin).args(&args).output().expect("run");
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("cannot connect to the database postgres://linker:***@/links?host="),
-            "{stderr}"
-        );
-        assert!(!stderr.contains("hunter2"), "{stderr}");
-        assert!(out.stdout.is_empty());
+        for args in [
+            vec![
+                "import-licenses",
+                "--database",
+                url,
+                csv.to_str().expect("path"),
+            ],
+            vec![
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--insecure-loopback-http",
+                "--database",
+                url,
+            ],
+        ] {
+            let out = Command::new(bin).args(&args).output().expect("run");
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains(expected), "{stderr}");
+            assert!(!stderr.contains("hunter2"), "{stderr}");
+            assert!(out.stdout.is_empty());
+        }
     }
 }

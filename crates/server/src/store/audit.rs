@@ -112,10 +112,7 @@ impl Store {
         failures: &[FailureCount<'_>],
         window_start: &str,
     ) -> Result<Vec<SubjectKind>, StoreError> {
-        self.write(|conn| {
-            insert_audit(conn, audit)?;
-            charge_failures(conn, audit, failures, window_start)
-        })
+        self.transaction(|tx| tx.record_decision(audit, failures, window_start))
     }
 
     /// Audits a status read by the caller named in `audit.terminal_id`, unless the caller

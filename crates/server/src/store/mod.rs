@@ -16,6 +16,7 @@
 mod audit;
 mod bindings;
 mod model;
+mod password;
 mod pg;
 mod schema;
 mod second_stage;
@@ -33,7 +34,8 @@ use rand::Rng;
 use thiserror::Error;
 
 pub use model::*;
-pub use pg::{connect as postgres_client, redact_url};
+pub use password::Password;
+pub use pg::{connect as postgres_client, redact_url, PgTarget};
 pub use schema::latest_schema_version;
 
 use sql::{Conn, Dialect};
@@ -72,6 +74,31 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the database URL {url} holds a password, which every user of this machine can read \
+         on the command line: remove it from the URL and give it with \
+         --database-password-file FILE (mode 0600), or in PGPASSFILE or ~/.pgpass \
+         (host:port:database:user:password, mode 0600)"
+    )]
+    PasswordInUrl { url: String },
+    #[error("{what} {}: {reason}", .path.display())]
+    PasswordFile {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error(
+        "{what} {} may be read by other users (mode {mode:04o}); run chmod 600 {}",
+        .path.display(),
+        .path.display()
+    )]
+    NotPrivate {
+        what: &'static str,
+        path: PathBuf,
+        mode: u32,
+    },
+    #[error("--database-password-file is for PostgreSQL; an SQLite database has no password")]
+    PasswordForSqlite,
 }
 
 impl StoreError {
@@ -82,29 +109,33 @@ impl StoreError {
             _ => false,
         }
     }
-}
 
-/// Where the data lives: `sqlite:PATH` (also `sqlite://PATH`) or `postgres://…`
-/// (`postgresql://…`), the latter in the form libpq and the `postgres` crate read, e.g.
-/// `postgres://USER:PASSWORD@HOST:PORT/DB` or `postgres://USER@/DB?host=/run/postgresql`.
-#[derive(Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    Sqlite(PathBuf),
-    Postgres(String),
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// The database waited too long (a lock, a statement, a busy SQLite file): nothing was
+    /// changed, and the same request may well succeed later.
+    pub fn is_busy(&self) -> bool {
         match self {
-            DatabaseUrl::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
-            DatabaseUrl::Postgres(url) => {
-                f.debug_tuple("Postgres").field(&redact_url(url)).finish()
-            }
+            StoreError::Postgres(e) => pg::is_timeout(e),
+            StoreError::Database(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
         }
     }
 }
 
+/// Where the data lives: `sqlite:PATH` (also `sqlite://PATH`) or `postgres://…`
+/// (`postgresql://…`), the latter in the form libpq and the `postgres` crate read, e.g.
+/// `postgres://USER@HOST:PORT/DB` or `postgres://USER@/DB?host=/run/postgresql`, without a
+/// password: that comes from a file ([`DatabaseUrl::resolve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(PgTarget),
+}
+
 impl DatabaseUrl {
+    /// The URL as given, with no password; one in the URL is refused.
     pub fn parse(url: &str) -> Result<DatabaseUrl, StoreError> {
         if let Some(path) = url
             .strip_prefix("sqlite://")
@@ -116,9 +147,25 @@ impl DatabaseUrl {
             return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(DatabaseUrl::Postgres(url.to_string()));
+            return Ok(DatabaseUrl::Postgres(PgTarget::parse(url)?));
         }
         Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+
+    /// The URL with the PostgreSQL password from `password_file`, or else from the first
+    /// matching `PGPASSFILE` / `~/.pgpass` entry (none: the server may not ask for one).
+    pub fn resolve(url: &str, password_file: Option<&Path>) -> Result<DatabaseUrl, StoreError> {
+        match DatabaseUrl::parse(url)? {
+            DatabaseUrl::Sqlite(_) if password_file.is_some() => Err(StoreError::PasswordForSqlite),
+            DatabaseUrl::Sqlite(path) => Ok(DatabaseUrl::Sqlite(path)),
+            DatabaseUrl::Postgres(target) => {
+                let password = match password_file {
+                    Some(path) => Some(password::read_password_file(path)?),
+                    None => password::from_pgpass(&target.pgpass_target()?)?,
+                };
+                Ok(DatabaseUrl::Postgres(target.with_password(password)))
+            }
+        }
     }
 }
 
@@ -152,7 +199,7 @@ impl Store {
     pub fn open(url: &DatabaseUrl) -> Result<Store, StoreError> {
         match url {
             DatabaseUrl::Sqlite(path) => Store::open_sqlite(path),
-            DatabaseUrl::Postgres(url) => Store::open_postgres(url),
+            DatabaseUrl::Postgres(target) => Store::open_postgres_target(target),
         }
     }
 
@@ -164,7 +211,18 @@ impl Store {
     /// Connects to a PostgreSQL database (which must exist) and brings its schema up to
     /// date; processes starting together migrate one after the other.
     pub fn open_postgres(url: &str) -> Result<Store, StoreError> {
-        Store::migrated(Conn::Postgres(Box::new(pg::PgConn::connect(url)?)))
+        Store::open_postgres_target(&PgTarget::parse(url)?)
+    }
+
+    /// The same with a password. Migrations run without time limits (they may take long on
+    /// a big database, and wait for another process's); then every statement has
+    /// `statement_timeout` and `lock_timeout` (see [`pg`]).
+    pub fn open_postgres_target(target: &PgTarget) -> Result<Store, StoreError> {
+        let mut store = Store::migrated(Conn::Postgres(Box::new(pg::PgConn::connect(target)?)))?;
+        if let Conn::Postgres(conn) = &mut store.conn {
+            conn.limit_waits()?;
+        }
+        Ok(store)
     }
 
     fn migrated(conn: Conn) -> Result<Store, StoreError> {

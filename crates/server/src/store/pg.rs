@@ -5,17 +5,101 @@
 //!
 //! The connection is the synchronous `postgres` client without TLS (the database is
 //! expected on the same host or a private network); the store calls it from blocking threads.
+//! The password never comes from the URL, only from a file ([`super::password`]).
+//!
+//! No request may hang on the database: every statement after the migrations runs with
+//! [`STATEMENT_TIMEOUT`] and [`LOCK_TIMEOUT`], and connecting with [`CONNECT_TIMEOUT`].
+//!
+//! Errors are described by their SQLSTATE and the names of the objects involved (constraint,
+//! table, column); PostgreSQL's own text only for the classes that never quote a value, and
+//! never its `DETAIL`, `HINT` or `CONTEXT` (`Key (license_number)=(…) already exists`).
 
 use std::collections::HashMap;
 use std::error::Error;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use postgres::error::SqlState;
 use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use postgres::{Client, NoTls, Statement};
 
+use super::password::{Password, Target};
 use super::sql::{dollar_placeholders, Arg, Row, Value};
 use super::StoreError;
+
+/// The longest one statement may run; a request's few statements then end in seconds.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a statement waits for a lock (a row another transaction writes, a table an
+/// operator locked) before it fails and the request is answered 503 `server_busy`.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connecting, when the URL does not say (`connect_timeout`).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A PostgreSQL database: the URL (without a password) and the password, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgTarget {
+    url: String,
+    password: Option<Password>,
+}
+
+impl PgTarget {
+    /// A URL without a password; one with a password (in the user part or a `password`
+    /// parameter) is refused.
+    pub fn parse(url: &str) -> Result<PgTarget, StoreError> {
+        let config = parse_config(url)?;
+        if config.get_password().is_some() {
+            return Err(StoreError::PasswordInUrl {
+                url: redact_url(url),
+            });
+        }
+        Ok(PgTarget {
+            url: url.to_string(),
+            password: None,
+        })
+    }
+
+    pub fn with_password(self, password: Option<Password>) -> PgTarget {
+        PgTarget { password, ..self }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn has_password(&self) -> bool {
+        self.password.is_some()
+    }
+
+    /// What a pgpass entry for this database is matched against.
+    pub(crate) fn pgpass_target(&self) -> Result<Target, StoreError> {
+        Ok(Target::of(&parse_config(&self.url)?))
+    }
+
+    fn connect(&self) -> Result<Client, StoreError> {
+        let mut config = parse_config(&self.url)?;
+        if let Some(password) = &self.password {
+            config.password(password.as_bytes());
+        }
+        connect_config(&mut config, &self.url)
+    }
+}
+
+fn parse_config(url: &str) -> Result<postgres::Config, StoreError> {
+    url.parse().map_err(|e| StoreError::Connect {
+        url: redact_url(url),
+        reason: format!("not a valid PostgreSQL URL: {e}"),
+    })
+}
+
+fn connect_config(config: &mut postgres::Config, url: &str) -> Result<Client, StoreError> {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    config.connect(NoTls).map_err(|e| StoreError::Connect {
+        url: redact_url(url),
+        reason: describe(&e),
+    })
+}
 
 pub(crate) struct PgConn {
     client: Client,
@@ -26,13 +110,12 @@ pub(crate) struct PgConn {
 }
 
 impl PgConn {
-    pub fn connect(url: &str) -> Result<PgConn, StoreError> {
-        let shown = redact_url(url);
-        let client = connect(url)?;
+    pub fn connect(target: &PgTarget) -> Result<PgConn, StoreError> {
+        let client = target.connect()?;
         let mut conn = PgConn {
             client,
             statements: HashMap::new(),
-            url: shown,
+            url: redact_url(&target.url),
         };
         let mut synchronous = conn.query("SELECT current_setting('synchronous_commit')", &[])?;
         if let Some(row) = synchronous.first_mut() {
@@ -45,6 +128,15 @@ impl PgConn {
 
     pub(crate) fn url(&self) -> &str {
         &self.url
+    }
+
+    /// From now on every statement of this session has its time limits.
+    pub(crate) fn limit_waits(&mut self) -> Result<(), StoreError> {
+        self.batch(&format!(
+            "SET statement_timeout = {}; SET lock_timeout = {}",
+            STATEMENT_TIMEOUT.as_millis(),
+            LOCK_TIMEOUT.as_millis()
+        ))
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
@@ -74,26 +166,44 @@ impl PgConn {
     }
 }
 
-/// Connects, with an error that names the URL (without its password).
+/// Connects to the URL as given (tests and their administrative connections), with an
+/// error that names the URL (without its password).
 pub fn connect(url: &str) -> Result<Client, StoreError> {
-    let shown = redact_url(url);
-    let config: postgres::Config = url.parse().map_err(|e| StoreError::Connect {
-        url: shown.clone(),
-        reason: format!("not a valid PostgreSQL URL: {e}"),
-    })?;
-    config.connect(NoTls).map_err(|e| StoreError::Connect {
-        url: shown,
-        reason: describe(&e),
-    })
+    connect_config(&mut parse_config(url)?, url)
 }
 
-/// An error with its cause: the client's own text ("db error", "error connecting to
-/// server") says little without it.
+/// SQLSTATE classes whose message never quotes a value: connections, authorization, missing
+/// databases and schemas, transaction conflicts and states, names and privileges, resources,
+/// locks and timeouts, system errors, unsupported features. Others (data exceptions,
+/// integrity violations, PL/pgSQL's `RAISE`, …) may quote the values of a row.
+const CLASSES_WITH_PLAIN_MESSAGES: [&str; 12] = [
+    "08", "25", "28", "3D", "3F", "40", "42", "53", "55", "57", "58", "0A",
+];
+
+/// An error with its cause, for the log: the client's own text ("db error", "error
+/// connecting to server") says little without it. A database error is shown by its
+/// severity, SQLSTATE and the objects it names; its message only where it cannot hold a
+/// value; its detail, hint and context never.
 pub(crate) fn describe(error: &postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
-        let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
-        if let Some(detail) = db.detail() {
-            text.push_str(&format!(" ({detail})"));
+        let code = db.code().code();
+        let mut text = format!("{} SQLSTATE {code}", db.severity());
+        if CLASSES_WITH_PLAIN_MESSAGES
+            .iter()
+            .any(|c| code.starts_with(c))
+        {
+            text.push_str(&format!(": {}", db.message()));
+        }
+        for (what, name) in [
+            ("schema", db.schema()),
+            ("table", db.table()),
+            ("column", db.column()),
+            ("constraint", db.constraint()),
+            ("type", db.datatype()),
+        ] {
+            if let Some(name) = name {
+                text.push_str(&format!(" ({what} {name})"));
+            }
         }
         return text;
     }
@@ -169,6 +279,14 @@ pub(crate) fn is_conflict(error: &postgres::Error) -> bool {
         *code == SqlState::T_R_SERIALIZATION_FAILURE
             || *code == SqlState::T_R_DEADLOCK_DETECTED
             || *code == SqlState::UNIQUE_VIOLATION
+    })
+}
+
+/// Whether an error is the database giving up a wait: `lock_timeout` (55P03) or
+/// `statement_timeout` (57014, which is also a cancelled statement).
+pub(crate) fn is_timeout(error: &postgres::Error) -> bool {
+    error.code().is_some_and(|code| {
+        *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::QUERY_CANCELED
     })
 }
 

@@ -15,6 +15,8 @@ crate::on_both_databases!(
     failures_are_counted_in_a_window_and_flagged,
     concurrent_connections_store_one_binding_per_statement,
     migration_4_deletes_the_pending_basic4_values,
+    database_errors_never_show_the_values_they_hold,
+    postgres_statements_have_time_limits,
 );
 
 fn temp_store(backend: Backend) -> (ScratchDatabase, Store) {
@@ -129,14 +131,31 @@ fn database_urls() {
     assert!(DatabaseUrl::parse("mysql://h").is_err());
     assert!(DatabaseUrl::parse("sqlite:").is_err());
     assert!(matches!(
-        Store::open_url("postgres://nobody:pw@/db?host=/nonexistent-mynalink&port=1"),
-        Err(StoreError::Connect { ref url, .. }) if url == "postgres://nobody:***@/db?host=/nonexistent-mynalink&port=1"
+        Store::open_url("postgres://nobody@/db?host=/nonexistent-mynalink&port=1"),
+        Err(StoreError::Connect { ref url, .. }) if url == "postgres://nobody@/db?host=/nonexistent-mynalink&port=1"
     ));
-    let shown = format!(
-        "{:?}",
-        DatabaseUrl::parse("postgres://u:pw@h/db").expect("url")
-    );
-    assert!(!shown.contains("pw"), "{shown}");
+    // A password on the command line is refused, and not repeated.
+    for (url, shown) in [
+        ("postgres://u:pw-123@h/db", "postgres://u:***@h/db"),
+        (
+            "postgresql://u@h/db?password=pw-123",
+            "postgresql://u@h/db?password=***",
+        ),
+    ] {
+        let refused = DatabaseUrl::parse(url).expect_err(url);
+        assert!(
+            matches!(&refused, StoreError::PasswordInUrl { url } if url == shown),
+            "{refused:?}"
+        );
+        let message = refused.to_string();
+        assert!(!message.contains("pw-123"), "{message}");
+        assert!(message.contains("--database-password-file"), "{message}");
+        assert!(message.contains("pgpass"), "{message}");
+    }
+    assert!(matches!(
+        DatabaseUrl::resolve("sqlite:/tmp/x.db", Some(Path::new("/tmp/pw"))),
+        Err(StoreError::PasswordForSqlite)
+    ));
 }
 
 fn upsert_tracks_when_a_license_ended(backend: Backend) {
@@ -367,7 +386,9 @@ fn failures_are_counted_in_a_window_and_flagged(backend: Backend) {
 fn at_version_3(db: &ScratchDatabase) -> sql::Conn {
     let mut conn = match db.sqlite_path() {
         Some(path) => sql::Conn::Sqlite(super::sqlite::SqliteConn::open(path).expect("open")),
-        None => sql::Conn::Postgres(Box::new(pg::PgConn::connect(db.url()).expect("connect"))),
+        None => sql::Conn::Postgres(Box::new(
+            pg::PgConn::connect(&pg::PgTarget::parse(db.url()).expect("url")).expect("connect"),
+        )),
     };
     conn.begin_write().expect("begin");
     conn.batch(
@@ -460,4 +481,100 @@ fn migration_4_deletes_the_pending_basic4_values(backend: Backend) {
         );
     }
     drop(old);
+}
+
+/// A value that must never appear in an error's text.
+const MARKER: &str = "301599999990-試験マーカー";
+
+fn database_errors_never_show_the_values_they_hold(backend: Backend) {
+    let (_db, mut store) = temp_store(backend);
+    store
+        .conn
+        .batch(
+            "CREATE TABLE probe (k TEXT CONSTRAINT probe_k_key UNIQUE, \
+             n INTEGER CONSTRAINT probe_n_positive CHECK (n > 0))",
+        )
+        .expect("table");
+    store
+        .conn
+        .execute("INSERT INTO probe (k, n) VALUES (?1, 1)", args![MARKER])
+        .expect("first row");
+    let mut failures = vec![
+        (
+            "unique",
+            store
+                .conn
+                .execute("INSERT INTO probe (k, n) VALUES (?1, 2)", args![MARKER])
+                .expect_err("duplicate key"),
+        ),
+        (
+            "check",
+            store
+                .conn
+                .execute(
+                    "INSERT INTO probe (k, n) VALUES (?1, ?2)",
+                    args![format!("{MARKER}-2").as_str(), -7i64],
+                )
+                .expect_err("check constraint"),
+        ),
+    ];
+    if store.is_postgres() {
+        failures.push((
+            "cast",
+            store
+                .conn
+                .query("SELECT CAST(CAST(?1 AS TEXT) AS INTEGER)", args![MARKER])
+                .expect_err("not an integer"),
+        ));
+        failures.push((
+            "raise",
+            store
+                .conn
+                .batch(&format!(
+                    "DO $$ BEGIN RAISE EXCEPTION 'bad value %', '{MARKER}' \
+                     USING DETAIL = '{MARKER}', HINT = '{MARKER}'; END $$"
+                ))
+                .expect_err("raise"),
+        ));
+    }
+    for (what, error) in &failures {
+        let shown = error.to_string();
+        assert!(!shown.contains(MARKER), "{what}: {shown}");
+        assert!(!shown.contains("Key ("), "{what}: {shown}");
+        if store.is_postgres() {
+            let class = match *what {
+                "unique" => "23505",
+                "check" => "23514",
+                // A data exception (the marker starts with digits: out of range).
+                "cast" => "22",
+                _ => "P0001",
+            };
+            assert!(
+                shown.contains(&format!("SQLSTATE {class}")),
+                "{what}: {shown}"
+            );
+        }
+    }
+    if store.is_postgres() {
+        assert!(failures[0].1.to_string().contains("probe_k_key"));
+        assert!(failures[0].1.to_string().contains("table probe"));
+        assert!(failures[1].1.to_string().contains("probe_n_positive"));
+    }
+}
+
+fn postgres_statements_have_time_limits(backend: Backend) {
+    let (_db, mut store) = temp_store(backend);
+    if !store.is_postgres() {
+        return;
+    }
+    assert_eq!(store.setting("statement_timeout").expect("setting"), "5s");
+    assert_eq!(store.setting("lock_timeout").expect("setting"), "2s");
+    let started = std::time::Instant::now();
+    let error = store
+        .conn
+        .query("SELECT pg_sleep(30)", args![])
+        .expect_err("statement timeout");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(error.is_busy(), "{error}");
+    assert!(error.to_string().contains("57014"), "{error}");
 }

@@ -383,15 +383,15 @@ pub enum EndEntityFault {
     OtherIssuerName,
 }
 
-/// A root and a holder's certificate with `fault`, for a holder who otherwise matches
-/// [`custom_signer`]'s defaults.
-pub fn faulty_signer(name: &str, birth: &str, fault: EndEntityFault) -> (Vec<u8>, Signer) {
+/// A root and a holder's certificate with `fault` (or none), for a holder who otherwise
+/// matches [`custom_signer`]'s defaults.
+pub fn faulty_signer(name: &str, birth: &str, fault: Option<EndEntityFault>) -> (Vec<u8>, Signer) {
     signer_with(
         name,
         "00000",
         birth,
         "東京都千代田区試験町一丁目２番３号",
-        Some(fault),
+        fault,
     )
 }
 

@@ -3,9 +3,11 @@
 //! listening on 127.0.0.1:0.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mynalink_link::backend::Backend;
@@ -221,6 +223,8 @@ pub fn tls_certificates() -> (String, String, String) {
 pub struct Server {
     child: Child,
     pub url: String,
+    /// What the server wrote to standard error, when started with [`Server::spawn`].
+    stderr: Option<Arc<Mutex<String>>>,
 }
 
 impl Server {
@@ -249,7 +253,60 @@ impl Server {
         Server {
             child,
             url: format!("{url}/"),
+            stderr: None,
         }
+    }
+
+    /// Starts `command` (the binary with `serve` and its arguments, set up as the test
+    /// needs), keeps what it writes to standard error (also passed on to the test's), and
+    /// waits for its `listening on URL` line.
+    pub fn spawn(mut command: Command) -> Server {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let text = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&text);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stderr.read(&mut buf) {
+                let chunk = String::from_utf8_lossy(&buf[..n]);
+                eprint!("{chunk}");
+                sink.lock().expect("stderr text").push_str(&chunk);
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        let read = BufReader::new(stdout).read_line(&mut line).expect("read");
+        if read == 0 {
+            let status = child.wait().expect("wait");
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "the server exited before listening: {status}\n{}",
+                text.lock().expect("stderr text")
+            );
+        }
+        let url = line
+            .trim_end()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Server {
+            child,
+            url: format!("{url}/"),
+            stderr: Some(text),
+        }
+    }
+
+    /// What the server has written to standard error so far ([`Server::spawn`] only).
+    pub fn stderr_text(&self) -> String {
+        self.stderr
+            .as_ref()
+            .map(|t| t.lock().expect("stderr text").clone())
+            .unwrap_or_default()
     }
 
     pub fn pid(&self) -> u32 {

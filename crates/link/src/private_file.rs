@@ -1,8 +1,17 @@
-//! Files that hold a card's responses (traces): created readable by their owner only,
-//! whatever the umask, because the default (often 0644) would hand them to every local user.
+//! Files that hold keys, tokens or a card's responses (traces): written readable by their
+//! owner only, in directories only their owner may enter, whatever the umask — the default
+//! (often 0644) would hand them to every local user.
 
 use std::io::Write;
 use std::path::Path;
+
+/// Creates `dir` and its missing parents, and makes `dir` 0700 (also when it was there).
+pub fn create_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    Ok(())
+}
 
 /// Writes `bytes` to `path` with mode 0600; a file that was there is truncated and its mode
 /// narrowed before anything is written.
@@ -34,7 +43,11 @@ mod tests {
     #[test]
     fn owner_only_whatever_was_there() {
         let tmp = tempfile::tempdir().expect("dir");
-        let dir = tmp.path();
+        let dir = tmp.path().join("a/b");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        create_dir(&dir).expect("create");
+        assert_eq!(mode(&dir), 0o700);
         let file = dir.join("f");
         std::fs::write(&file, "old contents, longer").expect("write");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
