@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::code::{Code, Rejection};
+use crate::measures::{self, SuspensionRequest};
 use crate::pool::{PoolError, StorePool};
 use crate::second_stage::{receive_basic4, submit_signature, Basic4Request, SignatureRequest};
 use crate::status::{answer_status, cancel_binding, CallerKind};
@@ -49,6 +50,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/bindings", post(post_binding))
         .route("/v1/bindings/{id}", delete(delete_binding))
         .route("/v1/licenses/{number}/status", get(get_status))
+        .route(
+            "/v1/licenses/{number}/suspension",
+            post(post_suspension).delete(delete_suspension),
+        )
+        .route("/v1/licenses/{number}/collected", delete(delete_collected))
         .route(
             "/v1/second-stage/{license_number}/basic4",
             post(post_basic4),
@@ -121,6 +127,9 @@ impl IntoResponse for Unauthenticated {
 
 /// The authenticated Mynaportal caller's id.
 pub struct Mynaportal(pub String);
+
+/// An authenticated administrator's id (§8 measures).
+pub struct Admin(pub String);
 
 /// Any kind of caller (read-only endpoints).
 pub enum Caller {
@@ -207,6 +216,20 @@ impl FromRequestParts<AppState> for Canceller {
         match authenticate(parts, state)? {
             Caller::Mynaportal(id) | Caller::Admin(id) => Ok(Canceller(id)),
             Caller::Terminal(_) => Err(AuthRefused::WrongKind),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AuthRefused;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match authenticate(parts, state)? {
+            Caller::Admin(id) => Ok(Admin(id)),
+            Caller::Terminal(_) | Caller::Mynaportal(_) => Err(AuthRefused::WrongKind),
         }
     }
 }
@@ -411,6 +434,73 @@ async fn post_signature(
     second_stage_response(result, StatusCode::OK)
 }
 
+/// A §8 measure's answer: `success` with the body, or the refusal (404 for a license that
+/// is not on record).
+fn measure_response<T: Serialize>(
+    result: Result<Result<T, Rejection>, PoolError>,
+    success: StatusCode,
+) -> Response {
+    match result {
+        Ok(Ok(body)) => (success, Json(body)).into_response(),
+        Ok(Err(rejection)) if rejection.code == Code::LicenseNotFound => {
+            error_response(StatusCode::NOT_FOUND, &rejection)
+        }
+        Ok(Err(rejection)) => rejection_response(&rejection),
+        Err(e) => server_error(e),
+    }
+}
+
+async fn post_suspension(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(number): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request = match json_body::<SuspensionRequest>(body) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    let result = state
+        .pool
+        .run(move |store| measures::suspend(store, &number, &request, &admin, now()))
+        .await;
+    match result {
+        Ok(Ok(suspended)) => {
+            let status = if suspended.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(suspended.body)).into_response()
+        }
+        other => measure_response(other.map(|r| r.map(|s| s.body)), StatusCode::OK),
+    }
+}
+
+async fn delete_suspension(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(number): Path<String>,
+) -> Response {
+    let result = state
+        .pool
+        .run(move |store| measures::lift(store, &number, &admin, now()))
+        .await;
+    measure_response(result, StatusCode::OK)
+}
+
+async fn delete_collected(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(number): Path<String>,
+) -> Response {
+    let result = state
+        .pool
+        .run(move |store| measures::erase(store, &number, &admin, now()))
+        .await;
+    measure_response(result, StatusCode::OK)
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -438,6 +528,8 @@ mod tests {
             "/v1/bindings",
             "/v1/bindings/{id}",
             "/v1/licenses/{number}/status",
+            "/v1/licenses/{number}/suspension",
+            "/v1/licenses/{number}/collected",
             "/v1/second-stage/{license_number}/basic4",
             "/v1/second-stage/{id}/signature",
             "/healthz",
