@@ -92,9 +92,14 @@ pub struct OutboxArgs {
 pub enum OutboxAction {
     /// List the waiting bindings (no personal data).
     List,
-    /// Deliver every waiting binding that is due now. Exits 1 when anything is left
-    /// (queued or held for an operator).
-    Flush,
+    /// Deliver every waiting binding now, whatever its backoff says (an operator who sees the
+    /// backend back wants it sent). Exits 1 when anything is left (queued or held for an
+    /// operator).
+    Flush {
+        /// Only the bindings whose next attempt is due (what the background sender does).
+        #[arg(long)]
+        due_only: bool,
+    },
     /// Put an entry held for an operator back in the queue once its cause is fixed (nothing
     /// is ever deleted).
     Retry {
