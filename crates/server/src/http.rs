@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
             post(post_basic4),
         )
         .route("/v1/second-stage/{id}/signature", post(post_signature))
+        .route("/v1/whoami", get(whoami))
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -501,6 +502,21 @@ async fn delete_collected(
     measure_response(result, StatusCode::OK)
 }
 
+/// `GET /v1/whoami`: which id and kind the caller's token maps to (for a terminal's
+/// `mynalink doctor`). Nothing else is said; an unknown token is 401 as everywhere.
+async fn whoami(caller: Caller) -> Response {
+    let (id, kind) = match caller {
+        Caller::Terminal(id) => (id, "terminal"),
+        Caller::Mynaportal(id) => (id, "mynaportal"),
+        Caller::Admin(id) => (id, "admin"),
+    };
+    Json(mynalink_link::backend::Identity {
+        id,
+        kind: kind.to_string(),
+    })
+    .into_response()
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -530,6 +546,7 @@ mod tests {
             "/v1/licenses/{number}/status",
             "/v1/licenses/{number}/suspension",
             "/v1/licenses/{number}/collected",
+            "/v1/whoami",
             "/v1/second-stage/{license_number}/basic4",
             "/v1/second-stage/{id}/signature",
             "/healthz",
