@@ -48,7 +48,11 @@ fn token_add(file: &Path, id: &str) -> String {
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("shown only this once"), "{err}");
     let token = out.trim_end().to_string();
-    assert_eq!(out, format!("{token}\n"), "only the token on standard output");
+    assert_eq!(
+        out,
+        format!("{token}\n"),
+        "only the token on standard output"
+    );
     token
 }
 
@@ -146,7 +150,10 @@ fn tokens_added_and_revoked_take_effect_on_sighup(backend: Backend) {
     let admin = token_add(&admins, "ops-1");
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&terminals).expect("stat").permissions().mode();
+        let mode = std::fs::metadata(&terminals)
+            .expect("stat")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     let server = serve(&[
@@ -188,7 +195,10 @@ fn tokens_added_and_revoked_take_effect_on_sighup(backend: Backend) {
     sighup(&server);
     wait_for_log(&server, "tokens_reloaded", 2);
     let (status, body) = kept.whoami(&first);
-    assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
     assert_eq!(kept.whoami(&second).0, 200);
     assert_eq!(kept.whoami(&admin).0, 200);
 
@@ -305,10 +315,21 @@ fn json_logs_have_a_line_per_request_and_decision_and_nothing_personal(backend: 
             id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
             "{line}"
         );
-        for field in ["method", "route", "status", "code", "latency_ms", "level", "timestamp"] {
+        for field in [
+            "method",
+            "route",
+            "status",
+            "code",
+            "latency_ms",
+            "level",
+            "timestamp",
+        ] {
             assert!(!line[field].is_null(), "{field} missing: {line}");
         }
-        assert!(line["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{line}");
+        assert!(
+            line["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+            "{line}"
+        );
     }
     let find = |method: &str, route: &str, status: u64| {
         requests
@@ -319,7 +340,10 @@ fn json_logs_have_a_line_per_request_and_decision_and_nothing_personal(backend: 
     let post = find("POST", "/v1/bindings", 201);
     assert_eq!(post["request_id"], created_id.as_str());
     assert_eq!(post["code"], "");
-    assert_eq!(find("POST", "/v1/bindings", 422)["code"], "malformed_request");
+    assert_eq!(
+        find("POST", "/v1/bindings", 422)["code"],
+        "malformed_request"
+    );
     find("GET", "/v1/licenses/{number}/status", 200);
     assert_eq!(
         find("GET", "/v1/licenses/{number}/status", 401)["code"],
@@ -404,7 +428,12 @@ fn metrics_count_requests_and_decisions(backend: Backend) {
     let url = |path: &str| format!("{}{path}", server.url);
 
     for _ in 0..2 {
-        assert!(http.get(url("healthz")).send().expect("healthz").status().is_success());
+        assert!(http
+            .get(url("healthz"))
+            .send()
+            .expect("healthz")
+            .status()
+            .is_success());
     }
     let signer = sim_signer(Validity::Current);
     let request = request_for(&signer, &statement_for(&signer, &number, TERMINAL, now()));
@@ -483,8 +512,7 @@ fn execute(files: &Files, sql: &str) {
             db.execute_batch(sql).expect(sql);
         }
         None => {
-            let mut db =
-                mynalink_server::store::postgres_client(&files.database).expect("connect");
+            let mut db = mynalink_server::store::postgres_client(&files.database).expect("connect");
             db.batch_execute(sql).expect(sql);
         }
     }
@@ -526,9 +554,15 @@ fn readyz_follows_the_database_and_its_schema(backend: Backend) {
     assert_eq!(body["code"], "schema_not_current");
     assert_eq!(body["schema_version"], latest - 1);
     assert_eq!(body["expected_schema_version"], latest);
-    assert!(body["message_en"].as_str().is_some_and(|m| m.contains("restart")));
+    assert!(body["message_en"]
+        .as_str()
+        .is_some_and(|m| m.contains("restart")));
     assert!(!body["message_ja"].as_str().unwrap_or("").is_empty());
-    assert_eq!(healthz(), StatusCode::OK, "liveness does not follow the database");
+    assert_eq!(
+        healthz(),
+        StatusCode::OK,
+        "liveness does not follow the database"
+    );
 
     execute(
         &files,
