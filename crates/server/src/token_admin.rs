@@ -121,7 +121,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> SecretFileError + '_ {
     }
 }
 
-/// A new token and the line that records it.
+/// A token `add` made.
 pub struct NewToken {
     /// Shown once to the operator, never stored.
     pub token: Zeroizing<String>,
