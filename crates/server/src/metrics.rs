@@ -335,6 +335,42 @@ mod tests {
     }
 
     #[test]
+    fn serve_options_for_logs_and_metrics() {
+        use crate::logging::LogFormat;
+        use crate::serve::ServeOptions;
+        let parse = |extra: &str| {
+            let args: Vec<String> = format!(
+                "--listen 127.0.0.1:0 --database sqlite:x --insecure-loopback-http {extra}"
+            )
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+            ServeOptions::parse(&args)
+        };
+        let o = parse("").expect("defaults");
+        assert_eq!((o.log_format, o.metrics_listen), (LogFormat::Text, None));
+        let o = parse("--log-format=json --metrics-listen 9464").expect("json, port");
+        assert_eq!(o.log_format, LogFormat::Json);
+        assert_eq!(o.metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9464))));
+        let o = parse("--metrics-listen [::1]:0").expect("IPv6 loopback");
+        assert!(o.metrics_listen.is_some_and(|a| a.ip().is_loopback()));
+        let o = parse("--metrics-listen 0.0.0.0:9464 --metrics-allow-remote").expect("remote");
+        assert_eq!(o.metrics_listen.map(|a| a.port()), Some(9464));
+        for (extra, needle) in [
+            ("--log-format xml", "text or json"),
+            ("--log-format text --log-format json", "twice"),
+            ("--metrics-listen 10.0.0.1:9464", "--metrics-allow-remote"),
+            ("--metrics-listen 0.0.0.0:9464", "loopback"),
+            ("--metrics-allow-remote", "needs --metrics-listen"),
+            ("--metrics-allow-remote=yes --metrics-listen 9", "takes no value"),
+            ("--metrics-listen localhost:9", "IP:PORT or PORT"),
+        ] {
+            let e = parse(extra).expect_err(extra);
+            assert!(e.contains(needle), "{extra}: {e}");
+        }
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
