@@ -351,7 +351,10 @@ mod tests {
         assert_eq!((o.log_format, o.metrics_listen), (LogFormat::Text, None));
         let o = parse("--log-format=json --metrics-listen 9464").expect("json, port");
         assert_eq!(o.log_format, LogFormat::Json);
-        assert_eq!(o.metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9464))));
+        assert_eq!(
+            o.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
         let o = parse("--metrics-listen [::1]:0").expect("IPv6 loopback");
         assert!(o.metrics_listen.is_some_and(|a| a.ip().is_loopback()));
         let o = parse("--metrics-listen 0.0.0.0:9464 --metrics-allow-remote").expect("remote");
@@ -362,7 +365,10 @@ mod tests {
             ("--metrics-listen 10.0.0.1:9464", "--metrics-allow-remote"),
             ("--metrics-listen 0.0.0.0:9464", "loopback"),
             ("--metrics-allow-remote", "needs --metrics-listen"),
-            ("--metrics-allow-remote=yes --metrics-listen 9", "takes no value"),
+            (
+                "--metrics-allow-remote=yes --metrics-listen 9",
+                "takes no value",
+            ),
             ("--metrics-listen localhost:9", "IP:PORT or PORT"),
         ] {
             let e = parse(extra).expect_err(extra);
