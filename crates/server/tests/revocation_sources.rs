@@ -83,7 +83,10 @@ fn problem(finding: &Finding) -> ProblemKind {
 fn ocsp_good_revoked_and_unknown() {
     let pki = pki();
     let good = pki.ca.issue_holder(&holder_key_pem(), 1000).expect("good");
-    let revoked = pki.ca.issue_holder(&holder_key_pem(), 1000).expect("revoked");
+    let revoked = pki
+        .ca
+        .issue_holder(&holder_key_pem(), 1000)
+        .expect("revoked");
     pki.ca.revoke(&revoked, "keyCompromise").expect("revoke");
     let responder = pki
         .ca
@@ -103,7 +106,10 @@ fn ocsp_good_revoked_and_unknown() {
         other => panic!("{other:?}"),
     }
     // A certificate the CA's index does not have: the responder says unknown.
-    let other_ca_cert = pki.other.issue_holder(&holder_key_pem(), 1000).expect("other");
+    let other_ca_cert = pki
+        .other
+        .issue_holder(&holder_key_pem(), 1000)
+        .expect("other");
     let mut serial = serial_of(&other_ca_cert);
     serial.push(0x77);
     let issuer = Issuer::from_der(&pki.ca.ca_der().expect("CA")).expect("issuer");
@@ -123,7 +129,10 @@ fn delegated_responder_and_crl() {
         .responder(&pki.ca, ResponderSigner::Delegated, 60, None)
         .expect("responder");
     let revocation = configure(&pki, ocsp(&responder.url)).expect("configure");
-    assert!(matches!(check(&pki, &revocation, &good), Finding::Good { .. }));
+    assert!(matches!(
+        check(&pki, &revocation, &good),
+        Finding::Good { .. }
+    ));
     match check(&pki, &revocation, &moved) {
         Finding::Revoked(r) => assert_eq!(r.reason, Some(Reason::AffiliationChanged)),
         other => panic!("{other:?}"),
@@ -135,7 +144,10 @@ fn delegated_responder_and_crl() {
         ..RevocationOptions::default()
     };
     let revocation = configure(&pki, options).expect("configure");
-    assert!(matches!(check(&pki, &revocation, &good), Finding::Good { .. }));
+    assert!(matches!(
+        check(&pki, &revocation, &good),
+        Finding::Good { .. }
+    ));
     match check(&pki, &revocation, &moved) {
         Finding::Revoked(r) => assert_eq!(r.reason, Some(Reason::AffiliationChanged)),
         other => panic!("{other:?}"),
@@ -146,7 +158,10 @@ fn delegated_responder_and_crl() {
 fn answers_that_are_not_used() {
     let pki = pki();
     let good = pki.ca.issue_holder(&holder_key_pem(), 1000).expect("good");
-    let other_good = pki.ca.issue_holder(&holder_key_pem(), 1000).expect("good too");
+    let other_good = pki
+        .ca
+        .issue_holder(&holder_key_pem(), 1000)
+        .expect("good too");
 
     // Signed by another CA.
     let foreign = pki
@@ -208,7 +223,8 @@ fn answers_that_are_not_used() {
         .local_addr()
         .expect("addr")
         .port();
-    let revocation = configure(&pki, ocsp(&format!("http://127.0.0.1:{port}/"))).expect("configure");
+    let revocation =
+        configure(&pki, ocsp(&format!("http://127.0.0.1:{port}/"))).expect("configure");
     assert_eq!(
         problem(&check(&pki, &revocation, &good)),
         ProblemKind::ResponderUnreachable

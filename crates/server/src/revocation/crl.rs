@@ -219,7 +219,10 @@ impl CrlSet {
     }
 
     pub fn locations(&self) -> Vec<Location> {
-        self.read_slots().iter().map(|s| s.location.clone()).collect()
+        self.read_slots()
+            .iter()
+            .map(|s| s.location.clone())
+            .collect()
     }
 
     /// Loads every CRL again; returns one line per CRL saying what happened. A CRL that

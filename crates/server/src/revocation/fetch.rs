@@ -184,10 +184,16 @@ mod tests {
     #[test]
     fn urls() {
         let u = HttpUrl::parse("http://127.0.0.1:8888/ocsp").expect("url");
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("127.0.0.1", 8888, "/ocsp"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("127.0.0.1", 8888, "/ocsp")
+        );
         assert_eq!(u.host_header(), "127.0.0.1:8888");
         let u = HttpUrl::parse("http://ocsp.example").expect("url");
-        assert_eq!((u.port, u.path.as_str(), u.host_header().as_str()), (80, "/", "ocsp.example"));
+        assert_eq!(
+            (u.port, u.path.as_str(), u.host_header().as_str()),
+            (80, "/", "ocsp.example")
+        );
         let u = HttpUrl::parse("http://[::1]:9/x.crl").expect("v6");
         assert_eq!((u.host.as_str(), u.port), ("::1", 9));
         assert_eq!(u.host_header(), "[::1]:9");

@@ -19,7 +19,11 @@ pub struct RevocationOptions {
 
 impl RevocationOptions {
     /// Takes `name` (with its value) if it is a revocation option: `None` when it is not.
-    pub fn accept(&mut self, name: &str, value: impl FnOnce() -> Result<String, String>) -> Option<Result<(), String>> {
+    pub fn accept(
+        &mut self,
+        name: &str,
+        value: impl FnOnce() -> Result<String, String>,
+    ) -> Option<Result<(), String>> {
         let result = match name {
             "--revocation" => value().and_then(|v| {
                 let mode = Mode::parse(&v)
@@ -134,13 +138,24 @@ mod tests {
             (&["--revocation", "off", "--crl", "x"][..], "never be asked"),
             (&["--revocation", "maybe"][..], "require, prefer or off"),
             (&["--ocsp", "https://x/"][..], "http://"),
-            (&["--crl", "x", "--crl-refresh-minutes", "0"][..], "1 to 10080"),
-            (&["--revocation", "off", "--crl-refresh-minutes", "5"][..], "needs --crl"),
-            (&["--revocation", "off", "--ocsp-signer", "s.pem"][..], "needs --ocsp"),
+            (
+                &["--crl", "x", "--crl-refresh-minutes", "0"][..],
+                "1 to 10080",
+            ),
+            (
+                &["--revocation", "off", "--crl-refresh-minutes", "5"][..],
+                "needs --crl",
+            ),
+            (
+                &["--revocation", "off", "--ocsp-signer", "s.pem"][..],
+                "needs --ocsp",
+            ),
         ] {
             let e = parse(args).expect_err(needle);
             assert!(e.contains(needle), "{args:?}: {e}");
         }
-        assert!(RevocationOptions::default().accept("--listen", || Ok(String::new())).is_none());
+        assert!(RevocationOptions::default()
+            .accept("--listen", || Ok(String::new()))
+            .is_none());
     }
 }

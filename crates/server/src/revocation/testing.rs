@@ -199,7 +199,15 @@ impl TestCa {
         )?;
         openssl(
             dir,
-            &["pkey", "-inform", "DER", "-in", "ca.key.der", "-out", "ca.key"],
+            &[
+                "pkey",
+                "-inform",
+                "DER",
+                "-in",
+                "ca.key.der",
+                "-out",
+                "ca.key",
+            ],
         )?;
         Ok(ca)
     }
@@ -338,7 +346,15 @@ impl TestCa {
         self.with_cert_file(der, |file| {
             openssl(
                 &self.dir,
-                &["ca", "-config", "ca.cnf", "-revoke", file, "-crl_reason", reason],
+                &[
+                    "ca",
+                    "-config",
+                    "ca.cnf",
+                    "-revoke",
+                    file,
+                    "-crl_reason",
+                    reason,
+                ],
             )
             .map(drop)
         })
@@ -561,7 +577,15 @@ pub fn record_response(ca: &TestCa, der: &[u8], url: &str, nonce: bool) -> Resul
     let name = format!("{}.der", ca.next_name("recorded"));
     ca.with_cert_file(der, |file| {
         let mut args = vec![
-            "ocsp", "-issuer", "ca.pem", "-cert", file, "-url", url, "-respout", &name,
+            "ocsp",
+            "-issuer",
+            "ca.pem",
+            "-cert",
+            file,
+            "-url",
+            url,
+            "-respout",
+            &name,
             "-noverify",
         ];
         args.push(if nonce { "-nonce" } else { "-no_nonce" });
