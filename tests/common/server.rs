@@ -141,6 +141,8 @@ impl Setup {
         }
         // The first anchor is the simulated card's TEST root.
         server_args.push("--allow-test-root".into());
+        // Not about revocation unless the test adds sources ([`Setup::with_revocation`]).
+        server_args.extend(["--revocation".into(), "off".into()]);
         Setup {
             dir: dir.to_path_buf(),
             database,

@@ -66,6 +66,17 @@ pub struct ApiError {
     /// With `already_linked`: how the record was linked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linked_via: Option<LinkedVia>,
+    /// With `certificate_revoked`: the RFC 5280 reason as the RFC names it (e.g.
+    /// `affiliationChanged`), when the revocation data gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_reason: Option<String>,
+    /// With `certificate_revoked`: when the certificate was revoked (RFC 3339 UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// With `revocation_unavailable`: why no revocation source answered, e.g.
+    /// `responder_unreachable`, `response_stale`, `crl_invalid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_problem: Option<String>,
 }
 
 /// What the person holds (保有状況).
@@ -230,6 +241,19 @@ impl ServiceStatus {
     }
 }
 
+/// Where the license's binding stands (`binding_state` of the status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingState {
+    /// Linked, with a certificate that was good when last checked.
+    Active,
+    /// Its certificate was revoked or expired: the first stage is needed again, and a new
+    /// one supersedes it.
+    Stale,
+    /// The latest binding was cancelled (§6).
+    Cancelled,
+}
+
 /// `GET /v1/licenses/{number}/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LicenseStatus {
@@ -249,13 +273,19 @@ pub struct LicenseStatus {
     /// Whether the first stage at the counter is needed now (§4, §5 carry-over, §6 relink).
     pub first_stage_needed: bool,
     /// Why (not) — a stable code: `not_eligible`, `already_linked`, `carried_over`,
-    /// `relink_from_mynaportal`, `required`.
+    /// `relink_from_mynaportal`, `binding_stale`, `required`.
     pub reason: String,
     pub services: Vec<ServiceStatus>,
     /// Whether the active binding completed the second stage from Mynaportal (§4); given
     /// to Mynaportal and administrators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub second_stage_done: Option<bool>,
+    /// The license's binding: `active`, `stale`, `cancelled`; absent when it never had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding_state: Option<BindingState>,
+    /// With `stale`: `certificate_revoked` or `certificate_expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_reason: Option<String>,
 }
 
 #[cfg(test)]

@@ -142,6 +142,9 @@ impl EmbeddedBackend {
             "--insecure-loopback-http",
             // The demo and the tests trust the simulated card's TEST root.
             "--allow-test-root",
+            // The demo has no revocation source: its certificates are the simulated card's.
+            "--revocation",
+            "off",
             "--terminal-tokens",
             &tokens.display().to_string(),
             "--seal-key",

@@ -165,7 +165,7 @@ fn happy_path_links_and_deletes_both_sets(backend: Backend) {
     assert_eq!(pending_rows(&bench), 0);
     assert_no_basic4_left(&bench);
     assert_eq!(
-        license_status(&mut bench.store, &number)
+        license_status(&mut bench.store, &number, bench.now)
             .expect("store")
             .expect("status")
             .second_stage_done,
@@ -224,7 +224,7 @@ fn mismatch_is_refused_and_deleted(backend: Backend) {
         assert_no_basic4_left(&bench);
         assert!(!bench.dump_tables(false).contains("花代"));
         assert_eq!(
-            license_status(&mut bench.store, &number)
+            license_status(&mut bench.store, &number, bench.now)
                 .expect("store")
                 .expect("status")
                 .second_stage_done,
@@ -456,7 +456,7 @@ fn after_a_cancellation_the_second_stage_alone_relinks(backend: Backend) {
 
     for round in 0..2 {
         let cancelled = cancel_active(&mut bench, &number);
-        let status = license_status(&mut bench.store, &number)
+        let status = license_status(&mut bench.store, &number, bench.now)
             .expect("store works")
             .expect("status");
         assert!(!status.linked && !status.first_stage_needed, "{status:?}");
@@ -512,7 +512,7 @@ fn after_a_cancellation_the_second_stage_alone_relinks(backend: Backend) {
             .expect("kept");
         assert!(!old.is_active());
 
-        let status = license_status(&mut bench.store, &number)
+        let status = license_status(&mut bench.store, &number, bench.now)
             .expect("store works")
             .expect("status");
         assert!(status.linked && status.second_stage_done == Some(true));
@@ -573,7 +573,7 @@ fn no_relink_after_the_license_lapsed_since_the_cancellation(backend: Backend) {
         Err(Code::FirstStageMissing)
     );
     assert_eq!(pending_rows(&bench), 0);
-    let status = license_status(&mut bench.store, &number)
+    let status = license_status(&mut bench.store, &number, bench.now)
         .expect("store works")
         .expect("status");
     assert!(status.first_stage_needed);

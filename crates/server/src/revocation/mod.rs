@@ -212,7 +212,13 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.source, self.kind.as_str(), self.detail)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.source,
+            self.kind.as_str(),
+            self.detail
+        )
     }
 }
 
@@ -227,7 +233,9 @@ pub struct Revoked {
 /// What the check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
-    Good { source: String },
+    Good {
+        source: String,
+    },
     Revoked(Revoked),
     Unavailable(Vec<Problem>),
     /// `--revocation off`: not asked.
@@ -335,6 +343,12 @@ impl Revocation {
 
     pub fn is_off(&self) -> bool {
         self.inner.mode == Mode::Off
+    }
+
+    /// Whether certificates are checked for revocation at all (`require` or `prefer` with
+    /// at least one source); false only under `--revocation off`. For `/readyz`.
+    pub fn is_configured(&self) -> bool {
+        !self.is_off()
     }
 
     /// One line for the start-up log and `/readyz`.
