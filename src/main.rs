@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod delivery;
 mod demo;
+mod doctor;
 mod gui;
 mod headless;
 mod operator_password;
@@ -29,6 +30,7 @@ fn main() {
         Some(cli::Command::Vcard(args)) => vcard::run(&args),
         Some(cli::Command::Outbox(args)) => delivery::run(&args, cli.config.as_deref()),
         Some(cli::Command::OperatorPassword(args)) => operator_password::run(args.stdin),
+        Some(cli::Command::Doctor(args)) => doctor::run(&args, cli.config.as_deref()),
         None => gui::run(gui::Mode::Staff, cli.demo, cli.config.as_deref()),
     };
     std::process::exit(code);

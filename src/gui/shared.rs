@@ -383,7 +383,58 @@ pub fn local_clock() -> String {
     format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
 }
 
-/// What the backend said about the license record (§2, §4, §5, §6).
+/// What the counter is told about the record, most pressing first: a suspension (§8), an
+/// existing link (§4), a holder who cannot link (§2(1)), no first stage needed (§5, §6).
+fn lookup_notice(
+    lang: Lang,
+    status: &mynalink_link::api::LicenseStatus,
+) -> Option<(String, iced::Color)> {
+    if status.service_suspended {
+        return Some((
+            lang.choose(
+                "この免許証番号のマイナポータル連携は、警察により停止されています（規約第8条）。手続はできません。責任者に確認してください。".to_string(),
+                "Linking for this license number has been suspended by the police (terms §8). The procedure cannot be done; ask the supervisor.".to_string(),
+            ),
+            look::DANGER,
+        ));
+    }
+    if status.linked {
+        let via = match status.linked_via {
+            Some(LinkedVia::OneStop) => {
+                lang.pick("引越しワンストップ", "the moving one-stop service")
+            }
+            _ => lang.pick("窓口", "a counter"),
+        };
+        return Some((
+            lang.choose(
+                format!("連携済みです（{via}）。この窓口での手続は不要です。"),
+                format!("Already linked (via {via}). No procedure is needed here."),
+            ),
+            SUCCESS,
+        ));
+    }
+    if !status.eligible {
+        return Some((
+            lang.choose(
+                format!("この方は連携できません（{}）：マイナ免許証またはマイナ経歴証明書をお持ちの方が対象です。", status.reason),
+                format!("This holder cannot link ({}): only holders of a My Number license or My Number driving-history certificate can.", status.reason),
+            ),
+            look::DANGER,
+        ));
+    }
+    if !status.first_stage_needed {
+        return Some((
+            lang.choose(
+                format!("第1段階は不要です（{}）。", status.reason),
+                format!("The first stage is not needed ({}).", status.reason),
+            ),
+            SUCCESS,
+        ));
+    }
+    None
+}
+
+/// What the backend said about the license record (§2, §4, §5, §6, §8).
 pub fn lookup_view<'a, M: 'a>(lang: Lang, lookup: &Lookup) -> Element<'a, M> {
     match lookup {
         Lookup::NotAsked => text("").into(),
@@ -397,34 +448,8 @@ pub fn lookup_view<'a, M: 'a>(lang: Lang, lookup: &Lookup) -> Element<'a, M> {
                 .holding
                 .map_or(lang.pick("（回答なし）", "(not given)"), |h| holding_text(lang, h));
             let mut col = column![text(format!("{}: {holding}", lang.pick("保有状況", "Holding")))].spacing(6);
-            if status.linked {
-                let via = match status.linked_via {
-                    Some(LinkedVia::OneStop) => lang.pick("引越しワンストップ", "the moving one-stop service"),
-                    _ => lang.pick("窓口", "a counter"),
-                };
-                col = col.push(look::notice(
-                    lang.choose(
-                        format!("連携済みです（{via}）。この窓口での手続は不要です。"),
-                        format!("Already linked (via {via}). No procedure is needed here."),
-                    ),
-                    SUCCESS,
-                ));
-            } else if !status.eligible {
-                col = col.push(look::notice(
-                    lang.choose(
-                        format!("この方は連携できません（{}）：マイナ免許証またはマイナ経歴証明書をお持ちの方が対象です。", status.reason),
-                        format!("This holder cannot link ({}): only holders of a My Number license or My Number driving-history certificate can.", status.reason),
-                    ),
-                    look::DANGER,
-                ));
-            } else if !status.first_stage_needed {
-                col = col.push(look::notice(
-                    lang.choose(
-                        format!("第1段階は不要です（{}）。", status.reason),
-                        format!("The first stage is not needed ({}).", status.reason),
-                    ),
-                    SUCCESS,
-                ));
+            if let Some((message, tone)) = lookup_notice(lang, status) {
+                col = col.push(look::notice(message, tone));
             }
             let services: Vec<String> = status
                 .services
@@ -606,5 +631,50 @@ fn delivery_view<'a, M: 'a>(lang: Lang, delivery: &Delivery) -> Element<'a, M> {
                 format!("Kept in the outbox; it needs an operator ({reason}) and is not retried automatically. {en}"),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mynalink_link::api::{Holding, LicenseState, LicenseStatus, ServiceStatus};
+
+    fn status(linked: bool, eligible: bool, needed: bool, suspended: bool) -> LicenseStatus {
+        LicenseStatus {
+            license_number: "729913281070".into(),
+            holding: Some(Holding::MynaOnly),
+            state: None,
+            eligible,
+            linked,
+            linked_via: None,
+            first_stage_needed: needed,
+            reason: if suspended {
+                "service_suspended".into()
+            } else {
+                "required".into()
+            },
+            services: ServiceStatus::for_holder(Holding::MynaOnly, LicenseState::Valid),
+            second_stage_done: None,
+            service_suspended: suspended,
+            suspension: None,
+        }
+    }
+
+    #[test]
+    fn a_suspension_is_told_before_anything_else_and_never_as_good_news() {
+        for linked in [false, true] {
+            let (message, tone) =
+                lookup_notice(Lang::Ja, &status(linked, true, false, true)).expect("notice");
+            assert!(message.contains("停止"), "{message}");
+            assert_eq!(tone, look::DANGER);
+            let (message, _) =
+                lookup_notice(Lang::En, &status(linked, true, false, true)).expect("notice");
+            assert!(message.contains("suspended"), "{message}");
+        }
+        let (message, tone) =
+            lookup_notice(Lang::Ja, &status(true, true, false, false)).expect("notice");
+        assert!(message.contains("連携済み"), "{message}");
+        assert_eq!(tone, SUCCESS);
+        assert!(lookup_notice(Lang::Ja, &status(false, true, true, false)).is_none());
     }
 }

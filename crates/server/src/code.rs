@@ -67,6 +67,16 @@ pub enum Code {
     ServerBusy,
     /// 408: the request body did not arrive in time; the connection is closed.
     RequestTimeout,
+    /// 422: §8, linking is suspended for this license by the police.
+    ServiceSuspended,
+    /// 201: §8, an administrator suspended linking for a license.
+    Suspended,
+    /// 200: §8, an administrator lifted a suspension.
+    SuspensionLifted,
+    /// 404: there is no suspension to lift.
+    NotSuspended,
+    /// 200: §8, what was collected for a license was erased.
+    CollectedErased,
     /// 422: the signing certificate was revoked (RFC 5280 reason and time in the body); the
     /// holder renews it at the municipal office.
     CertificateRevoked,
@@ -80,7 +90,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 41] = [
+    pub const ALL: [Code; 46] = [
         Code::Created,
         Code::Repeated,
         Code::Cancelled,
@@ -118,6 +128,11 @@ impl Code {
         Code::StatusAnswered,
         Code::ServerBusy,
         Code::RequestTimeout,
+        Code::ServiceSuspended,
+        Code::Suspended,
+        Code::SuspensionLifted,
+        Code::NotSuspended,
+        Code::CollectedErased,
         Code::CertificateRevoked,
         Code::RevocationUnavailable,
         Code::BindingSuperseded,
@@ -163,6 +178,11 @@ impl Code {
             Code::StatusAnswered => "status_answered",
             Code::ServerBusy => "server_busy",
             Code::RequestTimeout => "request_timeout",
+            Code::ServiceSuspended => "service_suspended",
+            Code::Suspended => "suspended",
+            Code::SuspensionLifted => "suspension_lifted",
+            Code::NotSuspended => "not_suspended",
+            Code::CollectedErased => "collected_erased",
             Code::CertificateRevoked => "certificate_revoked",
             Code::RevocationUnavailable => "revocation_unavailable",
             Code::BindingSuperseded => "binding_superseded",
@@ -200,6 +220,9 @@ impl Code {
             Code::ServerError => 500,
             Code::ServerBusy | Code::RevocationUnavailable => 503,
             Code::RequestTimeout => 408,
+            Code::Suspended => 201,
+            Code::SuspensionLifted | Code::CollectedErased => 200,
+            Code::NotSuspended => 404,
             _ => 422,
         }
     }
@@ -217,6 +240,9 @@ impl Code {
                 | Code::MynaportalRelinked
                 | Code::SecondStageRepeated
                 | Code::StatusAnswered
+                | Code::Suspended
+                | Code::SuspensionLifted
+                | Code::CollectedErased
                 | Code::BindingSuperseded
                 | Code::BindingStale
         )
@@ -312,6 +338,13 @@ impl Code {
             Code::RequestTimeout => {
                 "送信内容が時間内に届きませんでした。通信状態を確認して、もう一度お試しください。"
             }
+            Code::ServiceSuspended => {
+                "この免許証番号のマイナポータル連携は、警察により停止されています。運転免許センターにお問い合わせください。"
+            }
+            Code::Suspended => "この免許証番号の連携を停止しました。",
+            Code::SuspensionLifted => "この免許証番号の連携の停止を解除しました。",
+            Code::NotSuspended => "この免許証番号の連携は停止されていません。",
+            Code::CollectedErased => "この免許証番号について収集した情報を消去しました。",
             Code::CertificateRevoked => {
                 "署名用電子証明書が失効しています（住所や氏名が変わると自動的に失効します）。住民票のある市区町村の窓口で署名用電子証明書を更新（再発行）してから、もう一度お越しください。"
             }
@@ -399,6 +432,13 @@ impl Code {
             Code::RequestTimeout => {
                 "The request body did not arrive in time; check the connection and send it again."
             }
+            Code::ServiceSuspended => {
+                "Linking for this license number has been suspended by the police. Please ask at the driver's license center."
+            }
+            Code::Suspended => "Linking for this license number was suspended.",
+            Code::SuspensionLifted => "The suspension for this license number was lifted.",
+            Code::NotSuspended => "Linking for this license number is not suspended.",
+            Code::CollectedErased => "What was collected for this license number was erased.",
             Code::CertificateRevoked => {
                 "The signing certificate has been revoked (this happens automatically after a \
                  move or a change of name). The holder renews it at the municipal office and \

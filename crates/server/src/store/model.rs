@@ -314,6 +314,12 @@ pub enum Operation {
     SecondStageSignature,
     /// A license's status was read (`GET /v1/licenses/{number}/status`).
     Status,
+    /// §8: an administrator suspended linking for a license.
+    Suspend,
+    /// §8: an administrator lifted a suspension.
+    LiftSuspension,
+    /// §8: an administrator erased what was collected for a license.
+    Erase,
     /// A binding's certificate was checked again ([`crate::recheck`]).
     Recheck,
 }
@@ -327,6 +333,9 @@ impl Operation {
             Operation::SecondStageBasic4 => "second_stage_basic4",
             Operation::SecondStageSignature => "second_stage_signature",
             Operation::Status => "status",
+            Operation::Suspend => "suspend",
+            Operation::LiftSuspension => "lift_suspension",
+            Operation::Erase => "erase",
             Operation::Recheck => "recheck",
         }
     }

@@ -300,12 +300,22 @@ CREATE INDEX audit_caller ON audit (terminal_id, operation, at);
     Migration {
         version: 6,
         sqlite: r#"
--- Re-checks of bindings are audited too; the CHECK constraint is rebuilt with the table.
+-- §8: linking suspended for a license by an administrator, until lifted.
+CREATE TABLE suspensions (
+    license_number TEXT PRIMARY KEY REFERENCES license_records (license_number),
+    suspended_at TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    suspended_by TEXT NOT NULL
+);
+-- §8: when what was collected for a binding was erased.
+ALTER TABLE bindings ADD COLUMN erased_at TEXT;
+-- The administrators' actions are audited too; the CHECK constraint is rebuilt with the table.
 CREATE TABLE audit_v6 (
     id INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
     operation TEXT NOT NULL CHECK (operation IN ('submit', 'cancel', 'one_stop',
-        'second_stage_basic4', 'second_stage_signature', 'status', 'recheck')),
+        'second_stage_basic4', 'second_stage_signature', 'status', 'suspend',
+        'lift_suspension', 'erase')),
     decision TEXT NOT NULL CHECK (decision IN ('accepted', 'rejected')),
     code TEXT NOT NULL,
     http_status INTEGER NOT NULL,
@@ -323,16 +333,60 @@ CREATE INDEX audit_at ON audit (at);
 CREATE INDEX audit_caller ON audit (terminal_id, operation, at);
 "#,
         postgres: r#"
--- Re-checks of bindings are audited too: the CHECK constraint is replaced.
+-- §8: linking suspended for a license by an administrator, until lifted.
+CREATE TABLE suspensions (
+    license_number TEXT PRIMARY KEY REFERENCES license_records (license_number),
+    suspended_at TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    suspended_by TEXT NOT NULL
+);
+-- §8: when what was collected for a binding was erased.
+ALTER TABLE bindings ADD COLUMN erased_at TEXT;
+-- The administrators' actions are audited too: the CHECK constraint is replaced.
 ALTER TABLE audit DROP CONSTRAINT audit_operation_check;
 ALTER TABLE audit ADD CONSTRAINT audit_operation_check CHECK (operation IN ('submit', 'cancel',
-    'one_stop', 'second_stage_basic4', 'second_stage_signature', 'status', 'recheck'));
+    'one_stop', 'second_stage_basic4', 'second_stage_signature', 'status', 'suspend',
+    'lift_suspension', 'erase'));
 "#,
     },
     Migration {
         version: 7,
-        sqlite: MIGRATION_7,
-        postgres: MIGRATION_7,
+        sqlite: r#"
+-- Re-checks of bindings are audited too; the CHECK constraint is rebuilt with the table.
+CREATE TABLE audit_v7 (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    operation TEXT NOT NULL CHECK (operation IN ('submit', 'cancel', 'one_stop',
+        'second_stage_basic4', 'second_stage_signature', 'status', 'suspend',
+        'lift_suspension', 'erase', 'recheck')),
+    decision TEXT NOT NULL CHECK (decision IN ('accepted', 'rejected')),
+    code TEXT NOT NULL,
+    http_status INTEGER NOT NULL,
+    terminal_id TEXT,
+    license_number TEXT,
+    binding_id TEXT
+);
+INSERT INTO audit_v7 (id, at, operation, decision, code, http_status, terminal_id,
+    license_number, binding_id)
+    SELECT id, at, operation, decision, code, http_status, terminal_id, license_number,
+        binding_id FROM audit;
+DROP TABLE audit;
+ALTER TABLE audit_v7 RENAME TO audit;
+CREATE INDEX audit_at ON audit (at);
+CREATE INDEX audit_caller ON audit (terminal_id, operation, at);
+"#,
+        postgres: r#"
+-- Re-checks of bindings are audited too: the CHECK constraint is replaced.
+ALTER TABLE audit DROP CONSTRAINT audit_operation_check;
+ALTER TABLE audit ADD CONSTRAINT audit_operation_check CHECK (operation IN ('submit', 'cancel',
+    'one_stop', 'second_stage_basic4', 'second_stage_signature', 'status', 'suspend',
+    'lift_suspension', 'erase', 'recheck'));
+"#,
+    },
+    Migration {
+        version: 8,
+        sqlite: MIGRATION_8,
+        postgres: MIGRATION_8,
     },
 ];
 
@@ -343,7 +397,7 @@ ALTER TABLE audit ADD CONSTRAINT audit_operation_check CHECK (operation IN ('sub
 /// superseded binding leaves the license's one current binding: the unique index now
 /// excludes it (`superseded_at` is set before the new binding is stored, `superseded_by`
 /// after, so that the reference always points at a stored row).
-const MIGRATION_7: &str = r#"
+const MIGRATION_8: &str = r#"
 ALTER TABLE bindings ADD COLUMN revocation_check TEXT
     CHECK (revocation_check IN ('good', 'unchecked', 'off'));
 ALTER TABLE bindings ADD COLUMN revocation_source TEXT;
