@@ -59,10 +59,12 @@ keyUsage = critical,digitalSignature,nonRepudiation
 subjectAltName = @basic4
 authorityKeyIdentifier = keyid
 [ basic4 ]
-otherName.1 = 1.2.392.200149.8.5.5.1;UTF8:{HOLDER_NAME}
+# FORMAT:UTF8: the value is UTF-8 already (without it OpenSSL reads it as Latin-1 and
+# encodes it twice).
+otherName.1 = 1.2.392.200149.8.5.5.1;FORMAT:UTF8,UTF8:{HOLDER_NAME}
 otherName.2 = 1.2.392.200149.8.5.5.4;UTF8:{HOLDER_BIRTH}
 otherName.3 = 1.2.392.200149.8.5.5.3;UTF8:2
-otherName.4 = 1.2.392.200149.8.5.5.5;UTF8:{HOLDER_ADDRESS}
+otherName.4 = 1.2.392.200149.8.5.5.5;FORMAT:UTF8,UTF8:{HOLDER_ADDRESS}
 otherName.5 = 1.2.392.200149.8.5.5.2;UTF8:00000
 otherName.6 = 1.2.392.200149.8.5.5.6;UTF8:00000000000000000
 [ ocsp_signer ]
@@ -423,6 +425,7 @@ pub struct OcspResponder {
     pub url: String,
     /// The responder's signing certificate (PEM).
     pub signer_cert: PathBuf,
+    ca_dir: PathBuf,
 }
 
 impl OcspResponder {
@@ -472,7 +475,28 @@ impl OcspResponder {
             port,
             url: format!("http://127.0.0.1:{port}/"),
             signer_cert: rsigner.to_path_buf(),
+            ca_dir: ca.dir.clone(),
         })
+    }
+
+    /// Makes the responder read its CA's index again, after a revocation: `openssl ocsp`
+    /// looks for a changed index only before it accepts a connection, i.e. while it is
+    /// already waiting for the next one. One throwaway query moves it on to that check.
+    pub fn reload_index(&self) -> Result<(), String> {
+        openssl(
+            &self.ca_dir,
+            &[
+                "ocsp",
+                "-issuer",
+                "ca.pem",
+                "-serial",
+                "0x1",
+                "-url",
+                &self.url,
+                "-noverify",
+            ],
+        )
+        .map(drop)
     }
 
     /// Stops the responder (it no longer answers; its port is free).
