@@ -97,6 +97,59 @@ pub enum Holding {
     HistoryCardOnly,
 }
 
+impl ApiError {
+    /// What to tell the person at the counter, in Japanese and English: the backend's
+    /// message, except for a revoked certificate, which the client explains itself with the
+    /// reason and date the backend gave (the holder must renew it at the municipal office
+    /// before anything else can be done, and no retry can help).
+    pub fn explanation(&self) -> (String, String) {
+        if self.code != CERTIFICATE_REVOKED {
+            return (self.message_ja.clone(), self.message_en.clone());
+        }
+        let date = self
+            .revoked_at
+            .as_deref()
+            .and_then(|t| t.get(..10))
+            .filter(|d| d.bytes().all(|b| b.is_ascii_digit() || b == b'-'));
+        let (reason_ja, reason_en) = revocation_reason_text(self.revocation_reason.as_deref());
+        let when_ja = date.map(|d| format!("{d}に")).unwrap_or_default();
+        let when_en = date.map(|d| format!(" on {d}")).unwrap_or_default();
+        (
+            format!(
+                "署名用電子証明書は{when_ja}失効しています（理由：{reason_ja}）。住所や氏名が変わると、                 署名用電子証明書は自動的に失効します。住民票のある市区町村の窓口で署名用電子証明書を                 更新（再発行）してから、もう一度お越しください。"
+            ),
+            format!(
+                "The signing certificate was revoked{when_en} (reason: {reason_en}). It is \
+                 revoked automatically when the holder moves or changes name. The holder renews \
+                 it at the municipal office and then comes back."
+            ),
+        )
+    }
+}
+
+/// The code of a refusal because the holder's signing certificate was revoked.
+pub const CERTIFICATE_REVOKED: &str = "certificate_revoked";
+
+/// An RFC 5280 CRLReason (as the RFC names it) in words.
+fn revocation_reason_text(reason: Option<&str>) -> (&'static str, &'static str) {
+    match reason {
+        Some("affiliationChanged") => (
+            "登録内容の変更（転居・氏名の変更など）",
+            "registered details changed, e.g. a move or a new name",
+        ),
+        Some("superseded") => ("新しい証明書への更新", "replaced by a new certificate"),
+        Some("cessationOfOperation") => ("利用の終了", "no longer in use"),
+        Some("keyCompromise") => ("鍵の漏えいのおそれ", "the key may have been compromised"),
+        Some("certificateHold") => ("一時停止", "suspended"),
+        Some("privilegeWithdrawn") => ("資格の取消し", "privilege withdrawn"),
+        Some("cACompromise") | Some("aACompromise") => (
+            "認証局の鍵の漏えいのおそれ",
+            "the authority's key may have been compromised",
+        ),
+        _ => ("記載なし", "not given"),
+    }
+}
+
 impl Holding {
     pub const ALL: [Holding; 6] = [
         Holding::MynaOnly,
@@ -306,6 +359,43 @@ pub struct LicenseStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_revoked_certificate_is_explained_with_its_reason_and_date() {
+        let mut error = ApiError {
+            code: "certificate_revoked".into(),
+            message_ja: "サーバの文".into(),
+            message_en: "Server text.".into(),
+            detail: None,
+            linked_via: None,
+            revocation_reason: Some("affiliationChanged".into()),
+            revoked_at: Some("2026-11-20T03:00:00Z".into()),
+            revocation_problem: None,
+        };
+        let (ja, en) = error.explanation();
+        assert!(ja.contains("2026-11-20に失効"), "{ja}");
+        assert!(ja.contains("転居") && ja.contains("市区町村の窓口"), "{ja}");
+        assert!(en.contains("revoked on 2026-11-20"), "{en}");
+        assert!(
+            en.contains("a move") && en.contains("municipal office"),
+            "{en}"
+        );
+        // Without reason or time it still says what to do.
+        error.revocation_reason = None;
+        error.revoked_at = Some("<script>".into());
+        let (ja, en) = error.explanation();
+        assert!(ja.contains("記載なし") && !ja.contains("script"), "{ja}");
+        assert!(
+            en.contains("not given") && en.contains("municipal office"),
+            "{en}"
+        );
+        // Other codes keep the backend's words.
+        error.code = "signature_invalid".into();
+        assert_eq!(
+            error.explanation(),
+            ("サーバの文".to_string(), "Server text.".to_string())
+        );
+    }
 
     fn available(holding: Holding, state: LicenseState) -> Vec<u8> {
         Service::ALL

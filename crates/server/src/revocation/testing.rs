@@ -362,6 +362,44 @@ impl TestCa {
         })
     }
 
+    /// Releases a certificate put on hold (`certificateHold`, the one reversible reason):
+    /// its index entry becomes valid again. The index is replaced, not rewritten in place,
+    /// as `openssl ca` does, so that a running responder sees the change.
+    pub fn release_hold(&self, der: &[u8]) -> Result<(), String> {
+        let serial = mynalink_link::certificate::SigningCertificate::parse_any(der)
+            .map_err(|e| e.to_string())?
+            .serial_hex()
+            .to_uppercase();
+        let index =
+            std::fs::read_to_string(self.dir.join("index.txt")).map_err(|e| e.to_string())?;
+        let mut released = false;
+        let lines: Vec<String> = index
+            .lines()
+            .map(|line| {
+                let fields: Vec<&str> = line.split('\t').collect();
+                let held = fields.len() == 6
+                    && fields[0] == "R"
+                    && fields[2].ends_with(",certificateHold")
+                    && fields[3].trim_start_matches('0') == serial.trim_start_matches('0');
+                if held {
+                    released = true;
+                    format!(
+                        "V\t{}\t\t{}\t{}\t{}",
+                        fields[1], fields[3], fields[4], fields[5]
+                    )
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect();
+        if !released {
+            return Err(format!("no certificate {serial} on hold"));
+        }
+        let new = self.dir.join("index.txt.released");
+        std::fs::write(&new, lines.join("\n") + "\n").map_err(|e| e.to_string())?;
+        std::fs::rename(&new, self.dir.join("index.txt")).map_err(|e| e.to_string())
+    }
+
     /// A CRL (DER) valid for `seconds` from now, written to `file` in the CA's directory.
     pub fn crl(&self, seconds: u64, file: &str) -> Result<PathBuf, String> {
         let pem = format!("{file}.pem");
