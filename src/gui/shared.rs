@@ -657,6 +657,8 @@ mod tests {
             second_stage_done: None,
             service_suspended: suspended,
             suspension: None,
+            binding_state: None,
+            stale_reason: None,
         }
     }
 

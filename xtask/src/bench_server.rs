@@ -22,6 +22,9 @@ const TARGET_P99_MS: f64 = 50.0;
 /// that keeps pace achieves slightly less than the offered rate.
 const KEEP_PACE: f64 = 0.98;
 
+/// One run's report and whether the store held every binding.
+type LoadResult = Result<(Value, bool), String>;
+
 /// `cargo xtask bench-server [--requests N] [--rate R] [--threads T]`.
 pub fn run(args: &[String]) -> Result<(), String> {
     let (mut requests, mut rate, mut threads) = (REQUESTS, RATE, THREADS);
@@ -55,7 +58,7 @@ pub fn measure(requests: u64, rate: f64, threads: u64) -> Result<(), String> {
         "load",
     ])?;
     let binary = crate::target_dir().join("release/examples/load");
-    let load = |postgres_url: Option<&str>, ocsp: bool| -> Result<(Value, bool), String> {
+    let load = |postgres_url: Option<&str>, ocsp: bool| -> LoadResult {
         let mut command = Command::new(&binary);
         command.args([
             "--requests",
@@ -84,7 +87,7 @@ pub fn measure(requests: u64, rate: f64, threads: u64) -> Result<(), String> {
         Ok((report, output.status.success()))
     };
 
-    let mut runs: Vec<(&str, Result<(Value, bool), String>)> = Vec::new();
+    let mut runs: Vec<(&str, LoadResult)> = Vec::new();
     for (label, ocsp) in [("SQLite", false), ("SQLite + OCSP", true)] {
         step(&format!(
             "{label}: sending {requests} binding requests at {rate}/s from {threads} threads"
