@@ -38,10 +38,11 @@ impl From<FlowError> for ReportError {
 
 impl From<ApiError> for ReportError {
     fn from(e: ApiError) -> Self {
+        let (message_ja, message_en) = e.explanation();
         ReportError {
             code: e.code,
-            message_ja: e.message_ja,
-            message_en: e.message_en,
+            message_ja,
+            message_en,
             tries_left: None,
             detail: e.detail,
             from_backend: true,

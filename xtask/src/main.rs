@@ -20,13 +20,14 @@ use system::{cargo, ensure_packages, step};
 const BUILD_PACKAGES: &[&str] = &["pkgconf", "libpcsclite-dev"];
 /// Needed by the end-to-end tests: the real PC/SC daemon, the vpcd virtual reader, and
 /// OpenSC / pcsc-tools / openssl as independent reference clients; PostgreSQL for the
-/// server tests.
+/// server tests; faketime for an OCSP responder with a shifted clock (revocation tests).
 const TEST_PACKAGES: &[&str] = &[
     "pcscd",
     "vsmartcard-vpcd",
     "opensc",
     "pcsc-tools",
     "openssl",
+    "faketime",
     postgres::PACKAGE,
 ];
 

@@ -267,6 +267,12 @@ impl TrustStore {
         self.ca_certificates.iter().chain(&self.extra_anchors)
     }
 
+    /// The configured CA certificates and trust anchors, e.g. for checking revocation data
+    /// (an OCSP CertID names its issuer by key hash; a CRL is signed by it).
+    pub fn anchors(&self) -> impl Iterator<Item = &TrustAnchor> {
+        self.configured()
+    }
+
     /// Whether a configured CA or anchor has the certificate's issuer key identifier, i.e.
     /// the CA certificate need not be read from the card.
     pub fn has_issuer_for(&self, cert: &SigningCertificate) -> bool {
