@@ -215,7 +215,7 @@ fn an_unusable_card_ca() {
 fn signed_by_another_key_is_refused() {
     let id = test_identity(Validity::Current);
     // Same issuer key identifier, but signed with the holder's own key.
-    let forged = resign(&id.sign_cert_der, &id.sign_key);
+    let forged = resign(&id.sign_cert_der, id.sign_key.rsa().expect("RSA identity"));
     let cert = SigningCertificate::parse(&forged).expect("parses");
     let store = with_test_anchor();
     assert!(store.has_issuer_for(&cert));

@@ -1,7 +1,8 @@
 //! The first-stage session against the simulated card, in process: invariants of the card
 //! layer (allow-list, one VERIFY, no password anywhere) and the step order.
 
-use mynalink_card::allowlist::{CARD_INFO_INPUT_AID, CARD_SURFACE_AID, JPKI_AID};
+use mynalink_card::allowlist::{CARD_INFO_INPUT_AID, CARD_SURFACE_AID};
+use mynalink_card::profile::JPKI_AID;
 use mynalink_card::trace::TraceSource;
 use mynalink_card::transport::{CertificateBytes, Recorder};
 use mynalink_card::{SigningPassword, Transport, TransportError};
