@@ -58,7 +58,7 @@ fn main() -> ExitCode {
         "bench-pcsc" => bench::run(rest),
         "bench-server" => bench_server::run(rest),
         "bench-gui" => bench_gui::run(rest),
-        "fixtures" => fixtures::regenerate(),
+        "fixtures" => fixtures::regenerate(rest),
         "audit" => ensure_packages(BUILD_PACKAGES).and_then(|()| audit::run_audit(&target_dir())),
         "postgres" => postgres::run_by_hand(&target_dir().join("pg-dev")),
         _ => {
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
                  bench-pcsc only the PC/SC comparison: mynalink vs OpenSC through pcscd\n\
                  bench-server only the backend load test: bindings/s and latency, SQLite and PostgreSQL\n\
                  bench-gui  only the window start-up: first frame and memory under Xvfb\n\
-                 fixtures   re-record the APDU fixtures in fixtures/ from the simulated card\n\
+                 fixtures [NAME...] re-record the APDU fixtures in fixtures/ (all, or those named) from the simulated card\n\
                  audit      check Cargo.lock against the offline RustSec snapshot (cargo audit)\n\
                  postgres   a private PostgreSQL for running the server tests by hand (until Enter)"
             );
