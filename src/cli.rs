@@ -37,6 +37,9 @@ pub enum Command {
     Vcard(Box<VcardArgs>),
     /// Show, deliver or release the signed bindings waiting for the backend.
     Outbox(OutboxArgs),
+    /// Check why this counter could not link: configuration, pcscd and readers, the Japanese
+    /// font, CA certificates, backend and token, clock, outbox. Exits 1 when a check fails.
+    Doctor(DoctorArgs),
     /// The full-screen self-service kiosk.
     Kiosk(KioskArgs),
     /// Make the `operator_password_hash` line for the config file.
@@ -93,9 +96,14 @@ pub struct OutboxArgs {
 pub enum OutboxAction {
     /// List the waiting bindings (no personal data).
     List,
-    /// Deliver every waiting binding that is due now. Exits 1 when anything is left
-    /// (queued or held for an operator).
-    Flush,
+    /// Deliver every waiting binding now, whatever its backoff says (an operator who sees the
+    /// backend back wants it sent). Exits 1 when anything is left (queued or held for an
+    /// operator).
+    Flush {
+        /// Only the bindings whose next attempt is due (what the background sender does).
+        #[arg(long)]
+        due_only: bool,
+    },
     /// Put an entry held for an operator back in the queue once its cause is fixed (nothing
     /// is ever deleted).
     Retry {
@@ -255,6 +263,13 @@ pub struct VcardArgs {
     pub json: bool,
     #[command(flatten)]
     pub sim: SimArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DoctorArgs {
+    /// Print one JSON object (`ok`, `checks`) instead of one line per check.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]

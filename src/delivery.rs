@@ -257,20 +257,46 @@ fn execute(args: &OutboxArgs, config_path: Option<&std::path::Path>) -> Result<i
             }
             Ok(0)
         }
-        OutboxAction::Flush => {
+        OutboxAction::Flush { due_only } => {
             let mut uploader = prepare(&args.backend, &config)?
                 .ok_or_else(|| invalid("no backend: give --backend URL or set backend_url"))?;
             let now = time::OffsetDateTime::now_utc();
-            let results = upload::flush(&mut uploader.outbox, &uploader.backend, now)
-                .map_err(outbox_error)?;
+            let results = if due_only {
+                upload::flush(&mut uploader.outbox, &uploader.backend, now)
+            } else {
+                upload::flush_all(&mut uploader.outbox, &uploader.backend)
+            }
+            .map_err(outbox_error)?;
             let counts = uploader.outbox.counts().map_err(outbox_error)?;
             let remaining = counts.queued + counts.held;
             let rows: Vec<_> = results.iter().map(|(id, d)| delivery_row(*id, d)).collect();
+            // Every entry with its result: those sent, and those left alone (held for an
+            // operator, or not due with --due-only).
+            let mut entries = rows.clone();
+            for e in uploader.outbox.list().map_err(outbox_error)? {
+                if results.iter().any(|(id, _)| *id == e.id) {
+                    continue;
+                }
+                entries.push(match &e.held {
+                    Some(held) => json!({
+                        "id": e.id.0,
+                        "outcome": "held",
+                        "needs_operator": true,
+                        "held_reason": held.reason.as_str(),
+                    }),
+                    None => json!({
+                        "id": e.id.0,
+                        "outcome": "not_due",
+                        "next_attempt_at": format_time(e.next_attempt_at),
+                    }),
+                });
+            }
             if args.json {
                 println!(
                     "{}",
                     json!({
                         "delivered": rows,
+                        "entries": entries,
                         "remaining": remaining,
                         "queued": counts.queued,
                         "held": counts.held,

@@ -5,8 +5,10 @@ mod cli;
 mod config;
 mod delivery;
 mod demo;
+mod doctor;
 mod gui;
 mod headless;
+mod logging;
 mod operator_password;
 mod password_input;
 mod readers;
@@ -19,6 +21,17 @@ use clap::Parser;
 fn main() {
     gui::mark_process_start();
     let cli = cli::Cli::parse();
+    logging::init(match &cli.command {
+        Some(cli::Command::Headless(_)) => "headless",
+        Some(cli::Command::Readers(_)) => "readers",
+        Some(cli::Command::Demo(_)) => "demo",
+        Some(cli::Command::Kiosk(_)) => "kiosk",
+        Some(cli::Command::Vcard(_)) => "vcard",
+        Some(cli::Command::Outbox(_)) => "outbox",
+        Some(cli::Command::OperatorPassword(_)) => "operator-password",
+        Some(cli::Command::Doctor(_)) => "doctor",
+        None => "staff",
+    });
     let code = match cli.command {
         Some(cli::Command::Headless(args)) => headless::run(&args, cli.config.as_deref()),
         Some(cli::Command::Readers(args)) => readers::run(&args),
@@ -29,6 +42,7 @@ fn main() {
         Some(cli::Command::Vcard(args)) => vcard::run(&args),
         Some(cli::Command::Outbox(args)) => delivery::run(&args, cli.config.as_deref()),
         Some(cli::Command::OperatorPassword(args)) => operator_password::run(args.stdin),
+        Some(cli::Command::Doctor(args)) => doctor::run(&args, cli.config.as_deref()),
         None => gui::run(gui::Mode::Staff, cli.demo, cli.config.as_deref()),
     };
     std::process::exit(code);

@@ -5,6 +5,8 @@
 //! - A damaged entry is held (listed, untouched) and never stands in the way of a new run.
 //! - A certificate sealed to a key the backend does not hold is held, not deleted; `outbox
 //!   flush` exits 1 while anything is left, and `outbox retry ID` puts it back once fixed.
+//! - `outbox flush` sends every queued entry at once, whatever its backoff says; `--due-only`
+//!   leaves those not due (and says so).
 //! - A disk that fills up while the holder types the password does not lose the binding, and
 //!   a disk that is full stops the next run before the card is touched. This one runs in a
 //!   private mount namespace (`unshare`, root or unprivileged user namespaces) on a small
@@ -525,4 +527,45 @@ fn a_disk_that_fills_while_the_password_is_typed_keeps_the_binding() {
     assert_eq!(status, 0, "{flushed}");
     assert_eq!(bench.setup.decisions("created", LICENSE), 1);
     server.kill();
+}
+
+/// The backend comes back while an entry waits out a long backoff: `outbox flush` sends it at
+/// once; `--due-only` leaves it, listing it as not due.
+#[test]
+fn flush_sends_every_entry_at_once_and_due_only_waits_for_the_backoff() {
+    let bench = Bench::new();
+    // No backend behind the proxy: the run queues its binding.
+    let run = bench.headless(LICENSE);
+    let report: Value = serde_json::from_str(run.stdout.trim()).expect("JSON");
+    assert_eq!(report["outcome"], "queued", "{report}");
+    // As after many failed attempts: the next one an hour away.
+    let later = OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let conn = rusqlite::Connection::open(&bench.outbox).expect("outbox");
+    conn.execute(
+        "UPDATE entries SET next_attempt_at = ?1",
+        [i64::try_from(later.unix_timestamp_nanos() / 1_000_000).expect("ms")],
+    )
+    .expect("postpone");
+    drop(conn);
+
+    let _server = bench.serve();
+    let (status, flushed) = bench.outbox_command(&["flush", "--due-only"]);
+    assert_eq!(status, 1, "{flushed}");
+    assert_eq!(
+        flushed["delivered"].as_array().map(Vec::len),
+        Some(0),
+        "{flushed}"
+    );
+    let entries = flushed["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{flushed}");
+    assert_eq!(entries[0]["outcome"], "not_due", "{flushed}");
+    assert_eq!(flushed["queued"], 1, "{flushed}");
+
+    let (status, flushed) = bench.outbox_command(&["flush"]);
+    assert_eq!(status, 0, "{flushed}");
+    let delivered = flushed["delivered"].as_array().expect("delivered");
+    assert_eq!(delivered.len(), 1, "{flushed}");
+    assert_eq!(delivered[0]["outcome"], "linked", "{flushed}");
+    assert_eq!(flushed["entries"], flushed["delivered"], "{flushed}");
+    assert_eq!(flushed["remaining"], 0, "{flushed}");
 }

@@ -9,7 +9,7 @@ use iced::futures::Stream;
 use iced::widget::{button, column, row, text};
 use iced::{Element, Subscription, Task};
 use mynalink_card::events::{CardEvent, Watcher};
-use mynalink_card::PasswordStatus;
+use mynalink_card::{PasswordStatus, ReaderKind};
 use mynalink_link::api::LinkedVia;
 use mynalink_link::sender::SenderEvent;
 use mynalink_link::upload::Delivery;
@@ -52,9 +52,19 @@ pub struct Presence {
     /// `None`: not known (no event yet, or PC/SC is down).
     pub card_present: Option<bool>,
     pub pcsc_down: bool,
+    /// The ATR of the last card seen in `reader`: tells a contactless reader the name does not.
+    pub last_atr: Option<Vec<u8>>,
 }
 
 impl Presence {
+    /// Whether the holder inserts the card or places it on the reader.
+    pub fn reader_kind(&self) -> ReaderKind {
+        match &self.reader {
+            Some(name) => ReaderKind::of(name, self.last_atr.as_deref()),
+            None => ReaderKind::Unknown,
+        }
+    }
+
     pub fn apply(&mut self, event: &CardEvent) {
         match event {
             CardEvent::PcscAvailable => self.pcsc_down = false,
@@ -66,17 +76,20 @@ impl Presence {
                 if self.reader.is_none() {
                     self.reader = Some(reader.clone());
                     self.card_present.get_or_insert(false);
+                    self.last_atr = None;
                 }
             }
             CardEvent::ReaderRemoved { reader } => {
                 if self.reader.as_ref() == Some(reader) {
                     self.reader = None;
                     self.card_present = None;
+                    self.last_atr = None;
                 }
             }
-            CardEvent::CardInserted { reader, .. } => {
+            CardEvent::CardInserted { reader, atr } => {
                 self.reader = Some(reader.clone());
                 self.card_present = Some(true);
+                self.last_atr = Some(atr.clone());
             }
             CardEvent::CardRemoved { reader } => {
                 if self.reader.as_ref() == Some(reader) {
@@ -93,12 +106,46 @@ pub fn initial_presence(env: &Environment) -> Presence {
             reader: Some("Simulated".into()),
             card_present: Some(handle.is_present()),
             pcsc_down: false,
+            last_atr: None,
         },
         CardSource::Reader(name) => Presence {
             reader: name.clone(),
             card_present: None,
             pcsc_down: false,
+            last_atr: None,
         },
+    }
+}
+
+/// The card step's instruction for the reader's kind: a contact reader takes the card
+/// inserted, a contactless one has it placed on top; when the kind is not known, both.
+/// `ruby`: with the kiosk's reading aids (｜漢字《かな》).
+pub fn card_instruction(lang: Lang, kind: ReaderKind, ruby: bool) -> &'static str {
+    match (kind, ruby) {
+        (ReaderKind::Contact, false) => lang.pick(
+            "マイナンバーカードをカードリーダーに差し込んでください",
+            "Insert the My Number card into the card reader",
+        ),
+        (ReaderKind::Contact, true) => lang.pick(
+            "マイナンバーカードをカードリーダーに｜差《さ》し｜込《こ》んでください",
+            "Insert your My Number card into the card reader",
+        ),
+        (ReaderKind::Contactless, false) => lang.pick(
+            "マイナンバーカードをカードリーダーの上に置いてください",
+            "Place the My Number card on the card reader",
+        ),
+        (ReaderKind::Contactless, true) => lang.pick(
+            "マイナンバーカードをカードリーダーの｜上《うえ》に｜置《お》いてください",
+            "Place your My Number card on the card reader",
+        ),
+        (ReaderKind::Unknown, false) => lang.pick(
+            "マイナンバーカードをカードリーダーに差し込むか、上に置いてください",
+            "Insert the My Number card into the card reader, or place it on the reader",
+        ),
+        (ReaderKind::Unknown, true) => lang.pick(
+            "マイナンバーカードをカードリーダーに｜差《さ》し｜込《こ》むか、｜上《うえ》に｜置《お》いてください",
+            "Insert your My Number card into the card reader, or place it on the reader",
+        ),
     }
 }
 
@@ -383,7 +430,58 @@ pub fn local_clock() -> String {
     format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
 }
 
-/// What the backend said about the license record (§2, §4, §5, §6).
+/// What the counter is told about the record, most pressing first: a suspension (§8), an
+/// existing link (§4), a holder who cannot link (§2(1)), no first stage needed (§5, §6).
+fn lookup_notice(
+    lang: Lang,
+    status: &mynalink_link::api::LicenseStatus,
+) -> Option<(String, iced::Color)> {
+    if status.service_suspended {
+        return Some((
+            lang.choose(
+                "この免許証番号のマイナポータル連携は、警察により停止されています（規約第8条）。手続はできません。責任者に確認してください。".to_string(),
+                "Linking for this license number has been suspended by the police (terms §8). The procedure cannot be done; ask the supervisor.".to_string(),
+            ),
+            look::DANGER,
+        ));
+    }
+    if status.linked {
+        let via = match status.linked_via {
+            Some(LinkedVia::OneStop) => {
+                lang.pick("引越しワンストップ", "the moving one-stop service")
+            }
+            _ => lang.pick("窓口", "a counter"),
+        };
+        return Some((
+            lang.choose(
+                format!("連携済みです（{via}）。この窓口での手続は不要です。"),
+                format!("Already linked (via {via}). No procedure is needed here."),
+            ),
+            SUCCESS,
+        ));
+    }
+    if !status.eligible {
+        return Some((
+            lang.choose(
+                format!("この方は連携できません（{}）：マイナ免許証またはマイナ経歴証明書をお持ちの方が対象です。", status.reason),
+                format!("This holder cannot link ({}): only holders of a My Number license or My Number driving-history certificate can.", status.reason),
+            ),
+            look::DANGER,
+        ));
+    }
+    if !status.first_stage_needed {
+        return Some((
+            lang.choose(
+                format!("第1段階は不要です（{}）。", status.reason),
+                format!("The first stage is not needed ({}).", status.reason),
+            ),
+            SUCCESS,
+        ));
+    }
+    None
+}
+
+/// What the backend said about the license record (§2, §4, §5, §6, §8).
 pub fn lookup_view<'a, M: 'a>(lang: Lang, lookup: &Lookup) -> Element<'a, M> {
     match lookup {
         Lookup::NotAsked => text("").into(),
@@ -397,34 +495,8 @@ pub fn lookup_view<'a, M: 'a>(lang: Lang, lookup: &Lookup) -> Element<'a, M> {
                 .holding
                 .map_or(lang.pick("（回答なし）", "(not given)"), |h| holding_text(lang, h));
             let mut col = column![text(format!("{}: {holding}", lang.pick("保有状況", "Holding")))].spacing(6);
-            if status.linked {
-                let via = match status.linked_via {
-                    Some(LinkedVia::OneStop) => lang.pick("引越しワンストップ", "the moving one-stop service"),
-                    _ => lang.pick("窓口", "a counter"),
-                };
-                col = col.push(look::notice(
-                    lang.choose(
-                        format!("連携済みです（{via}）。この窓口での手続は不要です。"),
-                        format!("Already linked (via {via}). No procedure is needed here."),
-                    ),
-                    SUCCESS,
-                ));
-            } else if !status.eligible {
-                col = col.push(look::notice(
-                    lang.choose(
-                        format!("この方は連携できません（{}）：マイナ免許証またはマイナ経歴証明書をお持ちの方が対象です。", status.reason),
-                        format!("This holder cannot link ({}): only holders of a My Number license or My Number driving-history certificate can.", status.reason),
-                    ),
-                    look::DANGER,
-                ));
-            } else if !status.first_stage_needed {
-                col = col.push(look::notice(
-                    lang.choose(
-                        format!("第1段階は不要です（{}）。", status.reason),
-                        format!("The first stage is not needed ({}).", status.reason),
-                    ),
-                    SUCCESS,
-                ));
+            if let Some((message, tone)) = lookup_notice(lang, status) {
+                col = col.push(look::notice(message, tone));
             }
             let services: Vec<String> = status
                 .services
@@ -606,5 +678,104 @@ fn delivery_view<'a, M: 'a>(lang: Lang, delivery: &Delivery) -> Element<'a, M> {
                 format!("Kept in the outbox; it needs an operator ({reason}) and is not retried automatically. {en}"),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mynalink_link::api::{Holding, LicenseState, LicenseStatus, ServiceStatus};
+
+    fn instruction_after(events: &[CardEvent]) -> &'static str {
+        let mut presence = Presence::default();
+        for event in events {
+            presence.apply(event);
+        }
+        card_instruction(Lang::Ja, presence.reader_kind(), false)
+    }
+
+    #[test]
+    fn the_card_instruction_follows_the_readers_kind() {
+        let added = |name: &str| CardEvent::ReaderAdded {
+            reader: name.into(),
+        };
+        assert_eq!(
+            instruction_after(&[added(
+                "SCM Microsystems Inc. SCR 3310 [CCID Interface] 00 00"
+            )]),
+            "マイナンバーカードをカードリーダーに差し込んでください"
+        );
+        assert_eq!(
+            instruction_after(&[added("SONY FeliCa RC-S300/P 00 00")]),
+            "マイナンバーカードをカードリーダーの上に置いてください"
+        );
+        // A reader the name says nothing about asks for both, until a card's ATR shows a
+        // contactless reader synthesised it; a new reader forgets that ATR.
+        let generic = "Generic USB Reader 00 00";
+        assert_eq!(
+            instruction_after(&[added(generic)]),
+            "マイナンバーカードをカードリーダーに差し込むか、上に置いてください"
+        );
+        let synthesised = CardEvent::CardInserted {
+            reader: generic.into(),
+            atr: vec![0x3B, 0x88, 0x80, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0x09],
+        };
+        let removed = CardEvent::CardRemoved {
+            reader: generic.into(),
+        };
+        assert_eq!(
+            instruction_after(&[added(generic), synthesised.clone(), removed]),
+            "マイナンバーカードをカードリーダーの上に置いてください"
+        );
+        let gone = CardEvent::ReaderRemoved {
+            reader: generic.into(),
+        };
+        assert_eq!(
+            instruction_after(&[added(generic), synthesised, gone, added(generic)]),
+            "マイナンバーカードをカードリーダーに差し込むか、上に置いてください"
+        );
+        assert_eq!(
+            card_instruction(Lang::En, ReaderKind::Contact, true),
+            "Insert your My Number card into the card reader"
+        );
+    }
+
+    fn status(linked: bool, eligible: bool, needed: bool, suspended: bool) -> LicenseStatus {
+        LicenseStatus {
+            license_number: "729913281070".into(),
+            holding: Some(Holding::MynaOnly),
+            state: None,
+            eligible,
+            linked,
+            linked_via: None,
+            first_stage_needed: needed,
+            reason: if suspended {
+                "service_suspended".into()
+            } else {
+                "required".into()
+            },
+            services: ServiceStatus::for_holder(Holding::MynaOnly, LicenseState::Valid),
+            second_stage_done: None,
+            service_suspended: suspended,
+            suspension: None,
+        }
+    }
+
+    #[test]
+    fn a_suspension_is_told_before_anything_else_and_never_as_good_news() {
+        for linked in [false, true] {
+            let (message, tone) =
+                lookup_notice(Lang::Ja, &status(linked, true, false, true)).expect("notice");
+            assert!(message.contains("停止"), "{message}");
+            assert_eq!(tone, look::DANGER);
+            let (message, _) =
+                lookup_notice(Lang::En, &status(linked, true, false, true)).expect("notice");
+            assert!(message.contains("suspended"), "{message}");
+        }
+        let (message, tone) =
+            lookup_notice(Lang::Ja, &status(true, true, false, false)).expect("notice");
+        assert!(message.contains("連携済み"), "{message}");
+        assert_eq!(tone, SUCCESS);
+        assert!(lookup_notice(Lang::Ja, &status(false, true, true, false)).is_none());
     }
 }

@@ -12,6 +12,7 @@ pub mod events;
 pub mod jpki;
 pub mod password;
 pub mod profile;
+pub mod reader_kind;
 pub mod trace;
 pub mod transport;
 
@@ -20,4 +21,5 @@ pub use error::{CardError, NotJpkiReason, TokenKind};
 pub use jpki::{ExtendedLength, JpkiCard, PasswordStatus, SignScheme};
 pub use password::{PasswordFormatError, SigningPassword};
 pub use profile::CardProfile;
+pub use reader_kind::ReaderKind;
 pub use transport::{Transport, TransportError};

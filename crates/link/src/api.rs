@@ -230,6 +230,14 @@ impl ServiceStatus {
     }
 }
 
+/// A suspension of linking for a license (§8), as administrators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspensionInfo {
+    pub suspended_at: String,
+    pub reason: String,
+    pub suspended_by: String,
+}
+
 /// `GET /v1/licenses/{number}/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LicenseStatus {
@@ -249,13 +257,20 @@ pub struct LicenseStatus {
     /// Whether the first stage at the counter is needed now (§4, §5 carry-over, §6 relink).
     pub first_stage_needed: bool,
     /// Why (not) — a stable code: `not_eligible`, `already_linked`, `carried_over`,
-    /// `relink_from_mynaportal`, `required`.
+    /// `relink_from_mynaportal`, `required`, `service_suspended`.
     pub reason: String,
     pub services: Vec<ServiceStatus>,
     /// Whether the active binding completed the second stage from Mynaportal (§4); given
     /// to Mynaportal and administrators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub second_stage_done: Option<bool>,
+    /// §8: linking is suspended for this license by the police (then `reason` is
+    /// `service_suspended` and no stage can be done).
+    #[serde(default)]
+    pub service_suspended: bool,
+    /// The suspension in force; given to administrators only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspension: Option<SuspensionInfo>,
 }
 
 #[cfg(test)]

@@ -67,10 +67,20 @@ pub enum Code {
     ServerBusy,
     /// 408: the request body did not arrive in time; the connection is closed.
     RequestTimeout,
+    /// 422: §8, linking is suspended for this license by the police.
+    ServiceSuspended,
+    /// 201: §8, an administrator suspended linking for a license.
+    Suspended,
+    /// 200: §8, an administrator lifted a suspension.
+    SuspensionLifted,
+    /// 404: there is no suspension to lift.
+    NotSuspended,
+    /// 200: §8, what was collected for a license was erased.
+    CollectedErased,
 }
 
 impl Code {
-    pub const ALL: [Code; 37] = [
+    pub const ALL: [Code; 42] = [
         Code::Created,
         Code::Repeated,
         Code::Cancelled,
@@ -108,6 +118,11 @@ impl Code {
         Code::StatusAnswered,
         Code::ServerBusy,
         Code::RequestTimeout,
+        Code::ServiceSuspended,
+        Code::Suspended,
+        Code::SuspensionLifted,
+        Code::NotSuspended,
+        Code::CollectedErased,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -149,6 +164,11 @@ impl Code {
             Code::StatusAnswered => "status_answered",
             Code::ServerBusy => "server_busy",
             Code::RequestTimeout => "request_timeout",
+            Code::ServiceSuspended => "service_suspended",
+            Code::Suspended => "suspended",
+            Code::SuspensionLifted => "suspension_lifted",
+            Code::NotSuspended => "not_suspended",
+            Code::CollectedErased => "collected_erased",
         }
     }
 
@@ -180,6 +200,9 @@ impl Code {
             Code::ServerError => 500,
             Code::ServerBusy => 503,
             Code::RequestTimeout => 408,
+            Code::Suspended => 201,
+            Code::SuspensionLifted | Code::CollectedErased => 200,
+            Code::NotSuspended => 404,
             _ => 422,
         }
     }
@@ -197,6 +220,9 @@ impl Code {
                 | Code::MynaportalRelinked
                 | Code::SecondStageRepeated
                 | Code::StatusAnswered
+                | Code::Suspended
+                | Code::SuspensionLifted
+                | Code::CollectedErased
         )
     }
 
@@ -290,6 +316,13 @@ impl Code {
             Code::RequestTimeout => {
                 "送信内容が時間内に届きませんでした。通信状態を確認して、もう一度お試しください。"
             }
+            Code::ServiceSuspended => {
+                "この免許証番号のマイナポータル連携は、警察により停止されています。運転免許センターにお問い合わせください。"
+            }
+            Code::Suspended => "この免許証番号の連携を停止しました。",
+            Code::SuspensionLifted => "この免許証番号の連携の停止を解除しました。",
+            Code::NotSuspended => "この免許証番号の連携は停止されていません。",
+            Code::CollectedErased => "この免許証番号について収集した情報を消去しました。",
         }
     }
 
@@ -367,6 +400,13 @@ impl Code {
             Code::RequestTimeout => {
                 "The request body did not arrive in time; check the connection and send it again."
             }
+            Code::ServiceSuspended => {
+                "Linking for this license number has been suspended by the police. Please ask at the driver's license center."
+            }
+            Code::Suspended => "Linking for this license number was suspended.",
+            Code::SuspensionLifted => "The suspension for this license number was lifted.",
+            Code::NotSuspended => "Linking for this license number is not suspended.",
+            Code::CollectedErased => "What was collected for this license number was erased.",
         }
     }
 }

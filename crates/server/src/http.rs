@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::code::{Code, Rejection};
+use crate::measures::{self, SuspensionRequest};
 use crate::pool::{PoolError, StorePool};
 use crate::second_stage::{receive_basic4, submit_signature, Basic4Request, SignatureRequest};
 use crate::status::{answer_status, cancel_binding, CallerKind};
@@ -50,10 +51,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/bindings/{id}", delete(delete_binding))
         .route("/v1/licenses/{number}/status", get(get_status))
         .route(
+            "/v1/licenses/{number}/suspension",
+            post(post_suspension).delete(delete_suspension),
+        )
+        .route("/v1/licenses/{number}/collected", delete(delete_collected))
+        .route(
             "/v1/second-stage/{license_number}/basic4",
             post(post_basic4),
         )
         .route("/v1/second-stage/{id}/signature", post(post_signature))
+        .route("/v1/whoami", get(whoami))
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -121,6 +128,9 @@ impl IntoResponse for Unauthenticated {
 
 /// The authenticated Mynaportal caller's id.
 pub struct Mynaportal(pub String);
+
+/// An authenticated administrator's id (§8 measures).
+pub struct Admin(pub String);
 
 /// Any kind of caller (read-only endpoints).
 pub enum Caller {
@@ -207,6 +217,20 @@ impl FromRequestParts<AppState> for Canceller {
         match authenticate(parts, state)? {
             Caller::Mynaportal(id) | Caller::Admin(id) => Ok(Canceller(id)),
             Caller::Terminal(_) => Err(AuthRefused::WrongKind),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AuthRefused;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match authenticate(parts, state)? {
+            Caller::Admin(id) => Ok(Admin(id)),
+            Caller::Terminal(_) | Caller::Mynaportal(_) => Err(AuthRefused::WrongKind),
         }
     }
 }
@@ -411,6 +435,88 @@ async fn post_signature(
     second_stage_response(result, StatusCode::OK)
 }
 
+/// A §8 measure's answer: `success` with the body, or the refusal (404 for a license that
+/// is not on record).
+fn measure_response<T: Serialize>(
+    result: Result<Result<T, Rejection>, PoolError>,
+    success: StatusCode,
+) -> Response {
+    match result {
+        Ok(Ok(body)) => (success, Json(body)).into_response(),
+        Ok(Err(rejection)) if rejection.code == Code::LicenseNotFound => {
+            error_response(StatusCode::NOT_FOUND, &rejection)
+        }
+        Ok(Err(rejection)) => rejection_response(&rejection),
+        Err(e) => server_error(e),
+    }
+}
+
+async fn post_suspension(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(number): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request = match json_body::<SuspensionRequest>(body) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    let result = state
+        .pool
+        .run(move |store| measures::suspend(store, &number, &request, &admin, now()))
+        .await;
+    match result {
+        Ok(Ok(suspended)) => {
+            let status = if suspended.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(suspended.body)).into_response()
+        }
+        other => measure_response(other.map(|r| r.map(|s| s.body)), StatusCode::OK),
+    }
+}
+
+async fn delete_suspension(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(number): Path<String>,
+) -> Response {
+    let result = state
+        .pool
+        .run(move |store| measures::lift(store, &number, &admin, now()))
+        .await;
+    measure_response(result, StatusCode::OK)
+}
+
+async fn delete_collected(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(number): Path<String>,
+) -> Response {
+    let result = state
+        .pool
+        .run(move |store| measures::erase(store, &number, &admin, now()))
+        .await;
+    measure_response(result, StatusCode::OK)
+}
+
+/// `GET /v1/whoami`: which id and kind the caller's token maps to (for a terminal's
+/// `mynalink doctor`). Nothing else is said; an unknown token is 401 as everywhere.
+async fn whoami(caller: Caller) -> Response {
+    let (id, kind) = match caller {
+        Caller::Terminal(id) => (id, "terminal"),
+        Caller::Mynaportal(id) => (id, "mynaportal"),
+        Caller::Admin(id) => (id, "admin"),
+    };
+    Json(mynalink_link::backend::Identity {
+        id,
+        kind: kind.to_string(),
+    })
+    .into_response()
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -438,6 +544,9 @@ mod tests {
             "/v1/bindings",
             "/v1/bindings/{id}",
             "/v1/licenses/{number}/status",
+            "/v1/licenses/{number}/suspension",
+            "/v1/licenses/{number}/collected",
+            "/v1/whoami",
             "/v1/second-stage/{license_number}/basic4",
             "/v1/second-stage/{id}/signature",
             "/healthz",

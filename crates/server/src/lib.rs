@@ -6,6 +6,7 @@
 //! - [`second_stage`]: the second stage from Mynaportal (§4); [`basic4_key`]: the key that
 //!   hashes its card-info basic-4, which is kept only as hashes;
 //! - [`status`]: `GET /v1/licenses/{number}/status` and cancellation (§6);
+//! - [`measures`]: §8 suspension of linking for a license and erasure of what was collected;
 //! - [`import`]: license records from CSV;
 //! - [`store`]: the schema, its migrations and every database operation;
 //! - [`code`]: the stable decision codes with their messages;
@@ -23,6 +24,7 @@ pub mod embedded;
 pub mod http;
 pub mod identity;
 pub mod import;
+pub mod measures;
 pub mod pool;
 pub mod scratch;
 pub mod second_stage;

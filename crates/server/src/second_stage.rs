@@ -178,6 +178,9 @@ pub fn receive_basic4(
     if let Some(r) = license_limited(store, config, license.as_str(), &window)? {
         return refuse(store, entry, r);
     }
+    if store.suspension(license.as_str())?.is_some() {
+        return refuse(store, entry, crate::measures::service_suspended());
+    }
     if let Err(r) = validate_basic4(request) {
         return refuse(store, entry, r);
     }
@@ -568,6 +571,10 @@ fn evaluate(
         let window = window_start(config, now);
         if let Some(r) = license_limited(store, config, &pending.license_number, &window)? {
             return Ok(Verdict::Reject(r));
+        }
+        // §8: a suspension ends a second stage begun before it.
+        if store.suspension(&pending.license_number)?.is_some() {
+            return Ok(Verdict::Reject(crate::measures::service_suspended()));
         }
     }
     let statement_bytes = check!(decode("statement", &request.statement, MAX_STATEMENT_LEN));

@@ -16,7 +16,7 @@
 //! ([`view_for`]): a license's status says whether a holder's license is suspended or
 //! revoked, which is not everyone's business.
 
-use mynalink_link::api::{Holding, LicenseStatus, ServiceStatus};
+use mynalink_link::api::{Holding, LicenseStatus, ServiceStatus, SuspensionInfo};
 use mynalink_link::license::LicenseNumber;
 use mynalink_link::statement::format_time;
 use time::{Duration, OffsetDateTime};
@@ -77,10 +77,12 @@ pub fn view_for(kind: CallerKind, mut status: LicenseStatus) -> LicenseStatus {
         CallerKind::Terminal => {
             status.state = None;
             status.second_stage_done = None;
+            status.suspension = None;
         }
         CallerKind::Mynaportal => {
             status.holding = None;
             status.state = None;
+            status.suspension = None;
         }
         CallerKind::Admin => {}
     }
@@ -130,6 +132,7 @@ pub mod reason {
     pub const CARRIED_OVER: &str = "carried_over";
     pub const RELINK_FROM_MYNAPORTAL: &str = "relink_from_mynaportal";
     pub const REQUIRED: &str = "required";
+    pub const SERVICE_SUSPENDED: &str = "service_suspended";
 }
 
 /// License or driving history: moving between the two is a §5 carry-over.
@@ -186,6 +189,12 @@ pub fn license_status(
         Some(binding) => store.mynaportal_link(&binding.binding_id)?.is_some(),
         None => false,
     };
+    // §8: while linking is suspended, no stage can be done.
+    let suspension = store.suspension(license.as_str())?;
+    let (first_stage_needed, reason) = match &suspension {
+        Some(_) => (false, reason::SERVICE_SUSPENDED),
+        None => (first_stage_needed, reason),
+    };
 
     Ok(Ok(LicenseStatus {
         license_number: license.as_str().to_string(),
@@ -198,6 +207,12 @@ pub fn license_status(
         reason: reason.to_string(),
         services: ServiceStatus::for_holder(holding, state),
         second_stage_done: Some(second_stage_done),
+        service_suspended: suspension.is_some(),
+        suspension: suspension.map(|s| SuspensionInfo {
+            suspended_at: s.suspended_at,
+            reason: s.reason,
+            suspended_by: s.suspended_by,
+        }),
     }))
 }
 

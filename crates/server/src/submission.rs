@@ -542,6 +542,16 @@ fn decide(
     {
         return reject(tx, config, audit, license_rate_limited(), window_start);
     }
+    // §8: while an administrator has linking suspended for the license, nothing is stored.
+    if tx.suspension(license)?.is_some() {
+        return reject(
+            tx,
+            config,
+            audit,
+            crate::measures::service_suspended(),
+            window_start,
+        );
+    }
     match evaluate(tx, config, verified, now)? {
         Verdict::Reject(rejection) => {
             reject_charging(tx, config, audit, rejection, window_start, true)

@@ -10,6 +10,7 @@ use mynalink_link::api::{Holding, LicenseState};
 use mynalink_link::certificate::{Sex, SigningCertificate};
 use mynalink_link::statement::{format_time, Statement, TermsRef, VERSION};
 use mynalink_server::basic4_key::Basic4Key;
+use mynalink_server::measures::{self, SuspensionRequest};
 use mynalink_server::second_stage::{
     receive_basic4, submit_signature, Basic4Request, SignatureRequest, PURPOSE,
 };
@@ -32,6 +33,8 @@ mynalink_server::on_both_databases!(
     no_relink_after_the_license_lapsed_since_the_cancellation,
     repeated_second_stage_failures_are_rate_limited,
     a_changed_or_missing_basic4_key_ends_the_session,
+    a_suspension_stops_both_stages_until_lifted,
+    erasure_leaves_nothing_collected_for_the_license,
 );
 
 const PORTAL: &str = "mynaportal";
@@ -694,4 +697,254 @@ fn a_changed_or_missing_basic4_key_ends_the_session(backend: Backend) {
         Err(Code::ServerError)
     );
     assert_eq!(pending_rows(&bench), 0);
+}
+
+const ADMIN: &str = "ops-01";
+
+fn suspension(reason: &str) -> SuspensionRequest {
+    SuspensionRequest {
+        reason: reason.into(),
+    }
+}
+
+/// §8: while an administrator has linking suspended for a license, neither stage can be done
+/// for it (one begun before ends), its status says so, and every action is audited with the
+/// administrator's id; lifted, linking works again.
+fn a_suspension_stops_both_stages_until_lifted(backend: Backend) {
+    let (mut bench, number) = linked_bench(backend, 60);
+    let open = basic4(&mut bench, &number, &card_basic4()).expect("received");
+
+    let suspended = measures::suspend(
+        &mut bench.store,
+        &number,
+        &suspension("case 2026-0412"),
+        ADMIN,
+        bench.now,
+    )
+    .expect("store")
+    .expect("suspended");
+    assert!(suspended.created);
+    assert_eq!(suspended.body.code, "suspended");
+    assert_eq!(suspended.body.suspended_by, ADMIN);
+    // Again: the first suspension stands.
+    let again = measures::suspend(
+        &mut bench.store,
+        &number,
+        &suspension("another reason"),
+        ADMIN,
+        bench.now + Duration::minutes(1),
+    )
+    .expect("store")
+    .expect("suspended");
+    assert!(!again.created);
+    assert_eq!(again.body.reason, "case 2026-0412");
+    assert_eq!(again.body.suspended_at, suspended.body.suspended_at);
+
+    // The second stage begun before ends; a new one is refused.
+    let signer = sim_signer(Validity::Current);
+    let request = signature_request(&signer, &number, &open, PORTAL, bench.now);
+    assert_eq!(
+        signature(&mut bench, &open, &request),
+        Err(Code::ServiceSuspended)
+    );
+    assert_eq!(pending_rows(&bench), 0);
+    assert_eq!(
+        basic4(&mut bench, &number, &card_basic4()),
+        Err(Code::ServiceSuspended)
+    );
+    // A first stage for another license of the same bench is untouched; for this one, a
+    // new first stage (after a cancellation) is refused.
+    let other = license(61);
+    bench.record(&other, Holding::MynaOnly, LicenseState::Valid);
+    assert!(matches!(
+        bench.submit(&good_request(&bench, &other)),
+        Outcome::Accepted(_)
+    ));
+    let binding = bench
+        .store
+        .active_binding(&number)
+        .expect("read")
+        .expect("binding");
+    mynalink_server::status::cancel_binding(
+        &mut bench.store,
+        &binding.binding_id,
+        Some(ADMIN),
+        bench.now,
+    )
+    .expect("cancel");
+    assert_eq!(
+        bench.submit(&good_request(&bench, &number)).code(),
+        Code::ServiceSuspended
+    );
+    let status = license_status(&mut bench.store, &number)
+        .expect("store")
+        .expect("status");
+    assert!(status.service_suspended && !status.first_stage_needed);
+    assert_eq!(status.reason, "service_suspended");
+    assert_eq!(
+        status.suspension.map(|s| (s.reason, s.suspended_by)),
+        Some(("case 2026-0412".to_string(), ADMIN.to_string()))
+    );
+
+    // Lifted: the first stage links again.
+    let lifted = measures::lift(&mut bench.store, &number, ADMIN, bench.now)
+        .expect("store")
+        .expect("lifted");
+    assert_eq!(lifted.code, "suspension_lifted");
+    assert_eq!(
+        measures::lift(&mut bench.store, &number, ADMIN, bench.now)
+            .expect("store")
+            .map_err(|r| r.code),
+        Err(Code::NotSuspended)
+    );
+    assert_eq!(
+        bench.submit(&good_request(&bench, &number)).code(),
+        Code::Created
+    );
+    assert!(
+        !license_status(&mut bench.store, &number)
+            .expect("store")
+            .expect("status")
+            .service_suspended
+    );
+
+    // Refusals of the measures themselves.
+    for (bad, code) in [
+        ("1234", Code::LicenseNumberInvalid),
+        (license(69).as_str(), Code::LicenseNotFound),
+    ] {
+        assert_eq!(
+            measures::suspend(&mut bench.store, bad, &suspension("x"), ADMIN, bench.now)
+                .expect("store")
+                .map(|_| ())
+                .map_err(|r| r.code),
+            Err(code)
+        );
+    }
+    for reason in ["", "   ", "two\nlines", &"x".repeat(501)] {
+        assert_eq!(
+            measures::suspend(
+                &mut bench.store,
+                &number,
+                &suspension(reason),
+                ADMIN,
+                bench.now
+            )
+            .expect("store")
+            .map(|_| ())
+            .map_err(|r| r.code),
+            Err(Code::MalformedRequest),
+            "{reason:?}"
+        );
+    }
+
+    // Every action is audited with the administrator's id, and the suspensions' refusals
+    // too; a suspension refusal does not count against the license or the terminal.
+    let audit = bench.store.audit_rows().expect("audit");
+    let by_admin: Vec<(&str, &str)> = audit
+        .iter()
+        .filter(|r| r.terminal_id.as_deref() == Some(ADMIN))
+        .map(|r| (r.operation.as_str(), r.code.as_str()))
+        .collect();
+    for expected in [
+        ("suspend", "suspended"),
+        ("lift_suspension", "suspension_lifted"),
+        ("lift_suspension", "not_suspended"),
+        ("suspend", "license_not_found"),
+        ("suspend", "malformed_request"),
+    ] {
+        assert!(by_admin.contains(&expected), "{expected:?} in {by_admin:?}");
+    }
+    assert!(audit
+        .iter()
+        .any(|r| r.operation == "submit" && r.code == "service_suspended"));
+    assert_eq!(
+        bench.count("SELECT COUNT(*) FROM abuse_events WHERE code = 'service_suspended'"),
+        0
+    );
+}
+
+/// §8: erasure takes the certificate identifiers of the license's bindings and its pending
+/// second stages; the audit says it happened, without the values.
+fn erasure_leaves_nothing_collected_for_the_license(backend: Backend) {
+    let (mut bench, number) = linked_bench(backend, 62);
+    let binding = bench
+        .store
+        .active_binding(&number)
+        .expect("read")
+        .expect("binding");
+    let serial = binding.certificate_serial.clone();
+    let statement_sha256 = binding.statement_sha256.clone().expect("statement hash");
+    basic4(&mut bench, &number, &card_basic4()).expect("received");
+    // Another license keeps what it has.
+    let (other_binding, other) = {
+        let other = license(63);
+        bench.record(&other, Holding::MynaOnly, LicenseState::Valid);
+        assert!(matches!(
+            bench.submit(&good_request(&bench, &other)),
+            Outcome::Accepted(_)
+        ));
+        (
+            bench
+                .store
+                .active_binding(&other)
+                .expect("read")
+                .expect("b"),
+            other,
+        )
+    };
+
+    let erased = measures::erase(&mut bench.store, &number, ADMIN, bench.now)
+        .expect("store")
+        .expect("erased");
+    assert_eq!(erased.code, "collected_erased");
+    assert_eq!(
+        (erased.bindings_erased, erased.second_stages_erased),
+        (1, 1)
+    );
+    assert_eq!(pending_rows(&bench), 0);
+    let status = license_status(&mut bench.store, &number)
+        .expect("store")
+        .expect("status");
+    assert!(!status.linked && status.first_stage_needed);
+
+    // Nothing of this license's certificate is left; the other license's is.
+    let dump = bench.dump_tables(false);
+    assert!(!dump.contains(&statement_sha256), "statement hash left");
+    let erased_row = bench
+        .store
+        .binding(&binding.binding_id)
+        .expect("read")
+        .expect("row kept");
+    assert_eq!(erased_row.certificate_serial, "");
+    assert_eq!(erased_row.issuer_key_id, None);
+    assert_eq!(erased_row.statement_sha256, None);
+    assert!(erased_row.cancelled_at.is_some());
+    let kept = bench
+        .store
+        .active_binding(&other)
+        .expect("read")
+        .expect("other binding");
+    assert_eq!(kept, other_binding);
+    assert_eq!(kept.certificate_serial, serial, "same card, other license");
+
+    // The audit keeps that it happened, by whom, and how much — not the values.
+    let audit = bench.store.audit_rows().expect("audit");
+    let erasure = audit
+        .iter()
+        .find(|r| r.operation == "erase")
+        .expect("erasure audited");
+    assert_eq!(erasure.code, "collected_erased");
+    assert_eq!(erasure.terminal_id.as_deref(), Some(ADMIN));
+    assert_eq!(erasure.license_number.as_deref(), Some(number.as_str()));
+    // Erasing again finds nothing more.
+    let again = measures::erase(&mut bench.store, &number, ADMIN, bench.now)
+        .expect("store")
+        .expect("erased");
+    assert_eq!((again.bindings_erased, again.second_stages_erased), (0, 0));
+    // A new first stage for the license links again.
+    assert_eq!(
+        bench.submit(&good_request(&bench, &number)).code(),
+        Code::Created
+    );
 }

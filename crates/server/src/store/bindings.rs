@@ -75,7 +75,8 @@ pub(crate) fn last_cancelled_in(
 ) -> Result<Option<Binding>, StoreError> {
     query_binding(
         conn,
-        "license_number = ?1 AND cancelled_at IS NOT NULL
+        // An erased binding (§8) has nothing left to restore.
+        "license_number = ?1 AND cancelled_at IS NOT NULL AND erased_at IS NULL
          ORDER BY cancelled_at DESC, linked_at DESC, binding_id DESC LIMIT 1",
         license_number,
     )

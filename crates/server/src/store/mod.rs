@@ -22,6 +22,7 @@ mod schema;
 mod second_stage;
 mod sql;
 mod sqlite;
+mod suspension;
 #[cfg(test)]
 mod tests;
 
@@ -37,6 +38,7 @@ pub use model::*;
 pub use password::Password;
 pub use pg::{connect as postgres_client, redact_url, PgTarget};
 pub use schema::latest_schema_version;
+pub use suspension::{Erasure, SuspendOutcome, Suspension};
 
 use sql::{Conn, Dialect};
 

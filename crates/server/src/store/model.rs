@@ -197,6 +197,12 @@ pub enum Operation {
     SecondStageSignature,
     /// A license's status was read (`GET /v1/licenses/{number}/status`).
     Status,
+    /// §8: an administrator suspended linking for a license.
+    Suspend,
+    /// §8: an administrator lifted a suspension.
+    LiftSuspension,
+    /// §8: an administrator erased what was collected for a license.
+    Erase,
 }
 
 impl Operation {
@@ -208,6 +214,9 @@ impl Operation {
             Operation::SecondStageBasic4 => "second_stage_basic4",
             Operation::SecondStageSignature => "second_stage_signature",
             Operation::Status => "status",
+            Operation::Suspend => "suspend",
+            Operation::LiftSuspension => "lift_suspension",
+            Operation::Erase => "erase",
         }
     }
 }

@@ -297,6 +297,58 @@ ALTER TABLE audit ADD CONSTRAINT audit_operation_check CHECK (operation IN ('sub
 CREATE INDEX audit_caller ON audit (terminal_id, operation, at);
 "#,
     },
+    Migration {
+        version: 6,
+        sqlite: r#"
+-- §8: linking suspended for a license by an administrator, until lifted.
+CREATE TABLE suspensions (
+    license_number TEXT PRIMARY KEY REFERENCES license_records (license_number),
+    suspended_at TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    suspended_by TEXT NOT NULL
+);
+-- §8: when what was collected for a binding was erased.
+ALTER TABLE bindings ADD COLUMN erased_at TEXT;
+-- The administrators' actions are audited too; the CHECK constraint is rebuilt with the table.
+CREATE TABLE audit_v6 (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    operation TEXT NOT NULL CHECK (operation IN ('submit', 'cancel', 'one_stop',
+        'second_stage_basic4', 'second_stage_signature', 'status', 'suspend',
+        'lift_suspension', 'erase')),
+    decision TEXT NOT NULL CHECK (decision IN ('accepted', 'rejected')),
+    code TEXT NOT NULL,
+    http_status INTEGER NOT NULL,
+    terminal_id TEXT,
+    license_number TEXT,
+    binding_id TEXT
+);
+INSERT INTO audit_v6 (id, at, operation, decision, code, http_status, terminal_id,
+    license_number, binding_id)
+    SELECT id, at, operation, decision, code, http_status, terminal_id, license_number,
+        binding_id FROM audit;
+DROP TABLE audit;
+ALTER TABLE audit_v6 RENAME TO audit;
+CREATE INDEX audit_at ON audit (at);
+CREATE INDEX audit_caller ON audit (terminal_id, operation, at);
+"#,
+        postgres: r#"
+-- §8: linking suspended for a license by an administrator, until lifted.
+CREATE TABLE suspensions (
+    license_number TEXT PRIMARY KEY REFERENCES license_records (license_number),
+    suspended_at TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    suspended_by TEXT NOT NULL
+);
+-- §8: when what was collected for a binding was erased.
+ALTER TABLE bindings ADD COLUMN erased_at TEXT;
+-- The administrators' actions are audited too: the CHECK constraint is replaced.
+ALTER TABLE audit DROP CONSTRAINT audit_operation_check;
+ALTER TABLE audit ADD CONSTRAINT audit_operation_check CHECK (operation IN ('submit', 'cancel',
+    'one_stop', 'second_stage_basic4', 'second_stage_signature', 'status', 'suspend',
+    'lift_suspension', 'erase'));
+"#,
+    },
 ];
 
 /// §6: a binding restored from Mynaportal after a cancellation names the cancelled one;

@@ -93,7 +93,7 @@ fn opens_with_durable_commits_and_latest_schema(backend: Backend) {
         .into_iter()
         .map(|mut r| r.int(0).expect("version"))
         .collect::<Vec<_>>();
-    assert_eq!(applied, [1, 2, 3, 4, 5]);
+    assert_eq!(applied, [1, 2, 3, 4, 5, 6]);
     drop(store);
     // Reopening applies nothing twice.
     let mut again = Store::open_url(db.url()).expect("reopen");
