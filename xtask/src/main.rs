@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         "bench-server" => bench_server::run(rest),
         "bench-backlog" => bench_backlog::run(rest),
         "bench-gui" => bench_gui::run(rest),
-        "fixtures" => fixtures::regenerate(),
+        "fixtures" => fixtures::regenerate(rest),
         "audit" => ensure_packages(BUILD_PACKAGES).and_then(|()| audit::run_audit(&target_dir())),
         "postgres" => postgres::run_by_hand(&target_dir().join("pg-dev")),
         _ => {
@@ -74,7 +74,7 @@ fn main() -> ExitCode {
                  bench-server only the backend load test: bindings/s and latency, SQLite and PostgreSQL\n\
                  bench-backlog only the outbox backlog: 2,000 queued bindings flushed, SQLite\n\
                  bench-gui  only the window start-up: first frame and memory under Xvfb\n\
-                 fixtures   re-record the APDU fixtures in fixtures/ from the simulated card\n\
+                 fixtures [NAME...] re-record the APDU fixtures in fixtures/ (all, or those named) from the simulated card\n\
                  audit      check Cargo.lock against the offline RustSec snapshot (cargo audit)\n\
                  postgres   a private PostgreSQL for running the server tests by hand (until Enter)"
             );

@@ -127,6 +127,8 @@ fn request_body(license: &str) -> Vec<u8> {
     let bytes = statement.canonical_bytes();
     let signature = identity
         .sign_key
+        .rsa()
+        .expect("RSA identity")
         .sign(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(&bytes))
         .expect("sign");
     let request = BindingRequest {

@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use mynalink_link::seal::{SealError, SealPrivateKey};
-use mynalink_link::trust::{TrustAnchor, TrustStore, PUBLIC_TEST_ROOT_SHA256};
+use mynalink_link::trust::{is_public_test_root, TrustAnchor, TrustStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
@@ -421,14 +421,15 @@ pub fn configure_revocation(
     result.map_err(ServeError::Config)
 }
 
-/// The simulated card's TEST root signs whatever anyone asks (its key is public): as a
-/// trust anchor it is refused unless `--allow-test-root` says this is a demo or a test.
+/// The simulated card's TEST roots (RSA and the provisional P-384 one) sign whatever anyone
+/// asks (their keys are public): as trust anchors they are refused unless `--allow-test-root`
+/// says this is a demo or a test.
 fn refuse_public_test_root(path: &Path, bytes: &[u8], allowed: bool) -> Result<(), ServeError> {
     let Ok(anchor) = TrustAnchor::from_pem_or_der(bytes) else {
         // Not a usable anchor at all: adding it reports why.
         return Ok(());
     };
-    if anchor.sha256() != PUBLIC_TEST_ROOT_SHA256 || allowed {
+    if !is_public_test_root(&anchor.sha256()) || allowed {
         return Ok(());
     }
     Err(ServeError::Config(format!(

@@ -37,7 +37,8 @@ use crate::store::{
 
 /// Upper bound for the canonical statement; a real one is about 600 bytes.
 pub const MAX_STATEMENT_LEN: usize = 4096;
-/// RSA-4096 at most; JPKI signatures are 256 bytes.
+/// RSA-4096 at most; JPKI signatures are 256 bytes today (RSA-2048), 96 on the next-generation
+/// card (P-384 `r ‖ s`).
 pub const MAX_SIGNATURE_LEN: usize = 512;
 /// Longest authenticated terminal id accepted.
 pub const MAX_TERMINAL_ID_LEN: usize = 128;
@@ -992,7 +993,9 @@ pub(crate) fn certificate_detail(e: &CertificateError) -> &'static str {
             "the certificate is not one DER-encoded X.509 certificate"
         }
         CertificateError::Malformed { .. } => "the certificate is malformed",
-        CertificateError::NotRsa2048 { .. } => "the certificate's key is not RSA-2048",
+        CertificateError::UnsupportedKey { .. } => {
+            "the certificate's key is not one accepted (RSA 2048–4096 bits, ECDSA P-256 or P-384)"
+        }
         CertificateError::NoBasic4 | CertificateError::MissingName => {
             "the certificate carries no basic-4 information: not a JPKI signing certificate"
         }
@@ -1026,7 +1029,7 @@ fn trust_detail(e: &TrustError) -> &'static str {
             "the CA certificate sent is not the certificate's issuer"
         }
         TrustError::UnsupportedSignatureAlgorithm { .. } => {
-            "the certificate is not signed with sha256WithRSAEncryption"
+            "the certificate is signed with an algorithm that is not accepted (weak or unknown)"
         }
         TrustError::IssuerSignatureInvalid { .. } => {
             "the issuer's signature on the certificate does not verify"
@@ -1045,6 +1048,10 @@ fn trust_detail(e: &TrustError) -> &'static str {
 
 /// What both stages check once the statement names the certificate: the card's signature
 /// over the statement, the chain to a trusted root, and validity at the statement's time.
+///
+/// The signature's algorithm follows from the certificate's key: RSA keys are checked with
+/// PKCS#1 v1.5 and PSS over SHA-256/384/512 (today's card: PKCS#1 v1.5, SHA-256), EC keys
+/// with ECDSA over SHA-384 and SHA-256, the signature as `r ‖ s` the way the card gives it.
 pub(crate) fn verify_signed_statement(
     config: &SubmissionConfig,
     certificate: &SigningCertificate,
@@ -1054,7 +1061,7 @@ pub(crate) fn verify_signed_statement(
     statement_time: OffsetDateTime,
 ) -> Result<TrustedChain, Rejection> {
     certificate
-        .verify_sha256_signature(statement_bytes, signature)
+        .verify_any_signature(statement_bytes, signature)
         .map_err(|_| {
             Rejection::with_detail(
                 Code::SignatureInvalid,

@@ -16,6 +16,8 @@ fn holder_key_pem() -> String {
     let identity = mynalink_simcard::test_identity(mynalink_simcard::Validity::Current);
     identity
         .sign_key
+        .rsa()
+        .expect("RSA identity")
         .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
         .expect("PEM")
         .to_string()
