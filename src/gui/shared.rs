@@ -469,6 +469,22 @@ fn lookup_notice(
             look::DANGER,
         ));
     }
+    if status.binding_state == Some(mynalink_link::api::BindingState::Stale) {
+        let (ja, en) = match status.stale_reason.as_deref() {
+            Some("certificate_expired") => ("有効期限が切れた", "expired"),
+            _ => (
+                "失効した（転居や氏名の変更などで）",
+                "was revoked (after a move or a change of name, for example)",
+            ),
+        };
+        return Some((
+            lang.choose(
+                format!("以前の連携は、署名用電子証明書が{ja}ため無効になっています。新しい証明書で、もう一度第1段階の手続をしてください。"),
+                format!("The earlier link no longer holds: the signing certificate {en}. Do the first stage again with the new certificate."),
+            ),
+            look::WARNING,
+        ));
+    }
     if !status.first_stage_needed {
         return Some((
             lang.choose(
@@ -779,5 +795,21 @@ mod tests {
         assert!(message.contains("連携済み"), "{message}");
         assert_eq!(tone, SUCCESS);
         assert!(lookup_notice(Lang::Ja, &status(false, true, true, false)).is_none());
+    }
+
+    #[test]
+    fn a_stale_binding_asks_for_a_new_first_stage_and_says_why() {
+        let mut stale = status(false, true, true, false);
+        stale.binding_state = Some(mynalink_link::api::BindingState::Stale);
+        stale.stale_reason = Some("certificate_revoked".into());
+        let (message, tone) = lookup_notice(Lang::Ja, &stale).expect("notice");
+        assert!(
+            message.contains("失効") && message.contains("第1段階"),
+            "{message}"
+        );
+        assert_eq!(tone, look::WARNING);
+        stale.stale_reason = Some("certificate_expired".into());
+        let (message, _) = lookup_notice(Lang::En, &stale).expect("notice");
+        assert!(message.contains("expired"), "{message}");
     }
 }

@@ -15,6 +15,7 @@ use mynalink_server::second_stage::{
     receive_basic4, submit_signature, Basic4Request, SignatureRequest, PURPOSE,
 };
 use mynalink_server::status::license_status;
+use mynalink_server::store::StaleReason;
 use mynalink_server::{Code, Outcome};
 use mynalink_simcard::Validity;
 use time::{Duration, OffsetDateTime};
@@ -876,6 +877,19 @@ fn erasure_leaves_nothing_collected_for_the_license(backend: Backend) {
     let serial = binding.certificate_serial.clone();
     let statement_sha256 = binding.statement_sha256.clone().expect("statement hash");
     basic4(&mut bench, &number, &card_basic4()).expect("received");
+    // Its certificate was found revoked after a move: that too is about the holder.
+    assert!(bench
+        .store
+        .record_recheck(
+            &binding.binding_id,
+            &format_time(bench.now),
+            Some((
+                StaleReason::CertificateRevoked,
+                Some("affiliationChanged"),
+                Some("2026-11-30T00:00:00Z"),
+            )),
+        )
+        .expect("recheck"));
     // Another license keeps what it has.
     let (other_binding, other) = {
         let other = license(63);
@@ -919,6 +933,15 @@ fn erasure_leaves_nothing_collected_for_the_license(backend: Backend) {
     assert_eq!(erased_row.certificate_serial, "");
     assert_eq!(erased_row.issuer_key_id, None);
     assert_eq!(erased_row.statement_sha256, None);
+    assert_eq!(
+        (
+            &erased_row.revocation_reason,
+            &erased_row.revoked_at,
+            &erased_row.stale_reason
+        ),
+        (&None, &None, &None),
+        "how the certificate ended is about the holder too"
+    );
     assert!(erased_row.cancelled_at.is_some());
     let kept = bench
         .store

@@ -136,6 +136,13 @@ impl Store {
                      mynaportal_certificate_serial = NULL,
                      mynaportal_issuer_key_id = NULL,
                      mynaportal_statement_sha256 = NULL,
+                     revocation_check = NULL,
+                     revocation_source = NULL,
+                     revocation_checked_at = NULL,
+                     rechecked_at = NULL,
+                     stale_reason = NULL,
+                     revocation_reason = NULL,
+                     revoked_at = NULL,
                      cancelled_at = COALESCE(cancelled_at, ?2),
                      erased_at = ?2
                  WHERE license_number = ?1 AND erased_at IS NULL",
