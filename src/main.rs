@@ -7,6 +7,7 @@ mod delivery;
 mod demo;
 mod gui;
 mod headless;
+mod manuals;
 mod operator_password;
 mod password_input;
 mod readers;
@@ -29,6 +30,8 @@ fn main() {
         Some(cli::Command::Vcard(args)) => vcard::run(&args),
         Some(cli::Command::Outbox(args)) => delivery::run(&args, cli.config.as_deref()),
         Some(cli::Command::OperatorPassword(args)) => operator_password::run(args.stdin),
+        Some(cli::Command::GenerateManpages(args)) => manuals::write_manpages(&args.dir),
+        Some(cli::Command::GenerateCompletions(args)) => manuals::write_completions(args.shell),
         None => gui::run(gui::Mode::Staff, cli.demo, cli.config.as_deref()),
     };
     std::process::exit(code);

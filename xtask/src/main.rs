@@ -1,11 +1,13 @@
 //! Project tasks: `cargo xtask demo`, `cargo xtask test`, `cargo xtask bench`,
-//! `cargo xtask fixtures`. Each installs the Debian packages it needs when they are missing.
+//! `cargo xtask fixtures`, `cargo xtask package`. Each installs the Debian packages it needs when they are missing.
 
 mod audit;
 mod bench;
 mod bench_gui;
 mod bench_server;
 mod fixtures;
+mod install_test;
+mod package;
 mod pcscd;
 mod postgres;
 mod system;
@@ -59,6 +61,8 @@ fn main() -> ExitCode {
         "bench-server" => bench_server::run(rest),
         "bench-gui" => bench_gui::run(rest),
         "fixtures" => fixtures::regenerate(),
+        "package" => package::run(rest),
+        "install-test" => canonical_target_dir().and_then(|t| install_test::build_and_run(&t)),
         "audit" => ensure_packages(BUILD_PACKAGES).and_then(|()| audit::run_audit(&target_dir())),
         "postgres" => postgres::run_by_hand(&target_dir().join("pg-dev")),
         _ => {
@@ -71,6 +75,8 @@ fn main() -> ExitCode {
                  bench-server only the backend load test: bindings/s and latency, SQLite and PostgreSQL\n\
                  bench-gui  only the window start-up: first frame and memory under Xvfb\n\
                  fixtures   re-record the APDU fixtures in fixtures/ from the simulated card\n\
+                 install-test  only the install test: the packages in a clean Debian 12 root
+                 package    the Debian packages into target/debian/, checked with systemd-analyze and lintian
                  audit      check Cargo.lock against the offline RustSec snapshot (cargo audit)\n\
                  postgres   a private PostgreSQL for running the server tests by hand (until Enter)"
             );
@@ -147,7 +153,15 @@ fn test(rest: &[String]) -> Result<(), String> {
     drop(pcscd);
     tests?;
     step("running documentation tests");
-    cargo(&["test", "--workspace", "--doc"])
+    cargo(&["test", "--workspace", "--doc"])?;
+    step("the Debian packages: built, checked, installed in a clean Debian 12 root and purged");
+    install_test::build_and_run(&canonical_target_dir()?)
+}
+
+/// The target directory as an absolute path without `..` (it is shown, and mounted).
+fn canonical_target_dir() -> Result<std::path::PathBuf, String> {
+    let target = target_dir();
+    std::fs::canonicalize(&target).map_err(|e| format!("{}: {e}", target.display()))
 }
 
 fn target_dir() -> std::path::PathBuf {
