@@ -15,6 +15,7 @@ const USAGE: &str = "usage:
   mynalink-server seal-key generate --out FILE
   mynalink-server seal-key public FILE [--out PUB]
   mynalink-server basic4-key generate --out FILE
+  mynalink-server --version
   mynalink-server serve --listen ADDR --database URL [--database-password-file FILE]
         [--tls-cert FILE --tls-key FILE]
         [--terminal-tokens FILE] [--mynaportal-tokens FILE --basic4-key FILE]
@@ -71,6 +72,10 @@ fn main() -> ExitCode {
         },
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some("-V" | "--version") => {
+            println!("mynalink-server {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
         Some(other) => usage_error(&format!("unknown command {other:?}")),
