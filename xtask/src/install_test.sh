@@ -57,8 +57,9 @@ grep -qx 'Icon=mynalink' /usr/share/applications/mynalink.desktop || fail "deskt
 ok "desktop entry and icons"
 
 echo "== the server"
-mynalink-server --help >/dev/null || fail "mynalink-server --help"
-ok "mynalink-server --help"
+out="$(mynalink-server --version)"
+[ "$out" = "mynalink-server $VERSION" ] || fail "mynalink-server --version printed: $out"
+ok "mynalink-server --version: $out"
 getent passwd mynalink-server | grep -q ':/var/lib/mynalink-server:/usr/sbin/nologin$' \
     || fail "system user mynalink-server: $(getent passwd mynalink-server)"
 [ "$(id -u mynalink-server)" -lt 1000 ] || fail "mynalink-server is not a system user"
@@ -74,6 +75,7 @@ exec_start="$(sed -n 's/^ExecStart=//p' "$unit")"
 options="${MYNALINK_SERVER_OPTIONS/--listen 127.0.0.1:8443/--listen 127.0.0.1:0}"
 [ "$options" != "$MYNALINK_SERVER_OPTIONS" ] || fail "packaged options do not listen on 127.0.0.1:8443"
 install -d -o mynalink-server -g mynalink-server -m 0700 /var/lib/mynalink-server
+: >"$SERVER_LOG" # before the server's own shell opens it: read below at once
 # shellcheck disable=SC2086
 (umask 0077 && cd /var/lib/mynalink-server && exec setpriv --reuid=mynalink-server \
     --regid=mynalink-server --init-groups /usr/bin/mynalink-server serve $options) \
@@ -114,6 +116,7 @@ exec_start="$(sed -n 's/^ExecStart=//p' "$unit")"
 environment="$(sed -n 's/^Environment=//p' "$unit")"
 install -d -o mynalink-kiosk -g mynalink-kiosk -m 0700 /var/lib/mynalink-kiosk /tmp/kiosk-runtime
 KIOSK_LOG=/tmp/mynalink-kiosk.log
+: >"$KIOSK_LOG"
 # shellcheck disable=SC2086
 (umask 0077 && cd /var/lib/mynalink-kiosk && exec setpriv --reuid=mynalink-kiosk \
     --regid=mynalink-kiosk --init-groups env HOME=/var/lib/mynalink-kiosk $environment \
@@ -138,6 +141,9 @@ kiosk_pids() {
     done
     return 0
 }
+# cage first ($kiosk: the subshell exec'd into it), which ends its clients; then what is left.
+kill -TERM "$kiosk" 2>/dev/null || true
+for _ in $(seq 30); do [ -z "$(kiosk_pids)" ] && break; sleep 0.1; done
 # shellcheck disable=SC2046
 kill -TERM $(kiosk_pids) 2>/dev/null || true
 for _ in $(seq 50); do [ -z "$(kiosk_pids)" ] && break; sleep 0.1; done
@@ -158,6 +164,8 @@ stat_is /etc/default/mynalink-server "0644 root root"
 stat_is /etc/pam.d/mynalink-kiosk "0644 root root"
 stat_is /lib/systemd/system/mynalink-server.service "0644 root root"
 stat_is /lib/systemd/system/mynalink-kiosk.service "0644 root root"
+stat_is /lib/systemd/system/mynalink-server-recheck.service "0644 root root"
+stat_is /lib/systemd/system/mynalink-server-recheck.timer "0644 root root"
 # Every shipped file belongs to root; nothing is setuid, setgid or writable by others.
 for p in mynalink mynalink-kiosk mynalink-server; do
     while IFS= read -r path; do
@@ -188,12 +196,22 @@ ok "conffiles unchanged, every key commented out"
     || fail "mynalink-server.service is not enabled"
 [ -L /etc/systemd/system/graphical.target.wants/mynalink-kiosk.service ] \
     || fail "mynalink-kiosk.service is not enabled"
-ok "both units enabled"
+ok "both services enabled"
+[ -z "$(find /etc/systemd/system -name 'mynalink-server-recheck*')" ] \
+    || fail "the re-check timer is enabled: $(find /etc/systemd/system -name 'mynalink-server-recheck*')"
+ok "the re-check timer installed, not enabled"
 verify="$(systemd-analyze verify --man=no \
-    /lib/systemd/system/mynalink-server.service /lib/systemd/system/mynalink-kiosk.service 2>&1)" \
+    /lib/systemd/system/mynalink-server.service /lib/systemd/system/mynalink-kiosk.service \
+    /lib/systemd/system/mynalink-server-recheck.service \
+    /lib/systemd/system/mynalink-server-recheck.timer 2>&1)" \
     || fail "systemd-analyze verify: $verify"
 [ -z "$verify" ] || fail "systemd-analyze verify: $verify"
-ok "systemd-analyze verify accepts both units beside the real cage and binaries"
+ok "systemd-analyze verify accepts the units beside the real cage and binaries"
+# An administrator enables the timer; purge must take that away too.
+systemctl enable mynalink-server-recheck.timer 2>/dev/null \
+    || fail "systemctl enable mynalink-server-recheck.timer"
+[ -L /etc/systemd/system/timers.target.wants/mynalink-server-recheck.timer ] \
+    || fail "systemctl enable made no timers.target.wants link"
 
 echo "== purge"
 apt-get purge -y -qq mynalink-kiosk mynalink-server mynalink >/tmp/apt-purge.log 2>&1 \
@@ -206,7 +224,9 @@ for path in /usr/bin/mynalink /usr/bin/mynalink-server /etc/mynalink /etc/mynali
     /etc/default/mynalink-server /etc/pam.d/mynalink-kiosk /usr/share/doc/mynalink \
     /lib/systemd/system/mynalink-server.service /lib/systemd/system/mynalink-kiosk.service \
     /etc/systemd/system/multi-user.target.wants/mynalink-server.service \
-    /etc/systemd/system/graphical.target.wants/mynalink-kiosk.service; do
+    /etc/systemd/system/graphical.target.wants/mynalink-kiosk.service \
+    /lib/systemd/system/mynalink-server-recheck.timer \
+    /etc/systemd/system/timers.target.wants/mynalink-server-recheck.timer; do
     [ ! -e "$path" ] && [ ! -L "$path" ] || fail "$path is left after purge"
 done
 ! getent passwd mynalink-server mynalink-kiosk >/dev/null || fail "a system user is left"

@@ -47,6 +47,13 @@ const CLIENT_RUNTIME_DEPENDS: &[&str] = &[
     "libwayland-client0",
 ];
 
+/// The server package's systemd units (in `packaging/mynalink-server/`).
+const SERVER_UNITS: &[&str] = &[
+    "mynalink-server.service",
+    "mynalink-server-recheck.service",
+    "mynalink-server-recheck.timer",
+];
+
 /// The three `.deb` files of one build.
 pub struct Debs {
     pub client: PathBuf,
@@ -312,11 +319,14 @@ fn stage_server(cx: &Context, bin_dir: &Path) -> Result<PathBuf, String> {
     let root = cx.stage.join("mynalink-server");
     let binary = root.join("usr/bin/mynalink-server");
     install_stripped(&bin_dir.join("mynalink-server"), &binary)?;
-    install(
-        &cx.packaging("mynalink-server/mynalink-server.service"),
-        &root.join("lib/systemd/system/mynalink-server.service"),
-        0o644,
-    )?;
+    // The re-check's service and timer are installed, not enabled (the postinst leaves them).
+    for unit in SERVER_UNITS {
+        install(
+            &cx.packaging(&format!("mynalink-server/{unit}")),
+            &root.join("lib/systemd/system").join(unit),
+            0o644,
+        )?;
+    }
     install(
         &cx.packaging("mynalink-server/default"),
         &root.join("etc/default/mynalink-server"),
@@ -566,14 +576,14 @@ pub fn verify_units(out: &Path) -> Result<(), String> {
         b"#!/bin/sh\n# stand-in for Debian's cage\n",
         0o755,
     )?;
-    let units = [
-        "/usr/lib/systemd/system/mynalink-kiosk.service",
-        "/usr/lib/systemd/system/mynalink-server.service",
-    ];
+    let units: Vec<String> = std::iter::once("mynalink-kiosk.service")
+        .chain(SERVER_UNITS.iter().copied())
+        .map(|unit| format!("/usr/lib/systemd/system/{unit}"))
+        .collect();
     let root_arg = format!("--root={}", path_str(&root)?);
     let output = Command::new("systemd-analyze")
         .args(["verify", "--man=no", &root_arg])
-        .args(units)
+        .args(&units)
         .output()
         .map_err(|e| format!("cannot start systemd-analyze: {e}"))?;
     let diagnostics = String::from_utf8_lossy(&output.stderr).into_owned()
