@@ -29,7 +29,9 @@ const SCRIPT: &str = include_str!("install_test.sh");
 pub fn run(target: &Path, debs: &Debs) -> Result<(), String> {
     if !is_root() {
         return Err(
-            "the install test needs root (debootstrap, chroot and mounts): run it as root".into(),
+            "the install test needs root (debootstrap, chroot and mounts): run it as root, \
+             e.g. `sudo -E cargo xtask test`"
+                .into(),
         );
     }
     ensure_packages(&["debootstrap"])?;

@@ -117,12 +117,14 @@ environment="$(sed -n 's/^Environment=//p' "$unit")"
 install -d -o mynalink-kiosk -g mynalink-kiosk -m 0700 /var/lib/mynalink-kiosk /tmp/kiosk-runtime
 KIOSK_LOG=/tmp/mynalink-kiosk.log
 : >"$KIOSK_LOG"
+# The outer shell swallows bash's "Aborted" notice: Debian's cage 0.1.4 aborts in wlroots'
+# teardown on SIGTERM with the headless backend (the kiosk is already gone by then).
 # shellcheck disable=SC2086
-(umask 0077 && cd /var/lib/mynalink-kiosk && exec setpriv --reuid=mynalink-kiosk \
+( (umask 0077 && cd /var/lib/mynalink-kiosk && exec setpriv --reuid=mynalink-kiosk \
     --regid=mynalink-kiosk --init-groups env HOME=/var/lib/mynalink-kiosk $environment \
     XDG_RUNTIME_DIR=/tmp/kiosk-runtime WLR_BACKENDS=headless WLR_RENDERER=pixman \
     WLR_HEADLESS_OUTPUTS=1 WLR_LIBINPUT_NO_DEVICES=1 MYNALINK_STARTUP_LOG=1 $exec_start) \
-    >"$KIOSK_LOG" 2>&1 &
+    >"$KIOSK_LOG" 2>&1 ) 2>/dev/null &
 kiosk=$!
 frame=""
 for _ in $(seq 300); do
@@ -141,8 +143,10 @@ kiosk_pids() {
     done
     return 0
 }
-# cage first ($kiosk: the subshell exec'd into it), which ends its clients; then what is left.
-kill -TERM "$kiosk" 2>/dev/null || true
+# cage first, which ends its clients; then whatever is left.
+for p in $(kiosk_pids); do
+    if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = cage ]; then kill -TERM "$p" 2>/dev/null || true; fi
+done
 for _ in $(seq 30); do [ -z "$(kiosk_pids)" ] && break; sleep 0.1; done
 # shellcheck disable=SC2046
 kill -TERM $(kiosk_pids) 2>/dev/null || true

@@ -103,25 +103,29 @@ pub enum Profile {
 pub fn check_built(target: &Path, profile: Profile, out: &Path) -> Result<Debs, String> {
     ensure_packages(crate::BUILD_PACKAGES)?;
     ensure_packages(PACKAGE_TOOLS)?;
-    let (flags, bin_dir): (&[&str], _) = match profile {
+    let bin_dir = match profile {
         Profile::Release => {
             step("building the release binaries");
-            (&["--release"], target.join("release"))
+            cargo(&[
+                "build",
+                "--release",
+                "--package",
+                "mynalink",
+                "--package",
+                "mynalink-server",
+            ])?;
+            target.join("release")
         }
         Profile::Dev => {
-            step("building the binaries (dev profile, as for the tests)");
-            (&[], target.join("debug"))
+            // The very command of `cargo xtask test`'s build step, so that in the suite it
+            // builds nothing: `cargo build -p …` alone would resolve other features (no
+            // dev-dependencies), rebuild ring, rustls and the window crate, and the next test
+            // run would rebuild them back.
+            step("the binaries of the test build (cargo test --workspace --all-targets --no-run)");
+            cargo(&["test", "--workspace", "--all-targets", "--no-run"])?;
+            target.join("debug")
         }
     };
-    let mut args = vec![
-        "build",
-        "--package",
-        "mynalink",
-        "--package",
-        "mynalink-server",
-    ];
-    args.extend(flags);
-    cargo(&args)?;
     let debs = build(out, &bin_dir)?;
     verify_units(out)?;
     lint(&debs)?;
