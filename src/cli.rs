@@ -36,6 +36,9 @@ pub enum Command {
     Vcard(Box<VcardArgs>),
     /// Show, deliver or release the signed bindings waiting for the backend.
     Outbox(OutboxArgs),
+    /// Check why this counter could not link: configuration, pcscd and readers, the Japanese
+    /// font, CA certificates, backend and token, clock, outbox. Exits 1 when a check fails.
+    Doctor(DoctorArgs),
     /// The full-screen self-service kiosk.
     Kiosk(KioskArgs),
     /// Make the `operator_password_hash` line for the config file.
@@ -272,6 +275,13 @@ pub struct VcardArgs {
     pub json: bool,
     #[command(flatten)]
     pub sim: SimArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DoctorArgs {
+    /// Print one JSON object (`ok`, `checks`) instead of one line per check.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -149,14 +149,27 @@ fn load_first(paths: &[PathBuf], required: bool) -> Result<Config, FlowError> {
     Ok(Config::default())
 }
 
+/// The line of an unknown key: toml points such an error at the whole table, not the key.
+fn unknown_key_line(text: &str, message: &str) -> Option<usize> {
+    let key = message.strip_prefix("unknown field `")?.split('`').next()?;
+    text.lines()
+        .position(|line| {
+            line.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|index| index + 1)
+}
+
 /// Parses a config file's text; errors name the key and the line.
 pub fn parse(text: &str, path: &Path) -> Result<Config, FlowError> {
     let mut config: Config = toml::from_str(text).map_err(|e| {
-        // toml's message names the key and shows the line; keep it on one line.
+        // toml's message names the key; keep it on one line.
         let message = e.message().to_string();
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        let line = unknown_key_line(text, &message).or_else(|| {
+            e.span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+        });
         match line {
             Some(line) => invalid(path, format!("line {line}: {message}")),
             None => invalid(path, message),
@@ -227,6 +240,24 @@ mod tests {
         let e = parse("\n\nlanguage = \"fr\"\n", Path::new("c.toml")).expect_err("bad value");
         let detail = e.detail.unwrap_or_default();
         assert!(detail.contains("line 3"), "{detail}");
+        // An unknown key on line 2, and a bad value at the start of line 2.
+        let e = parse(
+            "terminal_id = \"x\"\nbackend_ulr = \"https://x/\"\n",
+            Path::new("c.toml"),
+        )
+        .expect_err("unknown key");
+        let detail = e.detail.unwrap_or_default();
+        assert!(
+            detail.contains("line 2") && detail.contains("backend_ulr"),
+            "{detail}"
+        );
+        let e = parse(
+            "terminal_id = \"x\"\nkiosk_idle_seconds = \"ten\"\n",
+            Path::new("c.toml"),
+        )
+        .expect_err("bad value");
+        let detail = e.detail.unwrap_or_default();
+        assert!(detail.contains("line 2"), "{detail}");
         let e = parse("trust_anchors = \"x\"\n", Path::new("c.toml")).expect_err("wrong type");
         assert!(e.detail.is_some());
         assert_eq!(

@@ -17,6 +17,13 @@ pub const SIMULATED_CARD_TEST_ROOT: &[u8] = include_bytes!("../assets/sim-sign-t
 
 pub fn run(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> i32 {
     let report = execute(args, config_path);
+    tracing::info!(
+        target: "mynalink::run",
+        outcome = report.outcome,
+        code = report.error.as_ref().map(|e| e.code.as_str()),
+        apdus = report.apdu_count,
+        "headless run ended"
+    );
     report.print(args.json);
     report.exit_code()
 }

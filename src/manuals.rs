@@ -90,6 +90,7 @@ mod tests {
             "mynalink-outbox.1",
             "mynalink-outbox-flush.1",
             "mynalink-operator-password.1",
+            "mynalink-doctor.1",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),

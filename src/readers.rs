@@ -4,8 +4,10 @@
 use std::io::Write;
 
 use mynalink_card::events::{CardEvent, Watcher};
-use mynalink_card::transport::{list_readers, PcscTransport};
-use mynalink_card::{CardError, JpkiCard, NotJpkiReason, PasswordStatus, TransportError};
+use mynalink_card::transport::{list_readers, PcscTransport, ReaderInfo};
+use mynalink_card::{
+    CardError, JpkiCard, NotJpkiReason, PasswordStatus, ReaderKind, TransportError,
+};
 use mynalink_link::FlowError;
 use serde::Serialize;
 use serde_json::json;
@@ -13,17 +15,19 @@ use serde_json::json;
 use crate::cli::ReadersArgs;
 
 #[derive(Debug, Serialize)]
-struct ReaderReport {
-    name: String,
-    card_present: bool,
-    atr: Option<String>,
+pub struct ReaderReport {
+    pub name: String,
+    /// `contact`, `contactless` or `unknown` (from the name, or from the ATR of the card in it).
+    pub kind: ReaderKind,
+    pub card_present: bool,
+    pub atr: Option<String>,
     /// `my_number_card`, `smartphone`, `juki_card`, `unknown:<label>`, `not_jpki`, or null.
-    jpki_token: Option<String>,
-    pin_tries_left: Option<u8>,
+    pub jpki_token: Option<String>,
+    pub pin_tries_left: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pin_status: Option<&'static str>,
+    pub pin_status: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<FlowError>,
+    pub error: Option<FlowError>,
 }
 
 pub fn run(args: &ReadersArgs) -> i32 {
@@ -45,24 +49,7 @@ pub fn run(args: &ReadersArgs) -> i32 {
             return 1;
         }
     };
-    let reports: Vec<ReaderReport> = readers
-        .into_iter()
-        .map(|r| {
-            let mut report = ReaderReport {
-                name: r.name.clone(),
-                card_present: r.card_present,
-                atr: r.atr.as_ref().map(hex::encode),
-                jpki_token: None,
-                pin_tries_left: None,
-                pin_status: None,
-                error: None,
-            };
-            if r.card_present {
-                probe(&r.name, &mut report);
-            }
-            report
-        })
-        .collect();
+    let reports: Vec<ReaderReport> = readers.into_iter().map(report).collect();
     if args.json {
         println!("{}", serde_json::json!({ "readers": reports }));
     } else if reports.is_empty() {
@@ -70,8 +57,9 @@ pub fn run(args: &ReadersArgs) -> i32 {
     } else {
         for r in &reports {
             println!(
-                "{}\tcard: {}\ttoken: {}\ttries: {}",
+                "{}\t{}\tcard: {}\ttoken: {}\ttries: {}",
                 r.name,
+                r.kind.as_str(),
                 if r.card_present { "yes" } else { "no" },
                 r.jpki_token.as_deref().unwrap_or("-"),
                 r.pin_tries_left.map_or("-".into(), |n| n.to_string())
@@ -79,6 +67,24 @@ pub fn run(args: &ReadersArgs) -> i32 {
         }
     }
     0
+}
+
+/// What is known of one reader, asking its card (if any) what it is — never for a password.
+pub fn report(r: ReaderInfo) -> ReaderReport {
+    let mut report = ReaderReport {
+        kind: ReaderKind::of(&r.name, r.atr.as_deref()),
+        name: r.name.clone(),
+        card_present: r.card_present,
+        atr: r.atr.as_ref().map(hex::encode),
+        jpki_token: None,
+        pin_tries_left: None,
+        pin_status: None,
+        error: None,
+    };
+    if r.card_present {
+        probe(&r.name, &mut report);
+    }
+    report
 }
 
 fn probe(reader: &str, report: &mut ReaderReport) {

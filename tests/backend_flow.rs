@@ -63,6 +63,21 @@ impl Client {
         mynalink(&args, Some(password))
     }
 
+    fn headless_logged(&self, state: &std::path::Path, license: &str, password: &str) -> Run {
+        let mut args: Vec<&str> = vec![
+            "headless",
+            "--sim",
+            "--license",
+            license,
+            "--pin-stdin",
+            "--json",
+            "--terminal-id",
+            TERMINAL,
+        ];
+        args.extend(self.args.iter().map(String::as_str));
+        mynalink_with_state(state, &args, Some(password))
+    }
+
     fn outbox(&self, action: &str) -> Value {
         let mut args: Vec<&str> = vec!["outbox", action, "--json"];
         args.extend(self.args.iter().map(String::as_str));
@@ -236,4 +251,69 @@ fn a_queued_binding_goes_out_with_the_next_run() {
     let again = client.headless(LICENSE, "TEST1234\n").json();
     assert_eq!(again["outcome"], "already_linked", "{again}");
     backend.remove();
+}
+
+/// The log file tells what the card and the backend did, step by step with APDU counts,
+/// and never the password, the license number, the certificate or the holder's basic-4.
+#[test]
+fn the_log_file_tells_steps_and_uploads_but_no_personal_data() {
+    let dir = temp_dir();
+    let state = dir.path().join("state");
+    let backend = start(&dir.path().join("backend"), 0);
+    let client = Client::new(&backend, &dir.path().join("outbox.db"));
+
+    let linked = client.headless_logged(&state, LICENSE, "TEST1234\n");
+    let report = linked.json();
+    assert_eq!(report["outcome"], "linked", "{report} {}", linked.stderr);
+    let wrong = client
+        .headless_logged(&state, "729913281071", "WRONG999\n")
+        .json();
+    assert_eq!(wrong["error"]["code"], "pin_wrong", "{wrong}");
+    backend.remove();
+
+    let log = std::fs::read_to_string(state.join("mynalink/mynalink.log")).expect("log file");
+    let lines: Vec<&str> = log.lines().collect();
+    let step = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains("card step done") && l.contains(&format!("step=\"{name}\"")))
+            .unwrap_or_else(|| panic!("no {name} step in\n{log}"))
+    };
+    for name in ["check_card", "verify_password", "read_certificate", "sign"] {
+        let line = step(name);
+        assert!(line.contains(" ms=") && line.contains(" apdus="), "{line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("upload") && l.contains("outcome=\"linked\"")),
+        "{log}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("card step failed")
+            && l.contains("step=\"verify_password\"")
+            && l.contains("code=\"pin_wrong\"")),
+        "{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("headless run ended") && l.contains("code=\"pin_wrong\"")),
+        "{log}"
+    );
+
+    let certificate = &report["certificate"];
+    let forbidden = [
+        "TEST1234",
+        "WRONG999",
+        LICENSE,
+        "729913281071",
+        "試験",
+        certificate["serial_hex"].as_str().expect("serial"),
+        certificate["serial_decimal"].as_str().expect("serial"),
+        certificate["sha256"].as_str().expect("hash"),
+    ];
+    for secret in forbidden {
+        assert!(!log.contains(secret), "the log holds {secret}:\n{log}");
+    }
 }

@@ -9,7 +9,7 @@ use iced::futures::Stream;
 use iced::widget::{button, column, row, text};
 use iced::{Element, Subscription, Task};
 use mynalink_card::events::{CardEvent, Watcher};
-use mynalink_card::PasswordStatus;
+use mynalink_card::{PasswordStatus, ReaderKind};
 use mynalink_link::api::LinkedVia;
 use mynalink_link::sender::SenderEvent;
 use mynalink_link::upload::Delivery;
@@ -60,9 +60,19 @@ pub struct Presence {
     /// `None`: not known (no event yet, or PC/SC is down).
     pub card_present: Option<bool>,
     pub pcsc_down: bool,
+    /// The ATR of the last card seen in `reader`: tells a contactless reader the name does not.
+    pub last_atr: Option<Vec<u8>>,
 }
 
 impl Presence {
+    /// Whether the holder inserts the card or places it on the reader.
+    pub fn reader_kind(&self) -> ReaderKind {
+        match &self.reader {
+            Some(name) => ReaderKind::of(name, self.last_atr.as_deref()),
+            None => ReaderKind::Unknown,
+        }
+    }
+
     pub fn apply(&mut self, event: &CardEvent) {
         match event {
             CardEvent::PcscAvailable => self.pcsc_down = false,
@@ -74,17 +84,20 @@ impl Presence {
                 if self.reader.is_none() {
                     self.reader = Some(reader.clone());
                     self.card_present.get_or_insert(false);
+                    self.last_atr = None;
                 }
             }
             CardEvent::ReaderRemoved { reader } => {
                 if self.reader.as_ref() == Some(reader) {
                     self.reader = None;
                     self.card_present = None;
+                    self.last_atr = None;
                 }
             }
-            CardEvent::CardInserted { reader, .. } => {
+            CardEvent::CardInserted { reader, atr } => {
                 self.reader = Some(reader.clone());
                 self.card_present = Some(true);
+                self.last_atr = Some(atr.clone());
             }
             CardEvent::CardRemoved { reader } => {
                 if self.reader.as_ref() == Some(reader) {
@@ -101,12 +114,46 @@ pub fn initial_presence(env: &Environment) -> Presence {
             reader: Some("Simulated".into()),
             card_present: Some(handle.is_present()),
             pcsc_down: false,
+            last_atr: None,
         },
         CardSource::Reader(name) => Presence {
             reader: name.clone(),
             card_present: None,
             pcsc_down: false,
+            last_atr: None,
         },
+    }
+}
+
+/// The card step's instruction for the reader's kind: a contact reader takes the card
+/// inserted, a contactless one has it placed on top; when the kind is not known, both.
+/// `ruby`: with the kiosk's reading aids (｜漢字《かな》).
+pub fn card_instruction(lang: Lang, kind: ReaderKind, ruby: bool) -> &'static str {
+    match (kind, ruby) {
+        (ReaderKind::Contact, false) => lang.pick(
+            "マイナンバーカードをカードリーダーに差し込んでください",
+            "Insert the My Number card into the card reader",
+        ),
+        (ReaderKind::Contact, true) => lang.pick(
+            "マイナンバーカードをカードリーダーに｜差《さ》し｜込《こ》んでください",
+            "Insert your My Number card into the card reader",
+        ),
+        (ReaderKind::Contactless, false) => lang.pick(
+            "マイナンバーカードをカードリーダーの上に置いてください",
+            "Place the My Number card on the card reader",
+        ),
+        (ReaderKind::Contactless, true) => lang.pick(
+            "マイナンバーカードをカードリーダーの｜上《うえ》に｜置《お》いてください",
+            "Place your My Number card on the card reader",
+        ),
+        (ReaderKind::Unknown, false) => lang.pick(
+            "マイナンバーカードをカードリーダーに差し込むか、上に置いてください",
+            "Insert the My Number card into the card reader, or place it on the reader",
+        ),
+        (ReaderKind::Unknown, true) => lang.pick(
+            "マイナンバーカードをカードリーダーに｜差《さ》し｜込《こ》むか、｜上《うえ》に｜置《お》いてください",
+            "Insert your My Number card into the card reader, or place it on the reader",
+        ),
     }
 }
 
@@ -667,6 +714,60 @@ mod tests {
         assert_eq!(
             out.0,
             [b"mynalink-startup first_frame_ms=14 mode=kiosk\n".to_vec()]
+        );
+    }
+
+    fn instruction_after(events: &[CardEvent]) -> &'static str {
+        let mut presence = Presence::default();
+        for event in events {
+            presence.apply(event);
+        }
+        card_instruction(Lang::Ja, presence.reader_kind(), false)
+    }
+
+    #[test]
+    fn the_card_instruction_follows_the_readers_kind() {
+        let added = |name: &str| CardEvent::ReaderAdded {
+            reader: name.into(),
+        };
+        assert_eq!(
+            instruction_after(&[added(
+                "SCM Microsystems Inc. SCR 3310 [CCID Interface] 00 00"
+            )]),
+            "マイナンバーカードをカードリーダーに差し込んでください"
+        );
+        assert_eq!(
+            instruction_after(&[added("SONY FeliCa RC-S300/P 00 00")]),
+            "マイナンバーカードをカードリーダーの上に置いてください"
+        );
+        // A reader the name says nothing about asks for both, until a card's ATR shows a
+        // contactless reader synthesised it; a new reader forgets that ATR.
+        let generic = "Generic USB Reader 00 00";
+        assert_eq!(
+            instruction_after(&[added(generic)]),
+            "マイナンバーカードをカードリーダーに差し込むか、上に置いてください"
+        );
+        let synthesised = CardEvent::CardInserted {
+            reader: generic.into(),
+            atr: vec![0x3B, 0x88, 0x80, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0x09],
+        };
+        let removed = CardEvent::CardRemoved {
+            reader: generic.into(),
+        };
+        assert_eq!(
+            instruction_after(&[added(generic), synthesised.clone(), removed]),
+            "マイナンバーカードをカードリーダーの上に置いてください"
+        );
+        let gone = CardEvent::ReaderRemoved {
+            reader: generic.into(),
+        };
+        assert_eq!(
+            instruction_after(&[added(generic), synthesised, gone, added(generic)]),
+            "マイナンバーカードをカードリーダーに差し込むか、上に置いてください"
+        );
+        assert_eq!(
+            card_instruction(Lang::En, ReaderKind::Contact, true),
+            "Insert your My Number card into the card reader"
         );
     }
 

@@ -49,6 +49,21 @@ pub fn mynalink(args: &[&str], stdin: Option<&str>) -> Run {
 
 /// [`mynalink`] started in the working directory `cwd` (`None`: the test's own).
 pub fn mynalink_in(cwd: Option<&Path>, args: &[&str], stdin: Option<&str>) -> Run {
+    run_mynalink(cwd, &shared_state_dir(), args, stdin)
+}
+
+/// [`mynalink`] with its log file under `state` (`$XDG_STATE_HOME`).
+pub fn mynalink_with_state(state: &Path, args: &[&str], stdin: Option<&str>) -> Run {
+    run_mynalink(None, state, args, stdin)
+}
+
+/// Where the tests' client runs log unless a test looks at its own log: under the build's
+/// temporary directory, never the developer's own state.
+pub fn shared_state_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("client-state")
+}
+
+fn run_mynalink(cwd: Option<&Path>, state: &Path, args: &[&str], stdin: Option<&str>) -> Run {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mynalink"));
     if let Some(dir) = cwd {
         command.current_dir(dir);
@@ -57,6 +72,8 @@ pub fn mynalink_in(cwd: Option<&Path>, args: &[&str], stdin: Option<&str>) -> Ru
         .args(args)
         // Never pick up the developer's own settings.
         .env("XDG_CONFIG_HOME", "/nonexistent/mynalink-tests")
+        .env("XDG_STATE_HOME", state)
+        .env_remove("MYNALINK_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

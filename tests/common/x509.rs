@@ -13,9 +13,16 @@ use rsa::{Pkcs1v15Sign, RsaPrivateKey};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
+/// The simulated card's authentication key, which it ships stored: generating an RSA key
+/// here would run the prime search unoptimised (generic code is compiled in the test crate),
+/// which took minutes on a loaded machine.
 pub fn key() -> &'static RsaPrivateKey {
     static KEY: OnceLock<RsaPrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("RSA key"))
+    KEY.get_or_init(|| {
+        mynalink_simcard::test_identity(mynalink_simcard::Validity::Current)
+            .auth_key
+            .clone()
+    })
 }
 
 /// The RSA key in PKCS#8 PEM (the TLS server's key).

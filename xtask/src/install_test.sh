@@ -39,11 +39,11 @@ out="$(mynalink --version)"
 [ "$out" = "mynalink $VERSION" ] || fail "mynalink --version printed: $out"
 ok "mynalink --version: $out"
 # Without a display, `demo` runs in the terminal; --headless says so explicitly.
-out="$(cd /tmp && env -u DISPLAY -u WAYLAND_DISPLAY HOME=/root mynalink demo --headless 2>&1)" \
+out="$(cd /tmp && env -u DISPLAY -u WAYLAND_DISPLAY HOME=/tmp/staff-home mynalink demo --headless 2>&1)" \
     || { echo "$out" >&2; fail "mynalink demo --headless"; }
 echo "$out" | grep -q 'linked' || { echo "$out" >&2; fail "the demo did not link"; }
 ok "mynalink demo --headless links the demo record"
-for page in mynalink mynalink-headless mynalink-kiosk mynalink-outbox-flush; do
+for page in mynalink mynalink-headless mynalink-kiosk mynalink-outbox-flush mynalink-doctor; do
     [ -s "/usr/share/man/man1/$page.1.gz" ] || fail "man page $page.1.gz"
 done
 ok "man pages"

@@ -3,6 +3,7 @@
 
 mod audit;
 mod bench;
+mod bench_backlog;
 mod bench_gui;
 mod bench_server;
 mod fixtures;
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
         "bench" => bench(rest),
         "bench-pcsc" => bench::run(rest),
         "bench-server" => bench_server::run(rest),
+        "bench-backlog" => bench_backlog::run(rest),
         "bench-gui" => bench_gui::run(rest),
         "fixtures" => fixtures::regenerate(),
         "package" => package::run(rest),
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
                  bench      the PC/SC comparison, the server load test, the window start-up, then criterion\n\
                  bench-pcsc only the PC/SC comparison: mynalink vs OpenSC through pcscd\n\
                  bench-server only the backend load test: bindings/s and latency, SQLite and PostgreSQL\n\
+                 bench-backlog only the outbox backlog: 2,000 queued bindings flushed, SQLite\n\
                  bench-gui  only the window start-up: first frame and memory under Xvfb\n\
                  fixtures   re-record the APDU fixtures in fixtures/ from the simulated card\n\
                  install-test  only the install test: the packages in a clean Debian 12 root
@@ -183,6 +186,8 @@ fn bench(rest: &[String]) -> Result<(), String> {
         bench_server::RATE,
         bench_server::THREADS,
     );
+    step("flushing an outbox backlog");
+    let backlog = bench_backlog::measure(bench_backlog::ENTRIES);
     step("measuring the windows' start-up under Xvfb");
     let gui = bench_gui::measure(bench_gui::RUNS, false);
     step("running benchmarks (cargo bench)");
@@ -192,6 +197,7 @@ fn bench(rest: &[String]) -> Result<(), String> {
     let errors: Vec<String> = [
         comparison.err().map(|e| format!("PC/SC comparison: {e}")),
         server.err().map(|e| format!("server benchmark: {e}")),
+        backlog.err().map(|e| format!("backlog benchmark: {e}")),
         gui.err().map(|e| format!("window benchmark: {e}")),
         criterion.err(),
     ]

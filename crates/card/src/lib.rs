@@ -9,10 +9,12 @@ pub mod error;
 pub mod events;
 pub mod jpki;
 pub mod password;
+pub mod reader_kind;
 pub mod trace;
 pub mod transport;
 
 pub use error::{CardError, NotJpkiReason, TokenKind};
 pub use jpki::{ExtendedLength, JpkiCard, PasswordStatus};
 pub use password::{PasswordFormatError, SigningPassword};
+pub use reader_kind::ReaderKind;
 pub use transport::{Transport, TransportError};

@@ -37,6 +37,29 @@ pub enum Submitted {
 #[error("{0}")]
 pub struct Unavailable(pub String);
 
+/// `GET /v1/whoami`: the credential the token maps to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub id: String,
+    /// `terminal`, `mynaportal` or `admin`.
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WhoAmIAnswer {
+    Known(Identity),
+    /// The token was refused (401 or 403, with the backend's code).
+    Refused(ApiError),
+}
+
+/// What [`Backend::whoami`] learnt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhoAmI {
+    pub answer: WhoAmIAnswer,
+    /// The backend's clock when it answered (HTTP `Date`, whole seconds), if it said.
+    pub backend_time: Option<time::OffsetDateTime>,
+}
+
 /// A settings problem, found before anything is sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -191,6 +214,38 @@ impl Backend {
             return Err(not_now(response));
         }
         read_json(response)
+    }
+
+    /// Which id and kind of credential the backend maps this terminal's token to, and the
+    /// backend's clock (its `Date` header), for `mynalink doctor`.
+    pub fn whoami(&self) -> Result<WhoAmI, Unavailable> {
+        let response = self
+            .http
+            .get(self.url("v1/whoami")?)
+            .header(reqwest::header::AUTHORIZATION, self.auth())
+            .send()
+            .map_err(|e| Unavailable(describe(&e)))?;
+        let date = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .map(time::OffsetDateTime::from);
+        let status = response.status();
+        if status.is_redirection() {
+            return Err(redirected(&response));
+        }
+        let answer = if status.is_success() {
+            WhoAmIAnswer::Known(read_json(response)?)
+        } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            WhoAmIAnswer::Refused(read_json(response)?)
+        } else {
+            return Err(not_now(response));
+        };
+        Ok(WhoAmI {
+            answer,
+            backend_time: date,
+        })
     }
 
     /// Whether the backend answers its health check.

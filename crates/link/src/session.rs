@@ -236,16 +236,33 @@ impl<T: Transport> FirstStage<T> {
         }
     }
 
-    fn timed<R>(
+    /// Runs one card step, adds its time to `slot` and logs it: the step's name, time, APDU
+    /// count and result code. Nothing the card answered goes into the log.
+    fn timed<R, E: Into<FlowError>>(
         &mut self,
+        step: &'static str,
         slot: fn(&mut Timings) -> &mut Option<u64>,
-        f: impl FnOnce(&mut Self) -> R,
-    ) -> R {
+        f: impl FnOnce(&mut Self) -> Result<R, E>,
+    ) -> Result<R, FlowError> {
         let started = Instant::now();
-        let result = f(self);
+        let apdus_before = self.apdu_count();
+        let result = f(self).map_err(Into::into);
         let ms = started.elapsed().as_millis() as u64;
         *slot(&mut self.timings) = Some(slot(&mut self.timings).unwrap_or(0) + ms);
         self.timings.total += ms;
+        let apdus = self.apdu_count().saturating_sub(apdus_before);
+        match &result {
+            Ok(_) => tracing::info!(target: "mynalink::card", step, ms, apdus, "card step done"),
+            Err(e) => tracing::warn!(
+                target: "mynalink::card",
+                step,
+                ms,
+                apdus,
+                code = e.code.as_str(),
+                tries_left = e.tries_left,
+                "card step failed"
+            ),
+        }
         result
     }
 
@@ -255,6 +272,7 @@ impl<T: Transport> FirstStage<T> {
         self.expect_step(&[Step::Start, Step::CardChecked], "checking the card")?;
         let first = self.step == Step::Start;
         let status = self.timed(
+            "check_card",
             |t| &mut t.check_card,
             |s| -> Result<PasswordStatus, CardError> {
                 if first {
@@ -288,6 +306,7 @@ impl<T: Transport> FirstStage<T> {
     ) -> Result<(), FlowError> {
         self.expect_step(&[Step::CardChecked], "verifying the password")?;
         self.timed(
+            "verify_password",
             |t| &mut t.verify,
             |s| s.card.verify_signing_password(password, confirm_last_try),
         )?;
@@ -300,6 +319,7 @@ impl<T: Transport> FirstStage<T> {
     pub fn read_certificate(&mut self) -> Result<&SigningCertificate, FlowError> {
         self.expect_step(&[Step::PasswordVerified], "reading the certificate")?;
         let (certificate, chain) = self.timed(
+            "read_certificate",
             |t| &mut t.read_certificate,
             |s| s.read_and_check_certificate(),
         )?;
@@ -372,8 +392,7 @@ impl<T: Transport> FirstStage<T> {
         let bytes = statement.canonical_bytes();
         let hash = statement.sha256();
         let signed = self
-            .timed(|t| &mut t.sign, |s| s.card.sign_sha256(&hash))
-            .map_err(FlowError::from)
+            .timed("sign", |t| &mut t.sign, |s| s.card.sign_sha256(&hash))
             .and_then(|signature| {
                 certificate
                     .verify_sha256_signature(&bytes, &signature)

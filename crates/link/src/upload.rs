@@ -116,8 +116,47 @@ pub fn submit(
     }
 }
 
-/// Uploads one entry and settles it in the outbox according to the answer.
+/// Uploads one entry and settles it in the outbox according to the answer; logs the
+/// attempt (entry id, outcome, the backend's code, time), never the entry's content.
 pub fn deliver(
+    outbox: &mut Outbox,
+    backend: &Backend,
+    entry: &PendingEntry,
+) -> Result<Delivery, OutboxError> {
+    let started = std::time::Instant::now();
+    let result = settle(outbox, backend, entry);
+    let ms = started.elapsed().as_millis() as u64;
+    match &result {
+        Ok(delivery) => {
+            let code = match delivery {
+                Delivery::Rejected(error) | Delivery::CredentialsRefused { error, .. } => {
+                    Some(error.code.as_str())
+                }
+                Delivery::Held { reason, .. } => Some(reason.as_str()),
+                Delivery::Queued { reason, .. } => Some(reason.as_str()),
+                Delivery::Linked { .. } | Delivery::AlreadyLinked { .. } => None,
+            };
+            tracing::info!(
+                target: "mynalink::upload",
+                entry = %entry.id,
+                outcome = delivery.outcome(),
+                code,
+                ms,
+                "upload"
+            );
+        }
+        Err(e) => tracing::error!(
+            target: "mynalink::upload",
+            entry = %entry.id,
+            ms,
+            error = %e,
+            "outbox failed while settling an upload"
+        ),
+    }
+    result
+}
+
+fn settle(
     outbox: &mut Outbox,
     backend: &Backend,
     entry: &PendingEntry,

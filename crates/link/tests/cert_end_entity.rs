@@ -13,7 +13,6 @@ use mynalink_link::certificate::{CertificateError, SigningCertificate};
 use mynalink_link::error::{ErrorCode, FlowError};
 use mynalink_link::trust::{TrustError, TrustStore, CONFIGURED_ANCHOR_LABEL};
 use mynalink_simcard::{der, sign_test_root_der, test_identity, Validity};
-use rand::SeedableRng;
 use rsa::pkcs8::EncodePublicKey;
 use rsa::RsaPrivateKey;
 use time::OffsetDateTime;
@@ -33,8 +32,9 @@ struct Issuer {
 fn issuer() -> &'static Issuer {
     static ISSUER: OnceLock<Issuer> = OnceLock::new();
     ISSUER.get_or_init(|| {
-        let key = RsaPrivateKey::new(&mut rand_chacha::ChaCha20Rng::seed_from_u64(77), 2048)
-            .expect("keygen");
+        // A key the simulated card ships stored (its authentication key), not the test
+        // root's: generating one here would run unoptimised.
+        let key = test_identity(Validity::Current).auth_key.clone();
         let spki = key.to_public_key().to_public_key_der().expect("spki");
         let root = with_field(sign_test_root_der(), 6, spki.as_bytes());
         Issuer {

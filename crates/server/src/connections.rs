@@ -207,8 +207,9 @@ impl ConnectionLimiter {
         };
         if let Some(why) = refused {
             if let Some(count) = counts.refused.add() {
-                eprintln!(
-                    "mynalink-server: refused {count} connection(s) over the caps (last: {}; \
+                tracing::warn!(
+                    event = "connections_refused",
+                    "refused {count} connection(s) over the caps (last: {}; \
                      {} open, at most {} in all and {} per address)",
                     match why {
                         Refused::Global => "all places taken",
@@ -307,8 +308,9 @@ impl Acceptor {
                 Err(e) => e,
             };
             if let Some(count) = self.errors.add() {
-                eprintln!(
-                    "mynalink-server: accept: {error} ({count} error(s) since the last report)"
+                tracing::warn!(
+                    event = "accept_error",
+                    "accept: {error} ({count} error(s) since the last report)"
                 );
             }
             match error.raw_os_error() {

@@ -18,12 +18,13 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::code::{Code, Rejection};
+use crate::credentials::Credentials;
 use crate::measures::{self, SuspensionRequest};
 use crate::pool::{PoolError, StorePool};
 use crate::second_stage::{receive_basic4, submit_signature, Basic4Request, SignatureRequest};
 use crate::status::{answer_status, cancel_binding, CallerKind};
 use crate::submission::{reject_unreadable, submit, Outcome, SubmissionConfig};
-use crate::tokens::{bearer_token, TerminalTokens};
+use crate::tokens::bearer_token;
 
 /// The largest request body read. A real submission is about 4 KiB of base64.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -36,13 +37,8 @@ pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
 pub struct AppState {
     pub pool: StorePool,
     pub config: Arc<SubmissionConfig>,
-    pub tokens: Arc<TerminalTokens>,
-    /// Mynaportal's credentials, kept apart from the terminals': only they reach the
-    /// second stage, and they cannot submit a first stage.
-    pub mynaportal: Arc<TerminalTokens>,
-    /// Administrators' credentials: they may cancel a binding and read a status, nothing
-    /// else.
-    pub admins: Arc<TerminalTokens>,
+    /// The terminal, Mynaportal and admin tokens; SIGHUP reloads them.
+    pub credentials: Arc<Credentials>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -60,7 +56,9 @@ pub fn router(state: AppState) -> Router {
             post(post_basic4),
         )
         .route("/v1/second-stage/{id}/signature", post(post_signature))
+        .route("/v1/whoami", get(whoami))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(crate::readiness::readyz))
         .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -85,7 +83,7 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 /// `store::pg`). Answered 503 `server_busy` with `Retry-After` when it only had to wait too
 /// long (no connection free, a lock or statement timeout), else 500; never with the cause.
 fn server_error(error: PoolError) -> Response {
-    eprintln!("mynalink-server: {error}");
+    tracing::error!(event = "database_error", error = %error, "the database failed");
     if !error.is_busy() {
         return error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -166,13 +164,14 @@ fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, AuthRefused> 
         .get(AUTHORIZATION)
         .ok_or(AuthRefused::Unauthenticated)?;
     let token = bearer_token(header.as_bytes()).ok_or(AuthRefused::Unauthenticated)?;
-    if let Some(id) = state.tokens.authenticate(token) {
+    let credentials = state.credentials.current();
+    if let Some(id) = credentials.terminals.authenticate(token) {
         return Ok(Caller::Terminal(id.to_string()));
     }
-    if let Some(id) = state.mynaportal.authenticate(token) {
+    if let Some(id) = credentials.mynaportal.authenticate(token) {
         return Ok(Caller::Mynaportal(id.to_string()));
     }
-    if let Some(id) = state.admins.authenticate(token) {
+    if let Some(id) = credentials.admins.authenticate(token) {
         return Ok(Caller::Admin(id.to_string()));
     }
     Err(AuthRefused::Unauthenticated)
@@ -501,6 +500,21 @@ async fn delete_collected(
     measure_response(result, StatusCode::OK)
 }
 
+/// `GET /v1/whoami`: which id and kind the caller's token maps to (for a terminal's
+/// `mynalink doctor`). Nothing else is said; an unknown token is 401 as everywhere.
+async fn whoami(caller: Caller) -> Response {
+    let (id, kind) = match caller {
+        Caller::Terminal(id) => (id, "terminal"),
+        Caller::Mynaportal(id) => (id, "mynaportal"),
+        Caller::Admin(id) => (id, "admin"),
+    };
+    Json(mynalink_link::backend::Identity {
+        id,
+        kind: kind.to_string(),
+    })
+    .into_response()
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -530,9 +544,11 @@ mod tests {
             "/v1/licenses/{number}/status",
             "/v1/licenses/{number}/suspension",
             "/v1/licenses/{number}/collected",
+            "/v1/whoami",
             "/v1/second-stage/{license_number}/basic4",
             "/v1/second-stage/{id}/signature",
             "/healthz",
+            "/readyz",
             "/openapi.json",
         ] {
             assert!(paths.contains_key(path), "{path}");

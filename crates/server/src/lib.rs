@@ -15,17 +15,26 @@
 //!   map these results to responses; [`pool`] runs the blocking database calls;
 //! - [`serve`]: the `serve` command's options, TLS and accept loop; [`connections`] caps
 //!   connections and times requests out;
+//! - [`credentials`]: the token files, reloaded on SIGHUP; [`token_admin`]: the `token`
+//!   command that adds, revokes and lists tokens in them;
+//! - [`logging`], [`observe`], [`metrics`], [`readiness`]: the service's log, its request
+//!   and decision lines, Prometheus metrics and `/readyz`;
 //! - [`scratch`]: throw-away databases for tests and load tests.
 
 pub mod basic4_key;
 pub mod code;
 pub mod connections;
+pub mod credentials;
 pub mod embedded;
 pub mod http;
 pub mod identity;
 pub mod import;
+pub mod logging;
 pub mod measures;
+pub mod metrics;
+pub mod observe;
 pub mod pool;
+pub mod readiness;
 pub mod scratch;
 pub mod second_stage;
 pub mod secret_file;
@@ -33,6 +42,7 @@ pub mod serve;
 pub mod status;
 pub mod store;
 pub mod submission;
+pub mod token_admin;
 pub mod tokens;
 
 pub use code::{Code, Rejection};

@@ -8,6 +8,7 @@ use mynalink_server::basic4_key::Basic4Key;
 use mynalink_server::import::{self, ImportError};
 use mynalink_server::secret_file::{read_secret, write_new_secret};
 use mynalink_server::serve::{self as server, ServeError, ServeOptions};
+use mynalink_server::token_admin::{self, TokenCommand};
 use mynalink_server::{DatabaseUrl, Store};
 
 const USAGE: &str = "usage:
@@ -15,6 +16,9 @@ const USAGE: &str = "usage:
   mynalink-server seal-key generate --out FILE
   mynalink-server seal-key public FILE [--out PUB]
   mynalink-server basic4-key generate --out FILE
+  mynalink-server token add --file FILE --id ID
+  mynalink-server token revoke --file FILE --id ID
+  mynalink-server token list --file FILE
   mynalink-server --version
   mynalink-server serve --listen ADDR --database URL [--database-password-file FILE]
         [--tls-cert FILE --tls-key FILE]
@@ -22,6 +26,7 @@ const USAGE: &str = "usage:
         [--admin-tokens FILE] [--trust-anchor FILE]... [--seal-key FILE]
         [--insecure-loopback-http] [--freshness-hours N] [--allow-test-root]
         [--max-connections N] [--max-connections-per-ip N]
+        [--log-format text|json] [--metrics-listen ADDR [--metrics-allow-remote]]
 
 URL is sqlite:PATH or postgres://USER@HOST[:PORT]/DB (the database must exist; its schema
 is created and migrated at start). A password in the URL is refused: it comes from the first
@@ -36,6 +41,14 @@ The simulated card's TEST root (its private key is public) is refused as a --tru
 unless --allow-test-root is given: demos and tests only.
 The tokens files have one `ID SHA256_HEX_OF_TOKEN` per line (# comments). Terminals submit
 first stages; Mynaportal runs the second stage and cancels; admins may cancel; all read status.
+`token add` makes a random token (256 bits, base64url), prints it once and appends its
+hash to FILE (created 0600); `token revoke` removes the id's line; `token list` prints the
+ids. A running server re-reads its token files on SIGHUP (a bad file keeps the old tokens).
+--log-format: text (default, one plain line per event for journald) or json (one object per
+line), on standard error. --metrics-listen ADDR (IP:PORT, or PORT on 127.0.0.1) serves
+Prometheus metrics at /metrics over plain HTTP; off unless given; a non-loopback address
+needs --metrics-allow-remote. GET /readyz is 200 only when the database answers and its
+schema is current; GET /healthz is liveness.
 --seal-key is the X25519 private key (PKCS#8 PEM) terminals seal certificates to (HPKE).
 `seal-key generate` writes a new one (mode 0600, never over an existing file) and prints its
 key id; `seal-key public` writes its public key (to PUB or standard output), the file
@@ -66,6 +79,10 @@ fn main() -> ExitCode {
             Err(message) => usage_error(&message),
         },
         Some("seal-key") => seal_key(&args[1..]),
+        Some("token") => match TokenCommand::parse(&args[1..]) {
+            Ok(command) => token(command),
+            Err(message) => usage_error(&message),
+        },
         Some("basic4-key") => match parse_basic4_key(&args[1..]) {
             Ok(out) => generate_basic4_key(&out),
             Err(message) => usage_error(&message),
@@ -84,6 +101,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(options: ServeOptions) -> ExitCode {
+    mynalink_server::logging::init(options.log_format);
     let prepared = match server::prepare(&options) {
         Ok(prepared) => prepared,
         Err(e) => {
@@ -108,6 +126,38 @@ fn serve(options: ServeOptions) -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
         Err(e @ ServeError::Runtime(_)) => {
+            eprintln!("mynalink-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn token(command: TokenCommand) -> ExitCode {
+    let done = match &command {
+        TokenCommand::Add { file, id } => token_admin::add(file, id).map(|new| {
+            println!("{}", new.token.as_str());
+            eprintln!(
+                "mynalink-server: token for {id:?} added to {}; it is shown only this once. \
+                 A running server takes it on SIGHUP (systemctl reload mynalink-server).",
+                file.display()
+            );
+        }),
+        TokenCommand::Revoke { file, id } => token_admin::revoke(file, id).map(|()| {
+            eprintln!(
+                "mynalink-server: the token of {id:?} was removed from {}. A running server \
+                 refuses it after SIGHUP (systemctl reload mynalink-server).",
+                file.display()
+            );
+        }),
+        TokenCommand::List { file } => token_admin::list(file).map(|ids| {
+            for id in ids {
+                println!("{id}");
+            }
+        }),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
             eprintln!("mynalink-server: {e}");
             ExitCode::FAILURE
         }

@@ -69,6 +69,11 @@ impl StorePool {
         })
     }
 
+    /// Connections held by requests now (the metrics' pool gauge).
+    pub fn connections_in_use(&self) -> usize {
+        MAX_CONNECTIONS.saturating_sub(self.inner.permits.available_permits())
+    }
+
     /// Runs `f` with a connection on a blocking thread.
     pub async fn run<T, F>(&self, f: F) -> Result<T, PoolError>
     where

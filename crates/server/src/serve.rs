@@ -21,12 +21,13 @@ use tokio_rustls::TlsAcceptor;
 use zeroize::Zeroizing;
 
 use crate::connections::{self, ConnectionLimiter, Limits, Slot, WriteStallGuard};
+use crate::credentials::{Credentials, TokenFiles};
 use crate::http::{router, AppState};
+use crate::logging::LogFormat;
 use crate::pool::StorePool;
 use crate::secret_file::read_secret;
 use crate::store::DatabaseUrl;
 use crate::submission::{SealKey, SubmissionConfig};
-use crate::tokens::TerminalTokens;
 
 /// How long open requests may run on after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -60,6 +61,10 @@ pub struct ServeOptions {
     pub max_connections: Option<usize>,
     /// Open connections from one source address at most.
     pub max_connections_per_ip: Option<usize>,
+    /// `--log-format text|json`.
+    pub log_format: LogFormat,
+    /// Where `/metrics` is served (`--metrics-listen`); off when not given.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeOptions {
@@ -81,6 +86,9 @@ impl ServeOptions {
         let mut freshness_hours = None;
         let mut max_connections = None;
         let mut max_connections_per_ip = None;
+        let mut log_format = None;
+        let mut metrics_listen = None;
+        let mut metrics_allow_remote = false;
 
         let mut iter = args.iter();
         while let Some(arg) = iter.next() {
@@ -88,14 +96,16 @@ impl ServeOptions {
                 Some((name, value)) if name.starts_with("--") => (name, Some(value.to_string())),
                 _ => (arg.as_str(), None),
             };
-            if name == "--insecure-loopback-http" || name == "--allow-test-root" {
+            if let "--insecure-loopback-http" | "--allow-test-root" | "--metrics-allow-remote" =
+                name
+            {
                 if inline.is_some() {
                     return Err(format!("{name} takes no value"));
                 }
-                if name == "--allow-test-root" {
-                    allow_test_root = true;
-                } else {
-                    insecure_loopback_http = true;
+                match name {
+                    "--allow-test-root" => allow_test_root = true,
+                    "--metrics-allow-remote" => metrics_allow_remote = true,
+                    _ => insecure_loopback_http = true,
                 }
                 continue;
             }
@@ -149,8 +159,22 @@ impl ServeOptions {
                 "--max-connections-per-ip" => {
                     once(&mut max_connections_per_ip, name, count(name, value()?)?)?
                 }
+                "--log-format" => once(&mut log_format, name, LogFormat::parse(&value()?)?)?,
+                "--metrics-listen" => once(&mut metrics_listen, name, metrics_address(&value()?)?)?,
                 other => return Err(format!("unknown option {other:?}")),
             }
+        }
+        match metrics_listen {
+            Some(addr) if !addr.ip().is_loopback() && !metrics_allow_remote => {
+                return Err(format!(
+                    "--metrics-listen {addr}: metrics are served without TLS or a token, so \
+                     only on a loopback address unless --metrics-allow-remote is given"
+                ))
+            }
+            None if metrics_allow_remote => {
+                return Err("--metrics-allow-remote needs --metrics-listen ADDR".into())
+            }
+            _ => {}
         }
 
         let listen = listen.ok_or("--listen ADDR is required")?;
@@ -203,8 +227,22 @@ impl ServeOptions {
             allow_test_root,
             max_connections,
             max_connections_per_ip,
+            log_format: log_format.unwrap_or_default(),
+            metrics_listen,
         })
     }
+}
+
+/// `--metrics-listen`: IP:PORT, or a bare PORT on 127.0.0.1.
+fn metrics_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse::<SocketAddr>()
+        .or_else(|_| {
+            text.parse::<u16>()
+                .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+        })
+        .map_err(|_| {
+            format!("--metrics-listen {text:?}: give IP:PORT or PORT, e.g. 127.0.0.1:9464 or 9464")
+        })
 }
 
 /// A number of connections: a whole number from 1.
@@ -266,22 +304,14 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
         );
     }
 
-    let tokens = read_tokens(options.terminal_tokens.as_deref(), "terminal tokens")?;
-    let mynaportal = read_tokens(options.mynaportal_tokens.as_deref(), "mynaportal tokens")?;
-    let admins = read_tokens(options.admin_tokens.as_deref(), "admin tokens")?;
-    for (a, b, what) in [
-        (&tokens, &mynaportal, "the terminal and Mynaportal"),
-        (&tokens, &admins, "the terminal and admin"),
-        (&mynaportal, &admins, "the Mynaportal and admin"),
-    ] {
-        if a.overlaps(b) {
-            return Err(ServeError::Config(format!(
-                "{what} token files share an id or a token"
-            )));
-        }
-    }
-    if tokens.is_empty() {
-        eprintln!("mynalink-server: no terminal tokens configured; every API call will be 401");
+    let credentials = Credentials::load(TokenFiles {
+        terminal: options.terminal_tokens.clone(),
+        mynaportal: options.mynaportal_tokens.clone(),
+        admin: options.admin_tokens.clone(),
+    })
+    .map_err(ServeError::Config)?;
+    if credentials.current().terminals.is_empty() {
+        tracing::warn!("no terminal tokens configured; every API call will be 401");
     }
 
     let url = DatabaseUrl::resolve(&options.database, options.database_password_file.as_deref())
@@ -299,9 +329,7 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
         state: AppState {
             pool,
             config: Arc::new(config),
-            tokens: Arc::new(tokens),
-            mynaportal: Arc::new(mynaportal),
-            admins: Arc::new(admins),
+            credentials: Arc::new(credentials),
         },
         tls,
         limits,
@@ -324,17 +352,6 @@ fn refuse_public_test_root(path: &Path, bytes: &[u8], allowed: bool) -> Result<(
          --allow-test-root is given (demos and tests only)",
         path.display()
     )))
-}
-
-fn read_tokens(path: Option<&Path>, what: &'static str) -> Result<TerminalTokens, ServeError> {
-    let Some(path) = path else {
-        return Ok(TerminalTokens::default());
-    };
-    let bytes = secret(path, what)?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| ServeError::Config(format!("{what} {}: not UTF-8", path.display())))?;
-    TerminalTokens::parse(text)
-        .map_err(|e| ServeError::Config(format!("{what} {}: {e}", path.display())))
 }
 
 fn secret(path: &Path, what: &'static str) -> Result<Zeroizing<Vec<u8>>, ServeError> {
@@ -406,6 +423,18 @@ pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeE
     // Registered before the line below: a supervisor may stop the server as soon as it has
     // read it, and that must be the graceful stop, not the signal's default.
     let mut signals = ShutdownSignals::install()?;
+    // SIGHUP's default would end the server: caught before the line below too.
+    #[cfg(unix)]
+    let reloader = crate::credentials::reload_on_hangup(Arc::clone(&prepared.state.credentials))
+        .map_err(|e| ServeError::Runtime(format!("signal handler: {e}")))?;
+    let metrics = match options.metrics_listen {
+        Some(addr) => Some(
+            crate::metrics::serve(addr, prepared.state.pool.clone())
+                .await
+                .map_err(|e| ServeError::Runtime(e.to_string()))?,
+        ),
+        None => None,
+    };
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -414,6 +443,7 @@ pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeE
             .and_then(|()| out.flush())
             .map_err(|e| ServeError::Runtime(format!("standard output: {e}")))?;
     }
+    tracing::info!(event = "listening", url = %format!("{scheme}://{local}"), "listening");
 
     // Card-info basic-4 of an abandoned second stage must not outlive its time limit, even
     // when no further second-stage call comes to purge it.
@@ -427,12 +457,16 @@ pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeE
                 .run(move |store| store.purge_expired_second_stage(&now))
                 .await
             {
-                eprintln!("mynalink-server: purging expired second stages: {e}");
+                tracing::error!(
+                    event = "purge_failed",
+                    error = %e,
+                    "purging expired second stages failed"
+                );
             }
         }
     });
 
-    let app = connections::with_body_deadline(router(prepared.state));
+    let app = crate::observe::instrument(connections::with_body_deadline(router(prepared.state)));
     let graceful = GracefulShutdown::new();
     let shutdown = signals.recv();
     tokio::pin!(shutdown);
@@ -458,11 +492,19 @@ pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeE
     }
     drop(acceptor);
     purger.abort();
-    eprintln!("mynalink-server: shutting down");
+    #[cfg(unix)]
+    reloader.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
+    tracing::info!(event = "shutting_down", "shutting down");
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(SHUTDOWN_GRACE) => {
-            eprintln!("mynalink-server: requests still open after {SHUTDOWN_GRACE:?}; stopping");
+            tracing::warn!(
+                event = "shutdown_timeout",
+                "requests still open after {SHUTDOWN_GRACE:?}; stopping"
+            );
         }
     }
     Ok(())

@@ -71,6 +71,11 @@ impl TerminalTokens {
         self.entries.is_empty()
     }
 
+    /// The ids, in the file's order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(id, _)| id.as_str())
+    }
+
     /// Whether another set shares an id or a token hash with this one: the Mynaportal
     /// and terminal credentials must be told apart.
     pub fn overlaps(&self, other: &TerminalTokens) -> bool {

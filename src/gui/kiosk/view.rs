@@ -240,10 +240,7 @@ impl Kiosk {
     fn card_view(&self) -> Element<'_, Message> {
         let lang = self.lang;
         let mut col = column![ruby_text(
-            lang.pick(
-                "マイナンバーカードをカードリーダーに置いてください",
-                "Place your My Number card on the reader"
-            ),
+            shared::card_instruction(lang, self.presence.reader_kind(), true),
             40.0
         )]
         .spacing(24)

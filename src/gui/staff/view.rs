@@ -260,11 +260,9 @@ impl Staff {
 
     fn card_view(&self) -> Element<'_, Message> {
         let lang = self.lang;
+        let instruction = shared::card_instruction(lang, self.presence.reader_kind(), false);
         let mut col = column![look::heading(
-            lang.pick(
-                "3 カード：マイナンバーカードを置いてください",
-                "3 Card: place the My Number card"
-            ),
+            format!("{}{instruction}", lang.pick("3 カード：", "3 Card: ")),
             26.0
         )]
         .spacing(12);

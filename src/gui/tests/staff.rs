@@ -166,7 +166,7 @@ fn card_step_waits_for_the_card_then_shows_the_tries_left() {
     h.click(NEXT);
     h.click(AGREE);
     assert_eq!(h.app.step, Step::Card);
-    h.assert_shows("3 カード：マイナンバーカードを置いてください");
+    h.assert_shows("3 カード：マイナンバーカードをカードリーダーに差し込むか、上に置いてください");
     h.assert_shows("カードを待っています…");
     h.assert_shows("Simulated（模擬）: カードなし");
 
