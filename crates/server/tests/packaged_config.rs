@@ -25,6 +25,9 @@ const OPTIONS: &[&str] = &[
     "freshness-hours",
     "max-connections",
     "max-connections-per-ip",
+    "log-format",
+    "metrics-listen",
+    "metrics-allow-remote",
 ];
 
 /// The `#key = value` lines (prose comments are `# …`).
@@ -86,6 +89,8 @@ fn every_serve_option_has_its_key_and_every_key_is_an_option() {
     }
     ServeOptions::parse(&arguments).unwrap_or_else(|e| panic!("{arguments:?}: {e}"));
     arguments.push("--allow-test-root".into());
+    ServeOptions::parse(&arguments).unwrap_or_else(|e| panic!("{arguments:?}: {e}"));
+    arguments.push("--metrics-allow-remote".into());
     ServeOptions::parse(&arguments).unwrap_or_else(|e| panic!("{arguments:?}: {e}"));
     let plain = [
         "--listen",
