@@ -124,7 +124,7 @@ KIOSK_LOG=/tmp/mynalink-kiosk.log
     --regid=mynalink-kiosk --init-groups env HOME=/var/lib/mynalink-kiosk $environment \
     XDG_RUNTIME_DIR=/tmp/kiosk-runtime WLR_BACKENDS=headless WLR_RENDERER=pixman \
     WLR_HEADLESS_OUTPUTS=1 WLR_LIBINPUT_NO_DEVICES=1 MYNALINK_STARTUP_LOG=1 $exec_start) \
-    >"$KIOSK_LOG" 2>&1 ) 2>/dev/null &
+    >"$KIOSK_LOG" 2>&1; exit 0) 2>/dev/null &
 kiosk=$!
 frame=""
 for _ in $(seq 300); do

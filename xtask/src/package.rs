@@ -580,6 +580,10 @@ pub fn verify_units(out: &Path) -> Result<(), String> {
         b"#!/bin/sh\n# stand-in for Debian's cage\n",
         0o755,
     )?;
+    // ExecReload's shell, as on every Debian system (usrmerge: /bin is /usr/bin).
+    std::os::unix::fs::symlink("usr/bin", root.join("bin")).map_err(|e| e.to_string())?;
+    fs::copy("/usr/bin/dash", root.join("usr/bin/sh"))
+        .map_err(|e| format!("/usr/bin/dash: {e}"))?;
     let units: Vec<String> = std::iter::once("mynalink-kiosk.service")
         .chain(SERVER_UNITS.iter().copied())
         .map(|unit| format!("/usr/lib/systemd/system/{unit}"))
