@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use mynalink_simcard::SimKey;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -251,6 +252,21 @@ pub struct SimArgs {
     /// Simulated card: removed after this many APDUs.
     #[arg(long, value_name = "N")]
     pub sim_remove_after: Option<usize>,
+    /// Simulated card: its signing key (default rsa2048). ec-p384 is a PROVISIONAL
+    /// next-generation profile: J-LIS has not published that card's identifiers, files or
+    /// SIGN format, so the simulated card assumes them.
+    #[arg(long, value_name = "KEY", value_parser = sim_key_parser())]
+    pub sim_key: Option<SimKey>,
+}
+
+/// `--sim-key`: the simulated card's key kinds, each with what it stands for.
+fn sim_key_parser() -> impl clap::builder::TypedValueParser<Value = SimKey> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(
+        SimKey::ALL.map(|key| PossibleValue::new(key.name()).help(key.description())),
+    )
+    // Only the names above get here, so the fallback is never taken.
+    .map(|name| SimKey::parse(&name).unwrap_or_default())
 }
 
 #[derive(Args, Debug, Clone)]
@@ -335,6 +351,39 @@ mod tests {
             "1"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn sim_key_takes_the_three_kinds_and_labels_the_provisional_one() {
+        let key = |value: &str| {
+            Cli::try_parse_from([
+                "mynalink",
+                "headless",
+                "--sim",
+                "--license",
+                "1",
+                "--sim-key",
+                value,
+            ])
+            .map(|cli| match cli.command {
+                Some(Command::Headless(args)) => args.sim.sim_key,
+                _ => None,
+            })
+        };
+        assert_eq!(key("rsa2048").ok().flatten(), Some(SimKey::Rsa2048));
+        assert_eq!(key("rsa3072").ok().flatten(), Some(SimKey::Rsa3072));
+        assert_eq!(key("ec-p384").ok().flatten(), Some(SimKey::EcP384));
+        assert!(key("ec-p256").is_err());
+        assert!(key("rsa4096").is_err());
+        let help = Cli::command()
+            .find_subcommand_mut("headless")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        let line = help
+            .lines()
+            .find(|l| l.contains("ec-p384:"))
+            .unwrap_or_default();
+        assert!(line.contains("PROVISIONAL"), "{help}");
     }
 
     #[test]

@@ -145,7 +145,12 @@ fn delivery_row(id: EntryId, delivery: &Delivery) -> serde_json::Value {
             row["repeated"] = json!(repeated);
         }
         Delivery::AlreadyLinked { via } => row["linked_via"] = json!(via),
-        Delivery::Rejected(e) => row["error"] = json!(e),
+        Delivery::Rejected(e) => {
+            // The client's own words where it has them (a revoked certificate).
+            let mut e = e.clone();
+            (e.message_ja, e.message_en) = e.explanation();
+            row["error"] = json!(e);
+        }
         Delivery::Queued {
             reason,
             next_attempt_at,

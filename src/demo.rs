@@ -132,7 +132,10 @@ fn demo() -> Result<(), FlowError> {
     let delivery = crate::delivery::deliver(&mut uploader, signed)?;
     match &delivery {
         Delivery::Linked { binding_id, .. } => println!("    連携しました / linked: {binding_id}"),
-        Delivery::Rejected(e) => println!("    [{}] {} / {}", e.code, e.message_ja, e.message_en),
+        Delivery::Rejected(e) => {
+            let (ja, en) = e.explanation();
+            println!("    [{}] {ja} / {en}", e.code)
+        }
         other => println!("    結果 / outcome: {}", other.outcome()),
     }
 

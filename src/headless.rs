@@ -7,13 +7,16 @@ use mynalink_link::{ErrorCode, FirstStage, FlowError, FlowInputs, Warning};
 
 use crate::cli::HeadlessArgs;
 use crate::password_input;
-use crate::report::{CertificateReport, Report, ReportError, WarningReport};
+use crate::report::{CardProfileReport, CertificateReport, Report, ReportError, WarningReport};
 use crate::source;
 use mynalink_link::upload::Delivery;
 
 /// The simulated card's signing TEST root. It is generated deterministically by the
 /// simulated card; this copy (checked equal by a test) spares replays the key generation.
 pub const SIMULATED_CARD_TEST_ROOT: &[u8] = include_bytes!("../assets/sim-sign-test-root.der");
+/// The same for the simulated card with a P-384 key (`--sim-key ec-p384`, provisional).
+pub const SIMULATED_CARD_TEST_ROOT_EC_P384: &[u8] =
+    include_bytes!("../assets/sim-sign-test-root-ec-p384.der");
 
 pub fn run(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> i32 {
     let report = execute(args, config_path);
@@ -180,6 +183,8 @@ fn execute(args: &HeadlessArgs, config_path: Option<&std::path::Path>) -> Report
         certificate: flow.certificate().map(|c| {
             CertificateReport::new(c, flow.trusted_chain().map(|t| t.anchor_label.clone()))
         }),
+        signature_algorithm: flow.signature_algorithm().map(|a| a.name()),
+        card_profile: flow.card_profile().map(CardProfileReport::from),
         pin_tries_before: flow.tries_before(),
         apdu_count: flow.apdu_count(),
         timings_ms: flow.timings().clone(),

@@ -1,6 +1,7 @@
 //! What a headless run prints: one JSON object with `--json`, readable lines otherwise.
 //! Never the holder's name, address, birth date or sex.
 
+use mynalink_card::CardProfile;
 use mynalink_link::api::{ApiError, LinkedVia};
 use mynalink_link::certificate::SigningCertificate;
 use mynalink_link::statement::format_time;
@@ -38,10 +39,11 @@ impl From<FlowError> for ReportError {
 
 impl From<ApiError> for ReportError {
     fn from(e: ApiError) -> Self {
+        let (message_ja, message_en) = e.explanation();
         ReportError {
             code: e.code,
-            message_ja: e.message_ja,
-            message_en: e.message_en,
+            message_ja,
+            message_en,
             tries_left: None,
             detail: e.detail,
             from_backend: true,
@@ -58,8 +60,29 @@ pub struct CertificateReport {
     pub issuer: String,
     pub authority_key_id: Option<String>,
     pub sha256: String,
+    /// The holder's key: `rsa-2048`, `rsa-3072`, `ec-p384`, …
+    pub public_key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trust_anchor: Option<String>,
+}
+
+/// The card profile the card matched (`crates/card/src/profile.rs`).
+#[derive(Debug, Serialize)]
+pub struct CardProfileReport {
+    pub id: &'static str,
+    pub name_en: &'static str,
+    /// Built on assumptions, not on a published specification (the next-generation card).
+    pub provisional: bool,
+}
+
+impl From<&CardProfile> for CardProfileReport {
+    fn from(profile: &CardProfile) -> Self {
+        CardProfileReport {
+            id: profile.id,
+            name_en: profile.name_en,
+            provisional: profile.provisional,
+        }
+    }
 }
 
 impl CertificateReport {
@@ -72,6 +95,7 @@ impl CertificateReport {
             issuer: certificate.issuer(),
             authority_key_id: certificate.authority_key_id().map(hex::encode),
             sha256: hex::encode(certificate.sha256()),
+            public_key: certificate.key_kind().name(),
             trust_anchor,
         }
     }
@@ -107,6 +131,12 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reader_note: Option<String>,
     pub certificate: Option<CertificateReport>,
+    /// How the card signs the statement (`rsa-pkcs1-sha256`, `ecdsa-sha384`), once the
+    /// certificate's key told which profile the card follows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_algorithm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card_profile: Option<CardProfileReport>,
     pub pin_tries_before: Option<u8>,
     pub apdu_count: usize,
     pub timings_ms: Timings,
@@ -135,6 +165,8 @@ impl Report {
             reader: None,
             reader_note: None,
             certificate: None,
+            signature_algorithm: None,
+            card_profile: None,
             pin_tries_before: None,
             apdu_count: 0,
             timings_ms: Timings::default(),
@@ -205,6 +237,21 @@ impl Report {
                 println!("信頼の起点 / trust anchor: {anchor}");
             }
             println!("SHA-256: {}", c.sha256);
+            println!("鍵 / key: {}", c.public_key);
+        }
+        if let Some(algorithm) = &self.signature_algorithm {
+            println!("署名方式 / signature algorithm: {algorithm}");
+        }
+        if let Some(profile) = &self.card_profile {
+            let provisional = if profile.provisional {
+                " — 暫定 / PROVISIONAL"
+            } else {
+                ""
+            };
+            println!(
+                "カード / card profile: {} ({}){provisional}",
+                profile.id, profile.name_en
+            );
         }
         for w in &self.warnings {
             println!(

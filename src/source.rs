@@ -91,11 +91,15 @@ pub fn trust_store<'a>(
             .map_err(|e| invalid("trust_anchors", path, e.to_string()))?;
     }
     if trust_simulated_root {
-        trust
-            .add_trust_anchor(crate::headless::SIMULATED_CARD_TEST_ROOT)
-            .map_err(|e| {
+        // Both of the simulated card's roots: its RSA keys' and its P-384 key's.
+        for root in [
+            crate::headless::SIMULATED_CARD_TEST_ROOT,
+            crate::headless::SIMULATED_CARD_TEST_ROOT_EC_P384,
+        ] {
+            trust.add_trust_anchor(root).map_err(|e| {
                 FlowError::new(ErrorCode::ConfigurationInvalid).with_detail(e.to_string())
             })?;
+        }
     }
     Ok(trust)
 }
@@ -121,7 +125,21 @@ pub fn sim_options(args: &SimArgs) -> SimOptions {
     }
     options.jpki_ap = !args.sim_not_jpki;
     options.remove_after_apdus = args.sim_remove_after;
+    if let Some(key) = args.sim_key {
+        options.key = key;
+    }
     options
+}
+
+/// For people: which key the simulated card was given, the provisional one labelled so.
+pub fn sim_key_note(args: &SimArgs) -> Option<String> {
+    args.sim_key.map(|key| {
+        format!(
+            "simulated card with --sim-key {}: {}",
+            key.name(),
+            key.description()
+        )
+    })
 }
 
 /// The simulated card's reader name: all a version 1 trace says about where it came from.
@@ -145,11 +163,14 @@ pub fn open(
 ) -> Result<Opened, FlowError> {
     let mut reader_note = None;
     let (transport, recorded_inputs, source): (Box<dyn Transport>, _, _) = match choice {
-        Choice::Sim => (
-            Box::new(SimTransport::new(sim_options(sim))),
-            None,
-            TraceSource::Simulated,
-        ),
+        Choice::Sim => {
+            reader_note = sim_key_note(sim);
+            (
+                Box::new(SimTransport::new(sim_options(sim))),
+                None,
+                TraceSource::Simulated,
+            )
+        }
         Choice::Replay(path) => {
             let bytes = read_bounded(path)?;
             let replay = Replay::from_bytes(&bytes).map_err(FlowError::from)?;

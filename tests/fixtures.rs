@@ -28,6 +28,9 @@ fn every_fixture_replays_to_its_expected_outcome() {
         "no-signing-certificate",
         "not-my-number-card",
         "phone-token",
+        "iphone-token",
+        "success-rsa3072",
+        "success-ec-p384",
         "card-removed-mid-read",
         "t0-get-response",
         "expired-certificate",
@@ -77,6 +80,20 @@ fn every_fixture_replays_to_its_expected_outcome() {
                 json["error"]["tries_left"], expected["tries_left"],
                 "{name}"
             );
+        }
+        // Key, algorithm and profile, where the recording reached the certificate.
+        for (field, pointer) in [
+            ("public_key", "/certificate/public_key"),
+            ("signature_algorithm", "/signature_algorithm"),
+            ("card_profile", "/card_profile/id"),
+        ] {
+            if let Some(value) = expected.get(field) {
+                assert_eq!(
+                    json.pointer(pointer),
+                    Some(value),
+                    "{name}: {field}: {json}"
+                );
+            }
         }
         if expected["apdu_count"].is_u64() {
             assert_eq!(json["apdu_count"], expected["apdu_count"], "{name}");

@@ -164,7 +164,12 @@ fn error_codes_from_the_simulated_card() {
         (
             &["--sim-token", "JPKIAPIOSTOKEN"],
             "TEST1234\n",
-            "not_jpki_card",
+            "smartphone_not_accepted",
+        ),
+        (
+            &["--sim-token", "JPKIAPGPSETOKEN"],
+            "TEST1234\n",
+            "smartphone_not_accepted",
         ),
         (
             &["--sim-token", "JPKIAPICCTOKEN"],
@@ -360,7 +365,13 @@ fn hex_lower(bytes: &[u8]) -> String {
 
 /// Edits a copy of a fixture trace and replays it.
 fn replay_edited(edit: impl FnOnce(&mut Value)) -> Run {
-    let text = std::fs::read_to_string(fixtures_dir().join("success.trace.json")).expect("fixture");
+    replay_edited_of("success", edit)
+}
+
+/// Edits a copy of the named fixture trace and replays it.
+fn replay_edited_of(fixture: &str, edit: impl FnOnce(&mut Value)) -> Run {
+    let text = std::fs::read_to_string(fixtures_dir().join(format!("{fixture}.trace.json")))
+        .expect("fixture");
     let mut trace: Value = serde_json::from_str(&text).expect("json");
     edit(&mut trace);
     let dir = temp_dir();
@@ -420,4 +431,162 @@ fn pcsc_service_missing_is_pcsc_unavailable() {
         .expect("readers");
     let json: Value = serde_json::from_slice(&readers.stdout).expect("json");
     assert_eq!(json["error"]["code"], "pcsc_unavailable", "{json}");
+}
+
+#[test]
+fn each_sim_key_reports_its_key_algorithm_and_profile() {
+    // (--sim-key, public_key, signature_algorithm, profile, provisional, SIGN data length)
+    let cases = [
+        (
+            "rsa2048",
+            "rsa-2048",
+            "rsa-pkcs1-sha256",
+            "my-number-card",
+            false,
+            51,
+        ),
+        (
+            "rsa3072",
+            "rsa-3072",
+            "rsa-pkcs1-sha256",
+            "my-number-card",
+            false,
+            51,
+        ),
+        (
+            "ec-p384",
+            "ec-p384",
+            "ecdsa-sha384",
+            "next-generation-provisional",
+            true,
+            48,
+        ),
+    ];
+    for (key, public_key, algorithm, profile, provisional, sign_len) in cases {
+        let dir = temp_dir();
+        let trace = dir.path().join("t.json");
+        let run = headless(
+            &["--sim", "--sim-key", key, "--record", &path_str(&trace)],
+            "TEST1234\n",
+        );
+        assert_eq!(run.status, 0, "{key}: {} {}", run.stdout, run.stderr);
+        let json = run.json();
+        assert_eq!(json["certificate"]["public_key"], public_key, "{json}");
+        assert_eq!(json["signature_algorithm"], algorithm, "{json}");
+        assert_eq!(json["card_profile"]["id"], profile, "{json}");
+        assert_eq!(json["card_profile"]["provisional"], provisional, "{json}");
+        let note = json["reader_note"].as_str().unwrap_or_default();
+        assert!(note.contains(key), "{json}");
+        assert_eq!(note.contains("PROVISIONAL"), provisional, "{json}");
+        // The SIGN input: a DigestInfo for RSA PKCS#1, the bare SHA-384 hash for ECDSA.
+        let mut recorded: Value =
+            serde_json::from_slice(&std::fs::read(&trace).expect("trace")).expect("json");
+        let command = signature_exchange(&mut recorded)["command"]
+            .as_str()
+            .expect("command")
+            .to_string();
+        // Short Lc (one byte), or extended (00 and two bytes) when the answer needs a long Le.
+        let (lc, data) = match &command[8..10] {
+            "00" => (&command[10..14], &command[14..]),
+            short => (short, &command[10..]),
+        };
+        assert_eq!(
+            usize::from_str_radix(lc, 16),
+            Ok(sign_len),
+            "{key}: {command}"
+        );
+        if key.starts_with("rsa") {
+            assert!(
+                data.starts_with("3031300d060960864801650304020105000420"),
+                "{command}"
+            );
+        }
+    }
+    // Readable output labels the provisional profile too.
+    let human = mynalink(
+        &[
+            "headless",
+            "--sim",
+            "--sim-key",
+            "ec-p384",
+            "--license",
+            LICENSE,
+            "--offline",
+            "--pin-stdin",
+        ],
+        Some("TEST1234\n"),
+    );
+    assert!(
+        human.stdout.contains("ec-p384") && human.stdout.contains("PROVISIONAL"),
+        "{}",
+        human.stdout
+    );
+    assert!(human.stdout.contains("ecdsa-sha384"), "{}", human.stdout);
+}
+
+#[test]
+fn smartphones_are_refused_before_any_password() {
+    for label in ["JPKIAPGPSETOKEN", "JPKIAPIOSTOKEN"] {
+        let dir = temp_dir();
+        let trace = dir.path().join("t.json");
+        let run = headless(
+            &["--sim", "--sim-token", label, "--record", &path_str(&trace)],
+            "TEST1234\n",
+        );
+        assert_eq!(
+            run.code().as_deref(),
+            Some("smartphone_not_accepted"),
+            "{}",
+            run.stdout
+        );
+        let error = &run.json()["error"];
+        assert!(
+            error["message_ja"]
+                .as_str()
+                .is_some_and(|m| m.contains("マイナンバーカード本体")),
+            "{error}"
+        );
+        assert!(
+            error["message_en"]
+                .as_str()
+                .is_some_and(|m| m.contains("card itself")),
+            "{error}"
+        );
+        // Select AP, token info (2): no retry query, no VERIFY.
+        let recorded: Value =
+            serde_json::from_slice(&std::fs::read(&trace).expect("trace")).expect("json");
+        let commands: Vec<&str> = recorded["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter_map(|e| e["command"].as_str())
+            .collect();
+        assert_eq!(commands.len(), 3, "{commands:?}");
+        assert!(
+            commands.iter().all(|c| !c.starts_with("0020")),
+            "{commands:?}"
+        );
+    }
+}
+
+#[test]
+fn a_p384_signature_of_the_wrong_length_or_flipped_is_refused() {
+    // An RSA-2048-sized answer from a P-384 card: the length comes from the key.
+    let run = replay_edited_of("success-ec-p384", |t| {
+        signature_exchange(t)["response"] = Value::String(format!("{}9000", "ab".repeat(256)));
+    });
+    assert_eq!(run.code().as_deref(), Some("card_error"), "{}", run.stdout);
+    let run = replay_edited_of("success-ec-p384", |t| {
+        let exchange = signature_exchange(t);
+        let response = exchange["response"].as_str().expect("response").to_string();
+        let flipped = u8::from_str_radix(&response[2..4], 16).expect("hex") ^ 0x01;
+        exchange["response"] =
+            Value::String(format!("{}{flipped:02x}{}", &response[..2], &response[4..]));
+    });
+    assert_eq!(
+        run.code().as_deref(),
+        Some("signature_invalid"),
+        "{}",
+        run.stdout
+    );
 }

@@ -409,6 +409,9 @@ fn crafted(license: &str, certificate: &[u8], time: OffsetDateTime) -> SignedSta
         signature: x509::sign(&bytes),
         statement,
         bytes,
+        algorithm: mynalink_card::SignatureAlgorithm::RsaPkcs1(
+            mynalink_card::HashAlgorithm::Sha256,
+        ),
         certificate_der: certificate.to_vec(),
     }
 }

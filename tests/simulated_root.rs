@@ -1,4 +1,6 @@
-//! The shipped copy of the simulated card's TEST root is the one the card generates.
+//! The shipped copies of the simulated card's TEST roots are the ones the card generates.
+
+use sha2::Digest;
 
 #[test]
 fn shipped_test_root_matches_the_generated_one() {
@@ -12,5 +14,23 @@ fn shipped_test_root_matches_the_generated_one() {
     assert_eq!(
         hex::encode(mynalink_link::trust::PUBLIC_TEST_ROOT_SHA256),
         mynalink_simcard::SIGN_TEST_ROOT_SHA256_HEX
+    );
+}
+
+#[test]
+fn shipped_p384_test_root_matches_the_generated_one() {
+    use mynalink_simcard::SimKey;
+    let shipped = include_bytes!("../assets/sim-sign-test-root-ec-p384.der");
+    assert_eq!(
+        &shipped[..],
+        mynalink_simcard::sign_test_root_der_for(SimKey::EcP384)
+    );
+    assert_eq!(
+        hex::encode(mynalink_link::trust::PUBLIC_TEST_ROOT_EC_P384_SHA256),
+        mynalink_simcard::SIGN_TEST_ROOT_EC_P384_SHA256_HEX
+    );
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(shipped)),
+        mynalink_simcard::SIGN_TEST_ROOT_EC_P384_SHA256_HEX
     );
 }

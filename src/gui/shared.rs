@@ -675,10 +675,10 @@ fn delivery_view<'a, M: 'a>(lang: Lang, delivery: &Delivery) -> Element<'a, M> {
             format!("端末の認証が拒否されました（{}）。送信箱に保存しました。システム担当者に連絡してください。", error.code),
             format!("The terminal's credentials were refused ({}). Kept in the outbox; contact the administrator.", error.code),
         )),
-        Delivery::Rejected(error) => look::notice(
-            format!("[{}] {}", error.code, lang.pick(&error.message_ja, &error.message_en)),
-            look::DANGER,
-        ),
+        Delivery::Rejected(error) => {
+            let (ja, en) = error.explanation();
+            look::notice(format!("[{}] {}", error.code, lang.pick(&ja, &en)), look::DANGER)
+        }
         Delivery::Held { reason, .. } => {
             let (ja, en) = reason.text();
             look::warning(lang.choose(
@@ -789,6 +789,8 @@ mod tests {
             second_stage_done: None,
             service_suspended: suspended,
             suspension: None,
+            binding_state: None,
+            stale_reason: None,
         }
     }
 

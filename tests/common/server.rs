@@ -141,6 +141,8 @@ impl Setup {
         }
         // The first anchor is the simulated card's TEST root.
         server_args.push("--allow-test-root".into());
+        // Not about revocation unless the test adds sources ([`Setup::with_revocation`]).
+        server_args.extend(["--revocation".into(), "off".into()]);
         Setup {
             dir: dir.to_path_buf(),
             database,
@@ -149,6 +151,44 @@ impl Setup {
             seal_public,
             server_args,
         }
+    }
+
+    /// Checks certificates for revocation with `args` (`--ocsp URL`, `--crl …`,
+    /// `--revocation …`) instead of `--revocation off`.
+    pub fn with_revocation(mut self, args: &[String]) -> Setup {
+        let at = self
+            .server_args
+            .iter()
+            .position(|a| a == "--revocation")
+            .expect("--revocation off");
+        self.server_args.drain(at..at + 2);
+        self.server_args.extend(args.iter().cloned());
+        self
+    }
+
+    /// `mynalink-server recheck` on this backend's database and trust anchors with the
+    /// revocation options `args`: exit status, standard output, standard error.
+    pub fn recheck(&self, args: &[String]) -> (Option<i32>, String, String) {
+        let mut command = Command::new(binary());
+        command.args(["recheck", "--database", &self.database]);
+        let anchors = self
+            .server_args
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| *a == "--trust-anchor");
+        for (i, _) in anchors {
+            command.args(["--trust-anchor", &self.server_args[i + 1]]);
+        }
+        let out = command
+            .arg("--allow-test-root")
+            .args(args)
+            .output()
+            .expect("run mynalink-server recheck");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Starts the server on a free port and waits until it listens.

@@ -2,7 +2,9 @@
 //! reference backend with durable commits — SQLite (WAL, `synchronous=FULL`), then
 //! PostgreSQL (a private server as for the tests, `synchronous_commit=on`, Unix socket) —
 //! plain HTTP on loopback, from the `load` example of `mynalink-server`, which runs backend
-//! and load generator in one process on the same cores.
+//! and load generator in one process on the same cores. Each database twice: with
+//! revocation checking off, and with an OCSP check in the path of every binding against a
+//! local `openssl ocsp` responder (`--ocsp`).
 
 use std::process::{Command, Stdio};
 
@@ -19,6 +21,9 @@ const TARGET_P99_MS: f64 = 50.0;
 /// The wall time runs from the first scheduled start to the last answer, so even a backend
 /// that keeps pace achieves slightly less than the offered rate.
 const KEEP_PACE: f64 = 0.98;
+
+/// One run's report and whether the store held every binding.
+type LoadResult = Result<(Value, bool), String>;
 
 /// `cargo xtask bench-server [--requests N] [--rate R] [--threads T]`.
 pub fn run(args: &[String]) -> Result<(), String> {
@@ -53,7 +58,7 @@ pub fn measure(requests: u64, rate: f64, threads: u64) -> Result<(), String> {
         "load",
     ])?;
     let binary = crate::target_dir().join("release/examples/load");
-    let load = |postgres_url: Option<&str>| -> Result<(Value, bool), String> {
+    let load = |postgres_url: Option<&str>, ocsp: bool| -> LoadResult {
         let mut command = Command::new(&binary);
         command.args([
             "--requests",
@@ -65,6 +70,9 @@ pub fn measure(requests: u64, rate: f64, threads: u64) -> Result<(), String> {
         ]);
         if let Some(url) = postgres_url {
             command.args(["--postgres", url]);
+        }
+        if ocsp {
+            command.arg("--ocsp");
         }
         let output = command
             .stderr(Stdio::inherit())
@@ -79,21 +87,29 @@ pub fn measure(requests: u64, rate: f64, threads: u64) -> Result<(), String> {
         Ok((report, output.status.success()))
     };
 
-    step(&format!(
-        "SQLite: sending {requests} binding requests at {rate}/s from {threads} threads"
-    ));
-    let sqlite = load(None);
-    let server = Postgres::start(&crate::target_dir().join("pg-bench"));
-    let postgresql = server.and_then(|server| {
+    let mut runs: Vec<(&str, LoadResult)> = Vec::new();
+    for (label, ocsp) in [("SQLite", false), ("SQLite + OCSP", true)] {
         step(&format!(
-            "PostgreSQL: sending {requests} binding requests at {rate}/s from {threads} threads"
+            "{label}: sending {requests} binding requests at {rate}/s from {threads} threads"
         ));
-        load(Some(server.url()))
-    });
+        runs.push((label, load(None, ocsp)));
+    }
+    match Postgres::start(&crate::target_dir().join("pg-bench")) {
+        Ok(server) => {
+            for (label, ocsp) in [("PostgreSQL", false), ("PostgreSQL + OCSP", true)] {
+                step(&format!(
+                    "{label}: sending {requests} binding requests at {rate}/s from {threads} \
+                     threads"
+                ));
+                runs.push((label, load(Some(server.url()), ocsp)));
+            }
+        }
+        Err(e) => runs.push(("PostgreSQL", Err(e))),
+    }
 
     let mut errors = Vec::new();
     let mut reports = Vec::new();
-    for (name, result) in [("SQLite", sqlite), ("PostgreSQL", postgresql)] {
+    for (name, result) in runs {
         match result {
             Ok((report, success)) => {
                 if !success {
@@ -121,8 +137,9 @@ fn print_reports(reports: &[(&str, Value)]) {
         "Reference backend, embedded, durable commits: SQLite (WAL, synchronous=FULL) and \
          PostgreSQL (synchronous_commit=on, local Unix socket); plain HTTP on loopback; \
          open-loop load, latency from each request's scheduled start (service: from the \
-         actual send). {cores} cores, shared by the backend, the load generator and \
-         PostgreSQL."
+         actual send). \"+ OCSP\": every binding checked first with OpenSSL's OCSP responder \
+         on loopback (one process, RSA-2048 signatures). {cores} cores, shared by the backend, \
+         the load generator, the responder and PostgreSQL."
     );
     println!();
     println!(

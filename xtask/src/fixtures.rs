@@ -107,12 +107,42 @@ const RECORDED: &[Recorded] = &[
         tries_left: None,
     },
     Recorded {
+        name: "success-rsa3072",
+        description: "the whole first stage with an RSA-3072 signing key (384-byte signature)",
+        sim: &["--sim-key", "rsa3072"],
+        password: PASSWORD,
+        args: &[],
+        code: None,
+        tries_left: None,
+    },
+    Recorded {
+        name: "success-ec-p384",
+        description: "the whole first stage on the PROVISIONAL next-generation profile: \
+                      ECDSA P-384 with SHA-384, the bare hash as SIGN input",
+        sim: &["--sim-key", "ec-p384"],
+        password: PASSWORD,
+        args: &[],
+        code: None,
+        tries_left: None,
+    },
+    Recorded {
         name: "phone-token",
-        description: "a smartphone JPKI token (JPKIAPGPSETOKEN)",
+        description:
+            "a smartphone JPKI token on Android (JPKIAPGPSETOKEN): refused before any password",
         sim: &["--sim-token", "JPKIAPGPSETOKEN"],
         password: PASSWORD,
         args: &[],
-        code: Some("not_jpki_card"),
+        code: Some("smartphone_not_accepted"),
+        tries_left: None,
+    },
+    Recorded {
+        name: "iphone-token",
+        description:
+            "a smartphone JPKI token on iPhone (JPKIAPIOSTOKEN): refused before any password",
+        sim: &["--sim-token", "JPKIAPIOSTOKEN"],
+        password: PASSWORD,
+        args: &[],
+        code: Some("smartphone_not_accepted"),
         tries_left: None,
     },
     Recorded {
@@ -204,10 +234,32 @@ fn read_json(path: &Path) -> Result<Value, String> {
     serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-pub fn regenerate() -> Result<(), String> {
+/// The key and algorithms a replay must report, as the recording did (absent on failures
+/// before the certificate).
+fn keys_and_algorithms(report: &Value, expected: &mut Value) {
+    for (field, pointer) in [
+        ("public_key", "/certificate/public_key"),
+        ("signature_algorithm", "/signature_algorithm"),
+        ("card_profile", "/card_profile/id"),
+    ] {
+        if let Some(value) = report.pointer(pointer) {
+            expected[field] = value.clone();
+        }
+    }
+}
+
+/// Records every fixture, or only those named (the damaged ones are derived again when
+/// `success` is among them).
+pub fn regenerate(names: &[String]) -> Result<(), String> {
     let dir = fixtures_dir();
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    for f in RECORDED {
+    for name in names {
+        if !RECORDED.iter().any(|f| f.name == name) {
+            return Err(format!("no recorded fixture is called {name}"));
+        }
+    }
+    let chosen = |name: &str| names.is_empty() || names.iter().any(|n| n == name);
+    for f in RECORDED.iter().filter(|f| chosen(f.name)) {
         step(&format!("recording {}", f.name));
         let trace = dir.join(format!("{}.trace.json", f.name));
         let trace_arg = trace.display().to_string();
@@ -223,7 +275,7 @@ pub fn regenerate() -> Result<(), String> {
             ));
         }
         let apdus = report.get("apdu_count").and_then(Value::as_u64);
-        let expected = expectation(
+        let mut expected = expectation(
             f.description,
             f.args,
             f.password.len(),
@@ -231,9 +283,13 @@ pub fn regenerate() -> Result<(), String> {
             f.tries_left,
             apdus,
         );
+        keys_and_algorithms(&report, &mut expected);
         write_json(&dir.join(format!("{}.expected.json", f.name)), &expected)?;
     }
-    derive_damaged(&dir)
+    if chosen("success") {
+        derive_damaged(&dir)?;
+    }
+    Ok(())
 }
 
 /// Index of the first event whose command starts with `prefix`.

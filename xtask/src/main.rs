@@ -22,13 +22,14 @@ use system::{cargo, ensure_packages, step};
 const BUILD_PACKAGES: &[&str] = &["pkgconf", "libpcsclite-dev"];
 /// Needed by the end-to-end tests: the real PC/SC daemon, the vpcd virtual reader, and
 /// OpenSC / pcsc-tools / openssl as independent reference clients; PostgreSQL for the
-/// server tests.
+/// server tests; faketime for an OCSP responder with a shifted clock (revocation tests).
 const TEST_PACKAGES: &[&str] = &[
     "pcscd",
     "vsmartcard-vpcd",
     "opensc",
     "pcsc-tools",
     "openssl",
+    "faketime",
     postgres::PACKAGE,
 ];
 
@@ -62,7 +63,7 @@ fn main() -> ExitCode {
         "bench-server" => bench_server::run(rest),
         "bench-backlog" => bench_backlog::run(rest),
         "bench-gui" => bench_gui::run(rest),
-        "fixtures" => fixtures::regenerate(),
+        "fixtures" => fixtures::regenerate(rest),
         "package" => package::run(rest),
         "install-test" => canonical_target_dir().and_then(|t| install_test::build_and_run(&t)),
         "audit" => ensure_packages(BUILD_PACKAGES).and_then(|()| audit::run_audit(&target_dir())),
@@ -77,9 +78,9 @@ fn main() -> ExitCode {
                  bench-server only the backend load test: bindings/s and latency, SQLite and PostgreSQL\n\
                  bench-backlog only the outbox backlog: 2,000 queued bindings flushed, SQLite\n\
                  bench-gui  only the window start-up: first frame and memory under Xvfb\n\
-                 fixtures   re-record the APDU fixtures in fixtures/ from the simulated card\n\
-                 install-test  only the install test: the packages in a clean Debian 12 root
-                 package    the Debian packages into target/debian/, checked with systemd-analyze and lintian
+                 fixtures [NAME...] re-record the APDU fixtures in fixtures/ (all, or those named) from the simulated card\n\
+                 install-test  only the install test: the packages in a clean Debian 12 root\n\
+                 package    the Debian packages into target/debian/, checked with systemd-analyze and lintian\n\
                  audit      check Cargo.lock against the offline RustSec snapshot (cargo audit)\n\
                  postgres   a private PostgreSQL for running the server tests by hand (until Enter)"
             );

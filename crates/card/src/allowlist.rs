@@ -1,44 +1,20 @@
 //! The card-layer allow-list: which commands the client may send at all.
 //!
-//! The client only ever needs the JPKI application and, in it, the token info, the
-//! signing password, the signing certificate, the signing CA certificate and the signing
-//! key. Everything else — in particular the 券面事項入力補助AP and the 券面AP, which hold
-//! or derive from the individual number — is refused here, before it reaches the card.
+//! The client only ever needs the applications of the card profiles (`profile.rs`) and, in
+//! each, the profile's signing files: token info, certificate presence, signing password,
+//! signing certificate, signing CA certificate and signing key. Everything else — in
+//! particular the 券面事項入力補助AP and the 券面AP, which hold or derive from the individual
+//! number, and the authentication side of the JPKI application — is refused here, before it
+//! reaches the card.
 
 use crate::apdu::Command;
+use crate::profile::{self, CardProfile};
 
-/// The JPKI application (公的個人認証AP).
-pub const JPKI_AID: [u8; 10] = [0xD3, 0x92, 0xF0, 0x00, 0x26, 0x01, 0x00, 0x00, 0x00, 0x01];
 /// 券面事項入力補助AP — holds the individual number. Never selected.
 pub const CARD_INFO_INPUT_AID: [u8; 10] =
     [0xD3, 0x92, 0x10, 0x00, 0x31, 0x00, 0x01, 0x01, 0x04, 0x08];
 /// 券面AP — holds the card surface incl. the individual number image. Never selected.
 pub const CARD_SURFACE_AID: [u8; 10] = [0xD3, 0x92, 0x10, 0x00, 0x31, 0x00, 0x01, 0x01, 0x04, 0x02];
-
-/// Files of the JPKI application the flow uses.
-pub mod ef {
-    pub const SIGNING_CERTIFICATE: u16 = 0x0001;
-    pub const SIGNING_CA_CERTIFICATE: u16 = 0x0002;
-    pub const TOKEN_INFO: u16 = 0x0006;
-    pub const CERTIFICATE_PRESENCE: u16 = 0x0008;
-    pub const SIGNING_KEY: u16 = 0x001A;
-    pub const SIGNING_PASSWORD: u16 = 0x001B;
-}
-
-const READABLE: [u16; 4] = [
-    ef::SIGNING_CERTIFICATE,
-    ef::SIGNING_CA_CERTIFICATE,
-    ef::TOKEN_INFO,
-    ef::CERTIFICATE_PRESENCE,
-];
-const SELECTABLE: [u16; 6] = [
-    ef::SIGNING_CERTIFICATE,
-    ef::SIGNING_CA_CERTIFICATE,
-    ef::TOKEN_INFO,
-    ef::CERTIFICATE_PRESENCE,
-    ef::SIGNING_KEY,
-    ef::SIGNING_PASSWORD,
-];
 
 pub const INS_SELECT: u8 = 0xA4;
 pub const INS_READ_BINARY: u8 = 0xB0;
@@ -49,14 +25,32 @@ pub const INS_GET_RESPONSE: u8 = 0xC0;
 /// What the card has selected, as far as the client knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Selection {
-    pub jpki_ap: bool,
+    /// A profile's application (its DF name, from the profile table).
+    pub application: Option<&'static [u8]>,
     pub ef: Option<u16>,
+}
+
+impl Selection {
+    /// The profiles of the selected application.
+    fn profiles(self) -> impl Iterator<Item = &'static CardProfile> {
+        profile::PROFILES
+            .iter()
+            .filter(move |p| self.application == Some(p.aid))
+    }
+
+    /// Whether the current EF is one of `files` of a profile of the selected application.
+    fn ef_is(&self, files: impl Fn(&CardProfile) -> Vec<u16>) -> bool {
+        match self.ef {
+            Some(fid) => self.profiles().any(|p| files(p).contains(&fid)),
+            None => false,
+        }
+    }
 }
 
 /// The effect a permitted command has on the selection when the card answers 90 00.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
-    SelectsJpki,
+    SelectsApplication(&'static [u8]),
     SelectsEf(u16),
     None,
 }
@@ -73,18 +67,18 @@ pub fn check(command: &Command, selection: Selection) -> Result<Effect, String> 
             if command.p1 & 0x80 != 0 {
                 return Err(format!("{header}: READ BINARY by short file identifier"));
             }
-            match selection.ef {
-                Some(fid) if selection.jpki_ap && READABLE.contains(&fid) => Ok(Effect::None),
-                _ => Err(format!(
+            if selection.ef_is(|p| p.files.readable().to_vec()) {
+                Ok(Effect::None)
+            } else {
+                Err(format!(
                     "{header}: READ BINARY of a file not on the allow-list"
-                )),
+                ))
             }
         }
         (0x00, INS_VERIFY) => {
             if command.p1 == 0x00
                 && command.p2 == 0x80
-                && selection.jpki_ap
-                && selection.ef == Some(ef::SIGNING_PASSWORD)
+                && selection.ef_is(|p| vec![p.files.signing_password])
             {
                 Ok(Effect::None)
             } else {
@@ -96,8 +90,7 @@ pub fn check(command: &Command, selection: Selection) -> Result<Effect, String> 
         (0x80, INS_SIGN) => {
             if command.p1 == 0x00
                 && command.p2 == 0x80
-                && selection.jpki_ap
-                && selection.ef == Some(ef::SIGNING_KEY)
+                && selection.ef_is(|p| vec![p.files.signing_key])
             {
                 Ok(Effect::None)
             } else {
@@ -116,8 +109,8 @@ fn check_select(command: &Command, selection: Selection) -> Result<Effect, Strin
     }
     match command.p1 {
         0x04 => {
-            if command.data.as_slice() == JPKI_AID {
-                Ok(Effect::SelectsJpki)
+            if let Some(aid) = profile::application_id(&command.data) {
+                Ok(Effect::SelectsApplication(aid))
             } else if command.data.as_slice() == CARD_INFO_INPUT_AID {
                 Err("SELECT of the 券面事項入力補助AP (card-info input support application)".into())
             } else if command.data.as_slice() == CARD_SURFACE_AID {
@@ -134,11 +127,14 @@ fn check_select(command: &Command, selection: Selection) -> Result<Effect, Strin
                 [hi, lo] => u16::from_be_bytes([*hi, *lo]),
                 _ => return Err("SELECT of a file by a malformed identifier".into()),
             };
-            if !selection.jpki_ap {
+            if selection.application.is_none() {
                 Err(format!(
                     "SELECT of file {fid:04X} outside the JPKI application"
                 ))
-            } else if SELECTABLE.contains(&fid) {
+            } else if selection
+                .profiles()
+                .any(|p| p.files.selectable().contains(&fid))
+            {
                 Ok(Effect::SelectsEf(fid))
             } else {
                 Err(format!("SELECT of file {fid:04X}, not on the allow-list"))
@@ -151,6 +147,16 @@ fn check_select(command: &Command, selection: Selection) -> Result<Effect, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::{JPKI_AID, MY_NUMBER_CARD, NEXT_GENERATION_PROVISIONAL, PROFILES};
+
+    /// Today's files; the next-generation row shares them (checked below).
+    mod ef {
+        use crate::profile::MY_NUMBER_CARD;
+        pub const SIGNING_CERTIFICATE: u16 = MY_NUMBER_CARD.files.signing_certificate;
+        pub const SIGNING_KEY: u16 = MY_NUMBER_CARD.files.signing_key;
+        pub const SIGNING_PASSWORD: u16 = MY_NUMBER_CARD.files.signing_password;
+        pub const TOKEN_INFO: u16 = MY_NUMBER_CARD.files.token_info;
+    }
 
     fn select_df(aid: &[u8]) -> Command {
         Command::new(0, INS_SELECT, 4, 0x0C).with_data(aid)
@@ -159,7 +165,7 @@ mod tests {
         Command::new(0, INS_SELECT, 2, 0x0C).with_data(&fid.to_be_bytes())
     }
     const IN_JPKI: Selection = Selection {
-        jpki_ap: true,
+        application: Some(&JPKI_AID),
         ef: None,
     };
 
@@ -178,9 +184,13 @@ mod tests {
     fn only_listed_files_in_the_jpki_application() {
         assert_eq!(
             check(&select_df(&JPKI_AID), Selection::default()),
-            Ok(Effect::SelectsJpki)
+            Ok(Effect::SelectsApplication(&JPKI_AID))
         );
-        for fid in SELECTABLE {
+        assert_eq!(
+            NEXT_GENERATION_PROVISIONAL.files, MY_NUMBER_CARD.files,
+            "the provisional row assumes today's files"
+        );
+        for fid in MY_NUMBER_CARD.files.selectable() {
             assert_eq!(check(&select_ef(fid), IN_JPKI), Ok(Effect::SelectsEf(fid)));
             assert!(check(&select_ef(fid), Selection::default()).is_err());
         }
@@ -198,7 +208,7 @@ mod tests {
     fn reads_verifies_and_signs_need_the_right_file() {
         let read = Command::new(0, INS_READ_BINARY, 0, 0).with_le(256);
         let at = |fid| Selection {
-            jpki_ap: true,
+            application: Some(&JPKI_AID),
             ef: Some(fid),
         };
         assert!(check(&read, at(ef::SIGNING_CERTIFICATE)).is_ok());
@@ -225,6 +235,50 @@ mod tests {
             (0x80, 0xA2),
         ] {
             assert!(check(&Command::new(cla, ins, 0, 0), at(ef::SIGNING_KEY)).is_err());
+        }
+    }
+
+    #[test]
+    fn every_profile_allows_exactly_its_signing_files() {
+        // Everything a JPKI application has besides the signing side, and the other
+        // applications' individual-number files.
+        let never = [
+            0x000A, 0x000B, 0x0017, 0x0018, 0x0009, 0x0016, 0x0011, 0x0014, 0x0015,
+        ];
+        for profile in &PROFILES {
+            let inside = Selection {
+                application: Some(profile.aid),
+                ef: None,
+            };
+            for fid in profile.files.selectable() {
+                assert!(check(&select_ef(fid), inside).is_ok(), "{}", profile.id);
+            }
+            for fid in never {
+                assert!(
+                    !profile.files.selectable().contains(&fid),
+                    "{} lists {fid:04X}",
+                    profile.id
+                );
+                assert!(check(&select_ef(fid), inside).is_err(), "{fid:04X}");
+            }
+            // Keys and passwords are never read; only the password is verified, only the
+            // key signs.
+            let read = Command::new(0, INS_READ_BINARY, 0, 0).with_le(256);
+            let at = |fid| Selection {
+                application: Some(profile.aid),
+                ef: Some(fid),
+            };
+            assert!(check(&read, at(profile.files.signing_key)).is_err());
+            assert!(check(&read, at(profile.files.signing_password)).is_err());
+            let sign = Command::new(0x80, INS_SIGN, 0, 0x80).with_data(&[0; 48]);
+            assert!(check(&sign, at(profile.files.signing_key)).is_ok());
+            assert!(check(&sign, at(profile.files.signing_certificate)).is_err());
+            let verify = Command::new(0, INS_VERIFY, 0, 0x80);
+            assert!(check(&verify, at(profile.files.signing_password)).is_ok());
+            assert!(check(&verify, at(profile.files.signing_key)).is_err());
+            // The individual-number applications are never among the profiles'.
+            assert_ne!(profile.aid, CARD_INFO_INPUT_AID);
+            assert_ne!(profile.aid, CARD_SURFACE_AID);
         }
     }
 }

@@ -123,9 +123,9 @@ impl<T: Transport> CardChannel<T> {
     fn track_selection(&mut self, effect: Effect, result: &Result<Response, CardError>) {
         let ok = matches!(result, Ok(r) if r.sw == StatusWord::OK);
         match effect {
-            Effect::SelectsJpki => {
+            Effect::SelectsApplication(aid) => {
                 self.selection = Selection {
-                    jpki_ap: ok,
+                    application: ok.then_some(aid),
                     ef: None,
                 };
             }
@@ -142,7 +142,14 @@ impl<T: Transport> CardChannel<T> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::allowlist::{ef, JPKI_AID};
+    use crate::profile::{JPKI_AID, MY_NUMBER_CARD};
+
+    mod ef {
+        use crate::profile::MY_NUMBER_CARD;
+        pub const SIGNING_CERTIFICATE: u16 = MY_NUMBER_CARD.files.signing_certificate;
+        pub const SIGNING_PASSWORD: u16 = MY_NUMBER_CARD.files.signing_password;
+        pub const TOKEN_INFO: u16 = MY_NUMBER_CARD.files.token_info;
+    }
     use std::collections::VecDeque;
 
     /// A scripted transport: answers in order and remembers what it was sent.
@@ -277,6 +284,6 @@ pub(crate) mod tests {
         let r = ch.send(&sel(ef::SIGNING_CERTIFICATE)).expect("answered");
         assert_eq!(r.sw, StatusWord(0x6A82));
         assert_eq!(ch.selection().ef, None);
-        assert!(ch.selection().jpki_ap);
+        assert_eq!(ch.selection().application, Some(MY_NUMBER_CARD.aid));
     }
 }

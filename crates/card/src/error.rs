@@ -8,7 +8,8 @@ use thiserror::Error;
 /// What kind of token answered as the JPKI application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenKind {
-    /// `JPKIAPICCTOKEN2`: a physical My Number card — the only kind the flow accepts.
+    /// A label of a card profile (`JPKIAPICCTOKEN2`): a physical My Number card — the only
+    /// kind the flow accepts.
     MyNumberCard,
     /// `JPKIAPICCTOKEN`: an old Basic Resident Register (住基) card.
     JukiCard,
@@ -21,25 +22,35 @@ pub enum TokenKind {
 }
 
 impl TokenKind {
-    /// Classifies the first 32 bytes of EF 0006 (trailing spaces and NULs ignored).
+    /// Classifies the first 32 bytes of EF 0006 (trailing spaces and NULs ignored), by the
+    /// labels of the card-profile table.
     pub fn from_label(raw: &[u8]) -> TokenKind {
-        let end = raw
+        let label = crate::profile::trim_label(raw);
+        if crate::profile::PROFILES
             .iter()
-            .rposition(|&b| b != b' ' && b != 0)
-            .map_or(0, |i| i + 1);
-        match &raw[..end] {
-            b"JPKIAPICCTOKEN2" => TokenKind::MyNumberCard,
-            b"JPKIAPICCTOKEN" => TokenKind::JukiCard,
-            b"JPKIAPGPSETOKEN" => TokenKind::AndroidPhone,
-            b"JPKIAPIOSTOKEN" => TokenKind::IPhone,
-            other => TokenKind::Unknown(
-                other
-                    .iter()
-                    .take(32)
-                    .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
-                    .collect(),
-            ),
+            .any(|p| p.token_labels.iter().any(|l| l.as_bytes() == label))
+        {
+            return TokenKind::MyNumberCard;
         }
+        if let Some((_, kind)) = crate::profile::OTHER_TOKENS
+            .into_iter()
+            .find(|(l, _)| l.as_bytes() == label)
+        {
+            return kind;
+        }
+        TokenKind::Unknown(
+            label
+                .iter()
+                .take(32)
+                .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
+                .collect(),
+        )
+    }
+
+    /// A smartphone's signing certificate (Android or iPhone), which the first stage does
+    /// not take.
+    pub fn is_smartphone(&self) -> bool {
+        matches!(self, TokenKind::AndroidPhone | TokenKind::IPhone)
     }
 }
 
@@ -92,6 +103,11 @@ pub enum CardError {
     /// Refused by the allow-list before anything reached the card.
     #[error("refused before reaching the card: {0}")]
     Refused(String),
+
+    /// The signing certificate's key is of a kind no profile matching this card signs with
+    /// (for example an EC key behind a token label that only RSA cards carry).
+    #[error("the signing certificate has a {key} key, which no profile of this card uses")]
+    KeyNotInProfile { key: String },
 
     /// A certificate file whose DER header or length does not hold up.
     #[error("certificate file {fid:04X}: {detail}")]

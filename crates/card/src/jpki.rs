@@ -1,29 +1,43 @@
 //! The JPKI application (公的個人認証AP) commands the first stage needs, with the fewest
 //! APDUs the card allows: no SELECT of what is already selected, and one extended READ
-//! BINARY for the certificate when the card and reader take it.
+//! BINARY for the certificate when the card and reader take it. Application, files and the
+//! SIGN command come from the card profile (`profile.rs`) that matches the card.
 
-use crate::allowlist::{ef, INS_READ_BINARY, INS_SELECT, INS_SIGN, INS_VERIFY, JPKI_AID};
-use crate::apdu::{Command, Response, StatusWord};
+use crate::algorithm::{KeyKind, SignatureAlgorithm};
+use crate::allowlist::{INS_READ_BINARY, INS_SELECT, INS_SIGN, INS_VERIFY};
+use crate::apdu::{Command, Response, StatusWord, SHORT_LE_MAX};
 use crate::channel::{CardChannel, ChannelStats};
 use crate::error::{CardError, NotJpkiReason, TokenKind};
 use crate::password::SigningPassword;
+use crate::profile::{self, CardProfile, ProfileFiles};
 use crate::transport::{Transport, TransportError};
-
-/// DER prefix of a SHA-256 DigestInfo; the card pads (PKCS#1 v1.5) what it is given.
-pub const SHA256_DIGEST_INFO_PREFIX: [u8; 19] = [
-    0x30, 0x31, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
-    0x00, 0x04, 0x20,
-];
 
 /// Certificates on the card are DER `30 82 LL LL …`; anything outside these bounds is
 /// not a JPKI certificate and is not read further.
 pub const CERTIFICATE_MIN_LEN: usize = 260;
 pub const CERTIFICATE_MAX_LEN: usize = 8192;
 
-/// Length of an RSA-2048 signature.
-pub const SIGNATURE_LEN: usize = 256;
-
 const TOKEN_LABEL_LEN: usize = 32;
+
+/// How a signature is made on this card: the profile says what the SIGN command carries,
+/// the key (from the signing certificate) how long the answer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignScheme {
+    pub profile: &'static CardProfile,
+    pub key: KeyKind,
+}
+
+impl SignScheme {
+    /// What the card computes.
+    pub fn algorithm(&self) -> SignatureAlgorithm {
+        self.profile.algorithm
+    }
+
+    /// Bytes of the card's answer.
+    pub fn signature_len(&self) -> usize {
+        self.key.signature_len()
+    }
+}
 
 /// What the retry query says about the signing password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +76,10 @@ pub struct JpkiCard<T: Transport> {
     /// The last retry-query answer and the APDU count right after it: still current only if
     /// nothing was sent since.
     last_status: Option<(PasswordStatus, usize)>,
+    /// The application opened (the first profile's until the card is opened).
+    application: &'static [u8],
+    /// The profiles that matched the card's application and token label; empty until opened.
+    profiles: Vec<&'static CardProfile>,
 }
 
 impl<T: Transport> JpkiCard<T> {
@@ -70,6 +88,8 @@ impl<T: Transport> JpkiCard<T> {
             channel: CardChannel::new(transport),
             extended: ExtendedLength::Try,
             last_status: None,
+            application: profile::PROFILES[0].aid,
+            profiles: Vec::new(),
         }
     }
 
@@ -100,17 +120,68 @@ impl<T: Transport> JpkiCard<T> {
         self.channel.transport_mut().end_session()
     }
 
-    /// Selects the JPKI application and checks that the token is a physical My Number card.
+    /// Selects the application of a card profile and checks the token label: the card
+    /// must match at least one profile (a physical card; a smartphone's or a Juki card's
+    /// token is refused here, before any password).
     pub fn open_application(&mut self) -> Result<(), CardError> {
-        self.select_application()?;
-        match self.read_token_label()? {
-            TokenKind::MyNumberCard => Ok(()),
-            other => Err(CardError::NotJpkiCard(NotJpkiReason::Token(other))),
+        self.profiles.clear();
+        let mut opened = None;
+        for aid in profile::application_ids() {
+            match self.select_application(aid) {
+                Ok(()) => {
+                    opened = Some(aid);
+                    break;
+                }
+                Err(CardError::NotJpkiCard(NotJpkiReason::ApplicationNotFound)) => continue,
+                Err(e) => return Err(e),
+            }
         }
+        let aid = opened.ok_or(CardError::NotJpkiCard(NotJpkiReason::ApplicationNotFound))?;
+        self.application = aid;
+        let raw = self.read_token_label()?;
+        let label = profile::trim_label(&raw);
+        self.profiles = profile::profiles_of(aid)
+            .filter(|p| p.token_labels.iter().any(|l| l.as_bytes() == label))
+            .collect();
+        if self.profiles.is_empty() {
+            let kind = match TokenKind::from_label(&raw) {
+                // A label of another application's profile: not this application's token.
+                TokenKind::MyNumberCard => {
+                    TokenKind::Unknown(String::from_utf8_lossy(label).into_owned())
+                }
+                other => other,
+            };
+            return Err(CardError::NotJpkiCard(NotJpkiReason::Token(kind)));
+        }
+        Ok(())
     }
 
-    fn select_application(&mut self) -> Result<(), CardError> {
-        let select = Command::new(0x00, INS_SELECT, 0x04, 0x0C).with_data(&JPKI_AID);
+    /// The profiles the opened card matched (empty before [`open_application`](Self::open_application)).
+    pub fn profiles(&self) -> &[&'static CardProfile] {
+        &self.profiles
+    }
+
+    /// How this card signs with the key of its signing certificate: the profile among those
+    /// matched that uses a key of this kind.
+    pub fn sign_scheme(&self, key: KeyKind) -> Result<SignScheme, CardError> {
+        profile::for_key(&self.profiles, key)
+            .map(|profile| SignScheme { profile, key })
+            .ok_or(CardError::KeyNotInProfile { key: key.name() })
+    }
+
+    /// The files of the matched profiles (they agree; see `profile.rs`), or the first
+    /// profile's before the card is opened.
+    fn files(&self) -> ProfileFiles {
+        self.profiles
+            .first()
+            .copied()
+            .or_else(|| profile::profiles_of(self.application).next())
+            .unwrap_or(&profile::PROFILES[0])
+            .files
+    }
+
+    fn select_application(&mut self, aid: &'static [u8]) -> Result<(), CardError> {
+        let select = Command::new(0x00, INS_SELECT, 0x04, 0x0C).with_data(aid);
         let r = self.channel.send(&select)?;
         match r.sw.0 {
             0x9000 => Ok(()),
@@ -121,22 +192,22 @@ impl<T: Transport> JpkiCard<T> {
         }
     }
 
-    fn read_token_label(&mut self) -> Result<TokenKind, CardError> {
-        self.select_ef(ef::TOKEN_INFO, "SELECT (token info)")?;
+    fn read_token_label(&mut self) -> Result<Vec<u8>, CardError> {
+        self.select_ef(self.files().token_info, "SELECT (token info)")?;
         let r = self.read_binary(0, TOKEN_LABEL_LEN)?;
         if !(r.sw.is_ok() || r.sw == StatusWord(0x6282)) {
             return Err(sw_error("READ BINARY (token info)", r.sw));
         }
-        Ok(TokenKind::from_label(
-            &r.data[..r.data.len().min(TOKEN_LABEL_LEN)],
-        ))
+        let mut data = r.data;
+        data.truncate(TOKEN_LABEL_LEN);
+        Ok(data)
     }
 
     /// Asks the card how many signing-password tries are left (`00 20 00 80`, exactly four
     /// bytes: this never consumes a try).
     pub fn password_status(&mut self) -> Result<PasswordStatus, CardError> {
         self.last_status = None;
-        match self.select_ef(ef::SIGNING_PASSWORD, "SELECT (signing password)") {
+        match self.select_ef(self.files().signing_password, "SELECT (signing password)") {
             Err(CardError::FileNotFound { .. }) => return Ok(PasswordStatus::NoSigningCertificate),
             other => other?,
         }
@@ -157,7 +228,10 @@ impl<T: Transport> JpkiCard<T> {
     /// the certificate-presence file tells them apart. Only read on this path, so the
     /// success path pays nothing for it.
     fn blocked_or_absent(&mut self) -> Result<PasswordStatus, CardError> {
-        match self.select_ef(ef::CERTIFICATE_PRESENCE, "SELECT (certificate presence)") {
+        match self.select_ef(
+            self.files().certificate_presence,
+            "SELECT (certificate presence)",
+        ) {
             Ok(()) => {}
             Err(CardError::FileNotFound { .. }) => return Ok(PasswordStatus::Blocked),
             Err(e) => return Err(e),
@@ -193,7 +267,7 @@ impl<T: Transport> JpkiCard<T> {
             }
             _ => {}
         }
-        self.select_ef(ef::SIGNING_PASSWORD, "SELECT (signing password)")?;
+        self.select_ef(self.files().signing_password, "SELECT (signing password)")?;
         let verify = Command::new(0x00, INS_VERIFY, 0x00, 0x80).with_data(password.as_bytes());
         let r = match self.channel.send(&verify) {
             Ok(r) => r,
@@ -218,44 +292,55 @@ impl<T: Transport> JpkiCard<T> {
         }
     }
 
-    /// Reads the signing certificate (EF 0001; needs the verified signing password).
+    /// Reads the signing certificate (EF 0001 today; needs the verified signing password).
     pub fn read_signing_certificate(&mut self) -> Result<Vec<u8>, CardError> {
-        match self.select_ef(ef::SIGNING_CERTIFICATE, "SELECT (signing certificate)") {
+        let fid = self.files().signing_certificate;
+        match self.select_ef(fid, "SELECT (signing certificate)") {
             Err(CardError::FileNotFound { .. }) => return Err(CardError::NoSigningCertificate),
             other => other?,
         }
-        self.read_certificate_file(ef::SIGNING_CERTIFICATE)
+        self.read_certificate_file(fid)
     }
 
-    /// Reads the CA certificate of the signing certificate's generation (EF 0002, free).
+    /// Reads the CA certificate of the signing certificate's generation (EF 0002 today, free).
     pub fn read_signing_ca_certificate(&mut self) -> Result<Vec<u8>, CardError> {
-        self.select_ef(
-            ef::SIGNING_CA_CERTIFICATE,
-            "SELECT (signing CA certificate)",
-        )?;
-        self.read_certificate_file(ef::SIGNING_CA_CERTIFICATE)
+        let fid = self.files().signing_ca_certificate;
+        self.select_ef(fid, "SELECT (signing CA certificate)")?;
+        self.read_certificate_file(fid)
     }
 
-    /// Has the card sign a SHA-256 hash with the signing key (PKCS#1 v1.5, padded on card).
-    pub fn sign_sha256(&mut self, hash: &[u8; 32]) -> Result<Vec<u8>, CardError> {
-        let mut digest_info = Vec::with_capacity(51);
-        digest_info.extend_from_slice(&SHA256_DIGEST_INFO_PREFIX);
-        digest_info.extend_from_slice(hash);
-        match self.select_ef(ef::SIGNING_KEY, "SELECT (signing key)") {
+    /// Has the card sign `message` with the signing key: the profile's hash of it, sent as
+    /// the profile's SIGN input (a DigestInfo the card pads for RSA PKCS#1 v1.5; the bare
+    /// hash for ECDSA, provisional), and an answer of exactly the key's signature length.
+    pub fn sign(&mut self, scheme: &SignScheme, message: &[u8]) -> Result<Vec<u8>, CardError> {
+        let digest = scheme.algorithm().hash().digest(message);
+        let data = scheme.profile.sign_data(&digest);
+        match self.select_ef(scheme.profile.files.signing_key, "SELECT (signing key)") {
             Err(CardError::FileNotFound { .. }) => return Err(CardError::NoSigningCertificate),
             other => other?,
         }
+        let expected = scheme.signature_len();
+        // Longer than a short Le can ask for (RSA above 2048 bits): extended Le when the card
+        // takes it, otherwise Le 00 and the card's 61xx chaining.
+        let extended = expected > SHORT_LE_MAX && self.extended == ExtendedLength::Try;
+        let le = if extended { expected } else { SHORT_LE_MAX };
         let sign = Command::new(0x80, INS_SIGN, 0x00, 0x80)
-            .with_data(&digest_info)
-            .with_le(256);
-        let r = self.channel.send(&sign)?;
+            .with_data(&data)
+            .with_le(le);
+        let mut r = self.channel.send(&sign)?;
+        if extended && matches!(r.sw.0, 0x6700 | 0x6D00 | 0x6E00) {
+            // Refused before signing: ask again the short way.
+            self.extended = ExtendedLength::Never;
+            r = self.channel.send(&sign.with_le(SHORT_LE_MAX))?;
+        }
         match r.sw.0 {
-            0x9000 if r.data.len() == SIGNATURE_LEN => Ok(r.data),
+            0x9000 if r.data.len() == expected => Ok(r.data),
             0x9000 => Err(CardError::BadResponse {
                 command: "COMPUTE DIGITAL SIGNATURE",
                 detail: format!(
-                    "signature of {} bytes, expected {SIGNATURE_LEN}",
-                    r.data.len()
+                    "signature of {} bytes, expected {expected} for a {} key",
+                    r.data.len(),
+                    scheme.key
                 ),
             }),
             0x6982 => Err(CardError::SecurityStatusNotSatisfied {
@@ -267,12 +352,13 @@ impl<T: Transport> JpkiCard<T> {
 
     fn select_ef(&mut self, fid: u16, what: &'static str) -> Result<(), CardError> {
         let selection = self.channel.selection();
-        if selection.jpki_ap && selection.ef == Some(fid) {
+        let in_application = selection.application == Some(self.application);
+        if in_application && selection.ef == Some(fid) {
             return Ok(());
         }
-        if !selection.jpki_ap {
+        if !in_application {
             // Lost after a failed exchange (or never opened): select the application again.
-            self.select_application()?;
+            self.select_application(self.application)?;
         }
         let select = Command::new(0x00, INS_SELECT, 0x02, 0x0C).with_data(&fid.to_be_bytes());
         let r = self.channel.send(&select)?;
@@ -396,6 +482,9 @@ mod tests {
     }
     fn data(d: &[u8]) -> Result<Vec<u8>, TransportError> {
         Ok([d, &[0x90, 0x00]].concat())
+    }
+    fn label_of(l: &str) -> Result<Vec<u8>, TransportError> {
+        label(l)
     }
     fn label(l: &str) -> Result<Vec<u8>, TransportError> {
         let mut v = l.as_bytes().to_vec();
@@ -610,25 +699,112 @@ mod tests {
 
     #[test]
     fn sign_sends_digest_info_and_checks_the_length() {
+        use crate::algorithm::HashAlgorithm;
+        let rsa2048 = KeyKind::Rsa { bits: 2048 };
         let mut card = opened(vec![ok(), data(&[0xAB; 256])]);
-        let sig = card.sign_sha256(&[0x11; 32]).expect("signed");
+        let scheme = card.sign_scheme(rsa2048).expect("scheme");
+        assert_eq!(scheme.profile.id, "my-number-card");
+        let sig = card.sign(&scheme, b"statement").expect("signed");
         assert_eq!(sig.len(), 256);
         let sent = &card.transport().sent;
         assert_eq!(sent[3], [0x00, 0xA4, 0x02, 0x0C, 0x02, 0x00, 0x1A]);
         assert_eq!(&sent[4][..5], &[0x80, 0x2A, 0x00, 0x80, 0x33]);
-        assert_eq!(&sent[4][5..24], &SHA256_DIGEST_INFO_PREFIX);
+        assert_eq!(&sent[4][5..24], HashAlgorithm::Sha256.digest_info_prefix());
+        assert_eq!(&sent[4][24..56], HashAlgorithm::Sha256.digest(b"statement"));
         assert_eq!(sent[4].len(), 5 + 51 + 1);
         assert_eq!(sent[4][56], 0x00);
 
         let mut card = opened(vec![ok(), data(&[0; 255])]);
+        let scheme = card.sign_scheme(rsa2048).expect("scheme");
         assert!(matches!(
-            card.sign_sha256(&[0; 32]),
+            card.sign(&scheme, b"m"),
             Err(CardError::BadResponse { .. })
         ));
         let mut card = opened(vec![ok(), sw(0x6982)]);
+        let scheme = card.sign_scheme(rsa2048).expect("scheme");
         assert!(matches!(
-            card.sign_sha256(&[0; 32]),
+            card.sign(&scheme, b"m"),
             Err(CardError::SecurityStatusNotSatisfied { .. })
         ));
+    }
+
+    #[test]
+    fn the_signature_length_and_input_come_from_the_key() {
+        use crate::algorithm::HashAlgorithm;
+        // RSA-3072: 384 bytes, asked for with an extended Le.
+        let mut card = opened(vec![ok(), data(&[0x5A; 384])]);
+        let scheme = card
+            .sign_scheme(KeyKind::Rsa { bits: 3072 })
+            .expect("scheme");
+        assert_eq!(card.sign(&scheme, b"m").expect("signed").len(), 384);
+        let sent = card.transport().sent.last().cloned().unwrap_or_default();
+        assert_eq!(&sent[..4], &[0x80, 0x2A, 0x00, 0x80]);
+        assert_eq!(&sent[4..7], &[0x00, 0x00, 0x33], "extended Lc");
+        assert_eq!(&sent[sent.len() - 2..], &[0x01, 0x80], "extended Le 384");
+        // A 256-byte answer is wrong for that key.
+        let mut card = opened(vec![ok(), data(&[0x5A; 256])]);
+        let scheme = card
+            .sign_scheme(KeyKind::Rsa { bits: 3072 })
+            .expect("scheme");
+        assert!(matches!(
+            card.sign(&scheme, b"m"),
+            Err(CardError::BadResponse { .. })
+        ));
+        // Without extended length: Le 00 and 61xx chaining.
+        let mut card = opened(vec![
+            ok(),
+            sw(0x6700),
+            Ok([&[0x5A; 256][..], &[0x61, 0x80]].concat()),
+            data(&[0x5A; 128]),
+        ]);
+        let scheme = card
+            .sign_scheme(KeyKind::Rsa { bits: 3072 })
+            .expect("scheme");
+        assert_eq!(card.sign(&scheme, b"m").expect("signed").len(), 384);
+        assert_eq!(card.extended_length(), ExtendedLength::Never);
+
+        // EC P-384 (provisional profile): the bare SHA-384 hash in, 96 bytes out.
+        let mut card = opened(vec![ok(), data(&[0x33; 96])]);
+        let scheme = card.sign_scheme(KeyKind::EcP384).expect("scheme");
+        assert!(scheme.profile.provisional);
+        assert_eq!(card.sign(&scheme, b"m").expect("signed").len(), 96);
+        let sent = card.transport().sent.last().cloned().unwrap_or_default();
+        assert_eq!(&sent[..5], &[0x80, 0x2A, 0x00, 0x80, 48]);
+        assert_eq!(&sent[5..53], HashAlgorithm::Sha384.digest(b"m"));
+        assert_eq!(sent.len(), 5 + 48 + 1);
+        let mut card = opened(vec![ok(), data(&[0x33; 256])]);
+        let scheme = card.sign_scheme(KeyKind::EcP384).expect("scheme");
+        assert!(matches!(
+            card.sign(&scheme, b"m"),
+            Err(CardError::BadResponse { .. })
+        ));
+
+        // A key no matching profile uses.
+        let card = opened(vec![]);
+        assert_eq!(
+            card.sign_scheme(KeyKind::EcP256),
+            Err(CardError::KeyNotInProfile {
+                key: "ec-p256".into()
+            })
+        );
+        assert!(card.sign_scheme(KeyKind::Rsa { bits: 1024 }).is_err());
+    }
+
+    #[test]
+    fn smartphones_are_refused_before_any_password() {
+        for (label, kind) in [
+            ("JPKIAPGPSETOKEN", TokenKind::AndroidPhone),
+            ("JPKIAPIOSTOKEN", TokenKind::IPhone),
+        ] {
+            let mut card = JpkiCard::new(Script::new(vec![ok(), ok(), label_of(label)]));
+            let e = card.open_application().expect_err("refused");
+            assert_eq!(
+                e,
+                CardError::NotJpkiCard(NotJpkiReason::Token(kind.clone()))
+            );
+            assert!(kind.is_smartphone());
+            assert!(card.profiles().is_empty());
+            assert_eq!(card.transport().sent.len(), 3, "nothing after the label");
+        }
     }
 }

@@ -22,7 +22,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::allowlist::{ef, INS_GET_RESPONSE, INS_READ_BINARY, INS_SELECT};
+use crate::allowlist::{INS_GET_RESPONSE, INS_READ_BINARY, INS_SELECT};
 
 pub const FORMAT: &str = "mynalink-apdu-trace";
 /// The version written. Version 2 added `source` and `withheld` events.
@@ -222,15 +222,16 @@ impl CertificateTracker {
     }
 }
 
-/// A SELECT by file id (not by DF name) whose data is the signing certificate's id.
+/// A SELECT by file id (not by DF name) whose data is a card profile's signing-certificate id.
 fn selects_signing_certificate(command: &[u8]) -> bool {
-    let fid = ef::SIGNING_CERTIFICATE.to_be_bytes();
     let data = match command {
         [_, _, p1, _, 2, rest @ ..] if *p1 != 0x04 => rest.get(..2),
         [_, _, p1, _, 0, 0, 2, rest @ ..] if *p1 != 0x04 => rest.get(..2),
         _ => None,
     };
-    data == Some(&fid[..])
+    crate::profile::PROFILES
+        .iter()
+        .any(|p| data == Some(&p.files.signing_certificate.to_be_bytes()[..]))
 }
 
 /// For VERIFY (20) and CHANGE REFERENCE DATA (24): where the data field lies.

@@ -66,6 +66,17 @@ pub struct ApiError {
     /// With `already_linked`: how the record was linked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linked_via: Option<LinkedVia>,
+    /// With `certificate_revoked`: the RFC 5280 reason as the RFC names it (e.g.
+    /// `affiliationChanged`), when the revocation data gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_reason: Option<String>,
+    /// With `certificate_revoked`: when the certificate was revoked (RFC 3339 UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// With `revocation_unavailable`: why no revocation source answered, e.g.
+    /// `responder_unreachable`, `response_stale`, `crl_invalid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_problem: Option<String>,
 }
 
 /// What the person holds (保有状況).
@@ -84,6 +95,59 @@ pub enum Holding {
     HistoryMynaAndCard,
     /// 運転経歴証明書のみ
     HistoryCardOnly,
+}
+
+impl ApiError {
+    /// What to tell the person at the counter, in Japanese and English: the backend's
+    /// message, except for a revoked certificate, which the client explains itself with the
+    /// reason and date the backend gave (the holder must renew it at the municipal office
+    /// before anything else can be done, and no retry can help).
+    pub fn explanation(&self) -> (String, String) {
+        if self.code != CERTIFICATE_REVOKED {
+            return (self.message_ja.clone(), self.message_en.clone());
+        }
+        let date = self
+            .revoked_at
+            .as_deref()
+            .and_then(|t| t.get(..10))
+            .filter(|d| d.bytes().all(|b| b.is_ascii_digit() || b == b'-'));
+        let (reason_ja, reason_en) = revocation_reason_text(self.revocation_reason.as_deref());
+        let when_ja = date.map(|d| format!("{d}に")).unwrap_or_default();
+        let when_en = date.map(|d| format!(" on {d}")).unwrap_or_default();
+        (
+            format!(
+                "署名用電子証明書は{when_ja}失効しています（理由：{reason_ja}）。住所や氏名が変わると、                 署名用電子証明書は自動的に失効します。住民票のある市区町村の窓口で署名用電子証明書を                 更新（再発行）してから、もう一度お越しください。"
+            ),
+            format!(
+                "The signing certificate was revoked{when_en} (reason: {reason_en}). It is \
+                 revoked automatically when the holder moves or changes name. The holder renews \
+                 it at the municipal office and then comes back."
+            ),
+        )
+    }
+}
+
+/// The code of a refusal because the holder's signing certificate was revoked.
+pub const CERTIFICATE_REVOKED: &str = "certificate_revoked";
+
+/// An RFC 5280 CRLReason (as the RFC names it) in words.
+fn revocation_reason_text(reason: Option<&str>) -> (&'static str, &'static str) {
+    match reason {
+        Some("affiliationChanged") => (
+            "登録内容の変更（転居・氏名の変更など）",
+            "registered details changed, e.g. a move or a new name",
+        ),
+        Some("superseded") => ("新しい証明書への更新", "replaced by a new certificate"),
+        Some("cessationOfOperation") => ("利用の終了", "no longer in use"),
+        Some("keyCompromise") => ("鍵の漏えいのおそれ", "the key may have been compromised"),
+        Some("certificateHold") => ("一時停止", "suspended"),
+        Some("privilegeWithdrawn") => ("資格の取消し", "privilege withdrawn"),
+        Some("cACompromise") | Some("aACompromise") => (
+            "認証局の鍵の漏えいのおそれ",
+            "the authority's key may have been compromised",
+        ),
+        _ => ("記載なし", "not given"),
+    }
 }
 
 impl Holding {
@@ -230,6 +294,19 @@ impl ServiceStatus {
     }
 }
 
+/// Where the license's binding stands (`binding_state` of the status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingState {
+    /// Linked, with a certificate that was good when last checked.
+    Active,
+    /// Its certificate was revoked or expired: the first stage is needed again, and a new
+    /// one supersedes it.
+    Stale,
+    /// The latest binding was cancelled (§6).
+    Cancelled,
+}
+
 /// A suspension of linking for a license (§8), as administrators see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SuspensionInfo {
@@ -257,7 +334,7 @@ pub struct LicenseStatus {
     /// Whether the first stage at the counter is needed now (§4, §5 carry-over, §6 relink).
     pub first_stage_needed: bool,
     /// Why (not) — a stable code: `not_eligible`, `already_linked`, `carried_over`,
-    /// `relink_from_mynaportal`, `required`, `service_suspended`.
+    /// `relink_from_mynaportal`, `binding_stale`, `required`, `service_suspended`.
     pub reason: String,
     pub services: Vec<ServiceStatus>,
     /// Whether the active binding completed the second stage from Mynaportal (§4); given
@@ -271,11 +348,54 @@ pub struct LicenseStatus {
     /// The suspension in force; given to administrators only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspension: Option<SuspensionInfo>,
+    /// The license's binding: `active`, `stale`, `cancelled`; absent when it never had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding_state: Option<BindingState>,
+    /// With `stale`: `certificate_revoked` or `certificate_expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_reason: Option<String>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_revoked_certificate_is_explained_with_its_reason_and_date() {
+        let mut error = ApiError {
+            code: "certificate_revoked".into(),
+            message_ja: "サーバの文".into(),
+            message_en: "Server text.".into(),
+            detail: None,
+            linked_via: None,
+            revocation_reason: Some("affiliationChanged".into()),
+            revoked_at: Some("2026-11-20T03:00:00Z".into()),
+            revocation_problem: None,
+        };
+        let (ja, en) = error.explanation();
+        assert!(ja.contains("2026-11-20に失効"), "{ja}");
+        assert!(ja.contains("転居") && ja.contains("市区町村の窓口"), "{ja}");
+        assert!(en.contains("revoked on 2026-11-20"), "{en}");
+        assert!(
+            en.contains("a move") && en.contains("municipal office"),
+            "{en}"
+        );
+        // Without reason or time it still says what to do.
+        error.revocation_reason = None;
+        error.revoked_at = Some("<script>".into());
+        let (ja, en) = error.explanation();
+        assert!(ja.contains("記載なし") && !ja.contains("script"), "{ja}");
+        assert!(
+            en.contains("not given") && en.contains("municipal office"),
+            "{en}"
+        );
+        // Other codes keep the backend's words.
+        error.code = "signature_invalid".into();
+        assert_eq!(
+            error.explanation(),
+            ("サーバの文".to_string(), "Server text.".to_string())
+        );
+    }
 
     fn available(holding: Holding, state: LicenseState) -> Vec<u8> {
         Service::ALL

@@ -434,6 +434,8 @@ mod tests {
             ("500 Internal Server Error", "server_error"),
             ("408 Request Timeout", "request_timeout"),
             ("429 Too Many Requests", "rate_limited"),
+            // The revocation status could not be obtained: nothing was decided.
+            ("503 Service Unavailable", "revocation_unavailable"),
         ] {
             let url = answering_once(status, &api_error(code));
             let backend = Backend::new(&url, Zeroizing::new("t".into()), None).expect("client");
@@ -450,6 +452,22 @@ mod tests {
         let backend = Backend::new(&url, Zeroizing::new("t".into()), None).expect("client");
         let reason = backend.submit(&request()).expect_err("queued").0;
         assert!(reason.contains("503"), "{reason}");
+        // A revoked certificate is a final refusal, with its reason and time.
+        let body = r#"{"code":"certificate_revoked","message_ja":"…","message_en":"…",
+            "revocation_reason":"affiliationChanged","revoked_at":"2026-11-20T03:00:00Z"}"#;
+        let url = answering_once("422 Unprocessable Entity", body);
+        let backend = Backend::new(&url, Zeroizing::new("t".into()), None).expect("client");
+        match backend.submit(&request()) {
+            Ok(Submitted::Rejected(error)) => {
+                assert_eq!(error.code, "certificate_revoked");
+                assert_eq!(
+                    error.revocation_reason.as_deref(),
+                    Some("affiliationChanged")
+                );
+                assert_eq!(error.revoked_at.as_deref(), Some("2026-11-20T03:00:00Z"));
+            }
+            other => panic!("{other:?}"),
+        }
         // A final refusal stays final.
         let url = answering_once("422 Unprocessable Entity", &api_error("signature_invalid"));
         let backend = Backend::new(&url, Zeroizing::new("t".into()), None).expect("client");

@@ -1,31 +1,28 @@
 //! The holder's JPKI signing certificate (署名用電子証明書) as read from the card.
 //!
 //! The DER comes from the card, i.e. from outside: parsing is bounded in size, never panics,
-//! and rejects anything that is not exactly one certificate with an RSA-2048 key. The
-//! certificate is personal data (its subjectAltName carries the basic-4 information), so
-//! [`Debug`] shows only non-personal fields.
+//! and rejects anything that is not exactly one certificate with a key this program accepts
+//! (RSA 2048–4096 bits, ECDSA P-256 or P-384; see [`crate::public_key`]). The certificate is
+//! personal data (its subjectAltName carries the basic-4 information), so [`Debug`] shows
+//! only non-personal fields.
 
 use std::fmt;
 
-use rsa::traits::PublicKeyParts;
-use rsa::{BigUint, Pkcs1v15Sign, RsaPublicKey};
+use mynalink_card::{HashAlgorithm, KeyKind, SignatureAlgorithm};
+use rsa::BigUint;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::FromDer;
-use x509_parser::public_key::PublicKey;
 use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::public_key::{certificate_signature_algorithm, EcdsaEncoding, PublicKey, VerifyError};
 
 /// Upper bound for a certificate's DER. Real signing certificates are about 1.3–2 KB.
 pub const MAX_DER_LEN: usize = 8192;
 
-/// Modulus size of JPKI keys.
-pub const RSA_BITS: usize = 2048;
-
-const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
-pub(crate) const OID_SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
 const OID_SUBJECT_ALT_NAME: &str = "2.5.29.17";
 
 /// Extensions this program understands when they are marked critical: basicConstraints,
@@ -54,20 +51,6 @@ const OID_BIRTH_DATE: &str = "1.2.392.200149.8.5.5.4";
 const OID_ADDRESS: &str = "1.2.392.200149.8.5.5.5";
 const OID_ADDRESS_FLAGS: &str = "1.2.392.200149.8.5.5.6";
 
-/// DigestInfo prefix for SHA-256 (RFC 8017 §9.2 note 1). Spelled out so that verification does
-/// not depend on a digest-crate feature being enabled somewhere else in the build.
-const SHA256_DIGEST_INFO_PREFIX: [u8; 19] = [
-    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
-    0x00, 0x04, 0x20,
-];
-
-pub(crate) fn pkcs1v15_sha256() -> Pkcs1v15Sign {
-    Pkcs1v15Sign {
-        hash_len: Some(32),
-        prefix: SHA256_DIGEST_INFO_PREFIX.to_vec().into_boxed_slice(),
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CertificateError {
     #[error("the certificate is empty")]
@@ -80,8 +63,8 @@ pub enum CertificateError {
     TrailingData { count: usize },
     #[error("malformed certificate: {detail}")]
     Malformed { detail: String },
-    #[error("the public key is not RSA-2048: {found}")]
-    NotRsa2048 { found: String },
+    #[error("the public key is not one this program accepts (RSA 2048–4096 bits, ECDSA P-256 or P-384): {found}")]
+    UnsupportedKey { found: String },
     #[error("the certificate carries no basic-4 information (no otherName 1.2.392.200149.8.5.5.x in a subjectAltName): not a JPKI signing certificate")]
     NoBasic4,
     #[error("the basic-4 information has no name (氏名, otherName 1.2.392.200149.8.5.5.1)")]
@@ -108,10 +91,12 @@ fn malformed(detail: impl Into<String>) -> CertificateError {
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SignatureError {
-    #[error("the signature is {length} bytes; an RSA-2048 signature is 256")]
+    #[error("the signature is {length} bytes, not the length the certificate's key gives")]
     WrongLength { length: usize },
     #[error("the signature does not verify under the certificate's public key")]
     Mismatch,
+    #[error("a {algorithm} signature cannot be made with the certificate's {key} key")]
+    AlgorithmDoesNotFit { algorithm: String, key: String },
 }
 
 /// Where a time stands relative to the certificate's validity period (bounds inclusive).
@@ -174,7 +159,7 @@ fn read_tlv(input: &[u8]) -> Result<Tlv<'_>, String> {
 // Certificate
 
 /// A parsed certificate that owns its DER. Used for the holder's signing certificate and,
-/// inside the crate, for CA certificates (which may have other RSA sizes).
+/// inside the crate, for CA certificates.
 #[derive(Clone)]
 pub struct SigningCertificate {
     der: Vec<u8>,
@@ -198,15 +183,16 @@ pub struct SigningCertificate {
     pub(crate) issuer_der: Vec<u8>,
     pub(crate) subject_der: Vec<u8>,
     sha256: [u8; 32],
-    public_key: RsaPublicKey,
+    public_key: PublicKey,
     pub(crate) tbs: Vec<u8>,
-    pub(crate) tbs_signature_algorithm: String,
-    pub(crate) signature_algorithm: String,
+    /// The algorithm of the issuer's signature, or why it is not accepted (weak, unknown,
+    /// or the outer and inner algorithm identifiers disagree).
+    pub(crate) signature_algorithm: Result<SignatureAlgorithm, String>,
     pub(crate) signature: Vec<u8>,
 }
 
 impl SigningCertificate {
-    /// Parses the DER of one holder's signing certificate: X.509 with an RSA-2048 key, an
+    /// Parses the DER of one holder's signing certificate: X.509 with an accepted key, an
     /// end entity (not a CA) whose keyUsage allows signatures, and no critical extension
     /// this program does not know (RFC 5280 §4.2: such a certificate must be refused).
     pub fn parse(der: &[u8]) -> Result<Self, CertificateError> {
@@ -223,22 +209,10 @@ impl SigningCertificate {
         Ok(cert)
     }
 
-    /// Parses any X.509 certificate with an RSA-2048 key, CA or end entity, without the
+    /// Parses any X.509 certificate with an accepted key, CA or end entity, without the
     /// checks that make it usable as a holder's signing certificate (for inspecting CA
     /// certificates).
     pub fn parse_any(der: &[u8]) -> Result<Self, CertificateError> {
-        let cert = Self::parse_rsa(der)?;
-        let bits = cert.public_key.n().bits();
-        if bits != RSA_BITS {
-            return Err(CertificateError::NotRsa2048 {
-                found: format!("RSA-{bits}"),
-            });
-        }
-        Ok(cert)
-    }
-
-    /// Parses a certificate with an RSA key of any size the rsa crate accepts (up to 4096).
-    pub(crate) fn parse_rsa(der: &[u8]) -> Result<Self, CertificateError> {
         if der.is_empty() {
             return Err(CertificateError::Empty);
         }
@@ -281,7 +255,18 @@ impl SigningCertificate {
         // leading 00 of a high-bit serial still means the positive number).
         let serial: Vec<u8> = raw_serial.iter().copied().skip_while(|&b| b == 0).collect();
 
-        let public_key = rsa_public_key(&x509)?;
+        let public_key = PublicKey::from_spki(x509.public_key())
+            .map_err(|found| CertificateError::UnsupportedKey { found })?;
+        // RFC 5280 §4.1.1.2: the outer algorithm must be the one inside the signed part.
+        let signature_algorithm = if x509.signature_algorithm == tbs.signature {
+            certificate_signature_algorithm(&x509.signature_algorithm)
+        } else {
+            Err(format!(
+                "{} outside the signed part but {} inside it",
+                x509.signature_algorithm.algorithm.to_id_string(),
+                tbs.signature.algorithm.to_id_string()
+            ))
+        };
 
         let mut seen: Vec<String> = Vec::new();
         let mut authority_key_id = None;
@@ -340,8 +325,7 @@ impl SigningCertificate {
             sha256: Sha256::digest(der).into(),
             public_key,
             tbs: tbs.as_ref().to_vec(),
-            tbs_signature_algorithm: tbs.signature.algorithm.to_id_string(),
-            signature_algorithm: x509.signature_algorithm.algorithm.to_id_string(),
+            signature_algorithm,
             signature: x509.signature_value.data.to_vec(),
         })
     }
@@ -395,29 +379,68 @@ impl SigningCertificate {
         self.sha256
     }
 
-    pub fn public_key(&self) -> Result<RsaPublicKey, CertificateError> {
-        Ok(self.public_key.clone())
-    }
-
-    pub(crate) fn rsa_key(&self) -> &RsaPublicKey {
+    pub fn public_key(&self) -> &PublicKey {
         &self.public_key
     }
 
-    /// Checks an RSASSA-PKCS1-v1_5 / SHA-256 signature over `message` with the certificate's key.
+    /// The kind of the certificate's key, e.g. RSA-2048 or EC P-384.
+    pub fn key_kind(&self) -> KeyKind {
+        self.public_key.kind()
+    }
+
+    /// Checks a signature over `message` made with `algorithm` by the certificate's key
+    /// (ECDSA as `r ‖ s`, the way a card answers).
+    pub fn verify_signature(
+        &self,
+        algorithm: SignatureAlgorithm,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), SignatureError> {
+        self.public_key
+            .verify(algorithm, message, signature, EcdsaEncoding::Fixed)
+            .map_err(|e| match e {
+                VerifyError::WrongLength { length } => SignatureError::WrongLength { length },
+                VerifyError::Mismatch => SignatureError::Mismatch,
+                VerifyError::AlgorithmDoesNotFit => SignatureError::AlgorithmDoesNotFit {
+                    algorithm: algorithm.name(),
+                    key: self.key_kind().name(),
+                },
+            })
+    }
+
+    /// Checks a signature over `message` by the certificate's key with any algorithm the key
+    /// can make (RSA: PKCS#1 v1.5, then PSS, each with SHA-256/384/512; ECDSA: SHA-384, then
+    /// SHA-256), and says which one verified. A signature of the wrong length for the key is
+    /// refused before any is tried.
+    pub fn verify_any_signature(
+        &self,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<SignatureAlgorithm, SignatureError> {
+        let key = self.key_kind();
+        if signature.len() != key.signature_len() {
+            return Err(SignatureError::WrongLength {
+                length: signature.len(),
+            });
+        }
+        SignatureAlgorithm::ALL
+            .into_iter()
+            .filter(|algorithm| algorithm.fits(key))
+            .find(|&algorithm| self.verify_signature(algorithm, message, signature).is_ok())
+            .ok_or(SignatureError::Mismatch)
+    }
+
+    /// Checks an RSASSA-PKCS1-v1_5 / SHA-256 signature over `message` (today's card).
     pub fn verify_sha256_signature(
         &self,
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), SignatureError> {
-        if signature.len() != self.public_key.size() {
-            return Err(SignatureError::WrongLength {
-                length: signature.len(),
-            });
-        }
-        let digest = Sha256::digest(message);
-        self.public_key
-            .verify(pkcs1v15_sha256(), &digest, signature)
-            .map_err(|_| SignatureError::Mismatch)
+        self.verify_signature(
+            SignatureAlgorithm::RsaPkcs1(HashAlgorithm::Sha256),
+            message,
+            signature,
+        )
     }
 
     pub fn is_valid_at(&self, at: OffsetDateTime) -> Validity {
@@ -486,28 +509,6 @@ impl SigningCertificate {
         }
         raw.into_basic4()
     }
-}
-
-fn rsa_public_key(x509: &X509Certificate<'_>) -> Result<RsaPublicKey, CertificateError> {
-    let spki = x509.public_key();
-    let algorithm = spki.algorithm.algorithm.to_id_string();
-    if algorithm != OID_RSA_ENCRYPTION {
-        return Err(CertificateError::NotRsa2048 {
-            found: format!("key algorithm {algorithm}"),
-        });
-    }
-    let key = match spki.parsed() {
-        Ok(PublicKey::RSA(key)) => key,
-        Ok(_) | Err(_) => {
-            return Err(malformed("RSA public key could not be read"));
-        }
-    };
-    let n = BigUint::from_bytes_be(key.modulus);
-    let e = BigUint::from_bytes_be(key.exponent);
-    let bits = n.bits();
-    RsaPublicKey::new(n, e).map_err(|err| CertificateError::NotRsa2048 {
-        found: format!("unusable RSA key ({bits} bits): {err}"),
-    })
 }
 
 /// Reads an otherName value: what follows the type-id inside the otherName, i.e.

@@ -19,6 +19,7 @@ pub enum ErrorCode {
     LastTryRequiresConfirmation,
     NoSigningCertificate,
     NotJpkiCard,
+    SmartphoneNotAccepted,
     PcscUnavailable,
     NoReader,
     ReaderAmbiguous,
@@ -41,7 +42,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::LicenseNumberInvalid,
         ErrorCode::PinFormatInvalid,
         ErrorCode::PinWrong,
@@ -49,6 +50,7 @@ impl ErrorCode {
         ErrorCode::LastTryRequiresConfirmation,
         ErrorCode::NoSigningCertificate,
         ErrorCode::NotJpkiCard,
+        ErrorCode::SmartphoneNotAccepted,
         ErrorCode::PcscUnavailable,
         ErrorCode::NoReader,
         ErrorCode::ReaderAmbiguous,
@@ -79,6 +81,7 @@ impl ErrorCode {
             ErrorCode::LastTryRequiresConfirmation => "last_try_requires_confirmation",
             ErrorCode::NoSigningCertificate => "no_signing_certificate",
             ErrorCode::NotJpkiCard => "not_jpki_card",
+            ErrorCode::SmartphoneNotAccepted => "smartphone_not_accepted",
             ErrorCode::PcscUnavailable => "pcsc_unavailable",
             ErrorCode::NoReader => "no_reader",
             ErrorCode::ReaderAmbiguous => "reader_ambiguous",
@@ -131,6 +134,10 @@ impl ErrorCode {
             ErrorCode::NotJpkiCard => (
                 "マイナンバーカードとして読み取れません。カードの種類と向きを確かめて、置き直してください。スマートフォンの電子証明書は使えません。",
                 "This is not readable as a My Number card. Check the card and how it is placed; smartphone certificates cannot be used here.",
+            ),
+            ErrorCode::SmartphoneNotAccepted => (
+                "スマートフォンの電子証明書（スマホ用電子証明書）は、この手続には使えません。マイナンバーカード本体をカードリーダーに置いてください。パスワードはまだ送っていないので、回数は減っていません。",
+                "A smartphone's signing certificate cannot be used for this procedure. Please place the My Number card itself on the reader. No password was sent, so no try was used.",
             ),
             ErrorCode::PcscUnavailable => (
                 "カードリーダーのサービス（PC/SC）が動いていません。システム担当者に連絡してください。",
@@ -305,12 +312,20 @@ impl From<CardError> for FlowError {
                             "The card has no JPKI application.",
                         )
                         .with_detail("JPKI application not found"),
+                    NotJpkiReason::Token(kind) if kind.is_smartphone() => {
+                        let (ja, en) = match kind {
+                            TokenKind::IPhone => ("iPhoneです。", "This is an iPhone."),
+                            _ => (
+                                "Androidスマートフォンです。",
+                                "This is an Android smartphone.",
+                            ),
+                        };
+                        FlowError::new(ErrorCode::SmartphoneNotAccepted)
+                            .with_reason(ja, en)
+                            .with_detail(format!("token {kind:?}"))
+                    }
                     NotJpkiReason::Token(kind) => {
                         let (ja, en) = match &kind {
-                            TokenKind::AndroidPhone | TokenKind::IPhone => (
-                                "スマートフォン用電子証明書です。マイナンバーカード本体を置いてください。",
-                                "This is a smartphone certificate; place the physical My Number card.",
-                            ),
                             TokenKind::JukiCard => (
                                 "住民基本台帳カードです。マイナンバーカードを置いてください。",
                                 "This is a Basic Resident Register (Juki) card; place the My Number card.",
@@ -352,6 +367,9 @@ impl From<CardError> for FlowError {
                 e
             }
             CardError::Refused(what) => FlowError::new(ErrorCode::AccessRefused).with_detail(what),
+            CardError::KeyNotInProfile { .. } => {
+                FlowError::new(ErrorCode::CertificateInvalid).with_detail(e.to_string())
+            }
             CardError::CertificateFile { fid, detail } => {
                 FlowError::new(ErrorCode::CertificateInvalid)
                     .with_detail(format!("EF {fid:04X}: {detail}"))
@@ -476,7 +494,21 @@ mod tests {
             (CardError::Refused("x".into()), ErrorCode::AccessRefused),
             (
                 CardError::NotJpkiCard(NotJpkiReason::Token(TokenKind::IPhone)),
+                ErrorCode::SmartphoneNotAccepted,
+            ),
+            (
+                CardError::NotJpkiCard(NotJpkiReason::Token(TokenKind::AndroidPhone)),
+                ErrorCode::SmartphoneNotAccepted,
+            ),
+            (
+                CardError::NotJpkiCard(NotJpkiReason::Token(TokenKind::JukiCard)),
                 ErrorCode::NotJpkiCard,
+            ),
+            (
+                CardError::KeyNotInProfile {
+                    key: "ec-p256".into(),
+                },
+                ErrorCode::CertificateInvalid,
             ),
             (
                 CardError::Transport(TransportError::CardRemoved),

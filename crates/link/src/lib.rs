@@ -8,6 +8,7 @@ pub mod error;
 pub mod license;
 pub mod outbox;
 pub mod private_file;
+pub mod public_key;
 pub mod seal;
 pub mod sender;
 pub mod session;

@@ -5,7 +5,10 @@
 
 use std::time::Instant;
 
-use mynalink_card::{CardError, JpkiCard, PasswordStatus, SigningPassword, Transport};
+use mynalink_card::{
+    CardError, CardProfile, JpkiCard, PasswordStatus, SignScheme, SignatureAlgorithm,
+    SigningPassword, Transport,
+};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -130,6 +133,8 @@ pub struct SignedStatement {
     pub statement: Statement,
     pub bytes: Vec<u8>,
     pub signature: Vec<u8>,
+    /// How the card signed (e.g. `rsa-pkcs1-sha256`, `ecdsa-sha384`).
+    pub algorithm: SignatureAlgorithm,
     pub certificate_der: Vec<u8>,
 }
 
@@ -142,6 +147,8 @@ pub struct FirstStage<T: Transport> {
     tries_before: Option<u8>,
     certificate: Option<SigningCertificate>,
     chain: Option<TrustedChain>,
+    /// How the card will sign, from its profile and the certificate's key.
+    scheme: Option<SignScheme>,
     signed: Option<SignedStatement>,
     timings: Timings,
     warnings: Vec<Warning>,
@@ -167,6 +174,7 @@ impl<T: Transport> FirstStage<T> {
             tries_before: None,
             certificate: None,
             chain: None,
+            scheme: None,
             signed: None,
             timings: Timings::default(),
             warnings: Vec::new(),
@@ -219,6 +227,17 @@ impl<T: Transport> FirstStage<T> {
 
     pub fn signed(&self) -> Option<&SignedStatement> {
         self.signed.as_ref()
+    }
+
+    /// The card profile the card matched, once its certificate's key told which (for
+    /// today's card `my-number-card`; the next-generation row is provisional).
+    pub fn card_profile(&self) -> Option<&'static CardProfile> {
+        self.scheme.map(|s| s.profile)
+    }
+
+    /// The algorithm the card signs (or signed) with, once the certificate is read.
+    pub fn signature_algorithm(&self) -> Option<SignatureAlgorithm> {
+        self.scheme.map(|s| s.algorithm())
     }
 
     /// The holder's basic-4 from the certificate, for staff to compare. Parsed on demand and
@@ -318,7 +337,7 @@ impl<T: Transport> FirstStage<T> {
     /// to a trusted J-LIS root (reading the CA from the card only when none is configured).
     pub fn read_certificate(&mut self) -> Result<&SigningCertificate, FlowError> {
         self.expect_step(&[Step::PasswordVerified], "reading the certificate")?;
-        let (certificate, chain) = self.timed(
+        let (certificate, chain, scheme) = self.timed(
             "read_certificate",
             |t| &mut t.read_certificate,
             |s| s.read_and_check_certificate(),
@@ -329,15 +348,18 @@ impl<T: Transport> FirstStage<T> {
                 .push(Warning::CertificateExpiresSoon { days_left });
         }
         self.chain = Some(chain);
+        self.scheme = Some(scheme);
         self.step = Step::CertificateChecked;
         Ok(self.certificate.insert(certificate))
     }
 
     fn read_and_check_certificate(
         &mut self,
-    ) -> Result<(SigningCertificate, TrustedChain), FlowError> {
+    ) -> Result<(SigningCertificate, TrustedChain, SignScheme), FlowError> {
         let der = self.card.read_signing_certificate()?;
         let certificate = SigningCertificate::parse(&der)?;
+        // The key decides which of the card's profiles signs, and how.
+        let scheme = self.card.sign_scheme(certificate.key_kind())?;
         match certificate.is_valid_at(self.at) {
             Validity::Valid => {}
             Validity::Expired => {
@@ -365,13 +387,17 @@ impl<T: Transport> FirstStage<T> {
         let chain = self
             .trust
             .evaluate(&certificate, card_ca.as_deref(), self.at)?;
-        Ok((certificate, chain))
+        Ok((certificate, chain, scheme))
     }
 
-    /// Builds the statement, has the card sign its SHA-256, and verifies the signature
-    /// locally against the certificate before anything leaves the terminal.
+    /// Builds the statement, has the card sign it (SHA-256 and PKCS#1 v1.5 on today's card,
+    /// as the card's profile says), and verifies the signature locally against the
+    /// certificate with that algorithm before anything leaves the terminal.
     pub fn sign(&mut self) -> Result<&SignedStatement, FlowError> {
         self.expect_step(&[Step::CertificateChecked], "signing")?;
+        let scheme = self
+            .scheme
+            .ok_or_else(|| FlowError::new(ErrorCode::CardError).with_detail("no signing scheme"))?;
         let certificate = self
             .certificate
             .take()
@@ -390,12 +416,12 @@ impl<T: Transport> FirstStage<T> {
             terms: self.inputs.terms.clone(),
         };
         let bytes = statement.canonical_bytes();
-        let hash = statement.sha256();
+        let algorithm = scheme.algorithm();
         let signed = self
-            .timed("sign", |t| &mut t.sign, |s| s.card.sign_sha256(&hash))
+            .timed("sign", |t| &mut t.sign, |s| s.card.sign(&scheme, &bytes))
             .and_then(|signature| {
                 certificate
-                    .verify_sha256_signature(&bytes, &signature)
+                    .verify_signature(algorithm, &bytes, &signature)
                     .map_err(|e| {
                         FlowError::new(ErrorCode::SignatureInvalid).with_detail(e.to_string())
                     })?;
@@ -403,6 +429,7 @@ impl<T: Transport> FirstStage<T> {
                     statement,
                     bytes,
                     signature,
+                    algorithm,
                     certificate_der: certificate.der().to_vec(),
                 })
             });

@@ -17,14 +17,14 @@
 
 use std::fmt;
 
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::certificate::{
-    pkcs1v15_sha256, CertificateError, SigningCertificate, OID_SHA256_WITH_RSA,
-};
+use mynalink_card::SignatureAlgorithm;
+
+use crate::certificate::{CertificateError, SigningCertificate};
+use crate::public_key::EcdsaEncoding;
 
 const fn hex_nibble(c: u8) -> u8 {
     match c {
@@ -72,6 +72,16 @@ pub const JLIS_SIGNING_ROOT_SHA256: [(&str, [u8; 32]); 3] = [
 pub const PUBLIC_TEST_ROOT_SHA256: [u8; 32] =
     fingerprint("d500662b3377b7012a32a73bdb6ce2fc4b67044fa88f189eebac6532363ac554");
 
+/// SHA-256 of the simulated card's P-384 TEST signing root (the provisional next-generation
+/// profile, `--sim-key ec-p384`). Public like the RSA one: trusted only when told to.
+pub const PUBLIC_TEST_ROOT_EC_P384_SHA256: [u8; 32] =
+    fingerprint("11a12c9b3aaea72c538c1c5a6654be730a2d50906935b3dbf7b747bc1e8f2625");
+
+/// Whether a root is one of the simulated card's TEST roots, whose private keys anyone has.
+pub fn is_public_test_root(sha256: &[u8; 32]) -> bool {
+    [PUBLIC_TEST_ROOT_SHA256, PUBLIC_TEST_ROOT_EC_P384_SHA256].contains(sha256)
+}
+
 /// The generation label of a pinned J-LIS signing root, e.g. "2023 (signca03)".
 pub fn jlis_generation(sha256: &[u8; 32]) -> Option<&'static str> {
     JLIS_SIGNING_ROOT_SHA256
@@ -112,7 +122,9 @@ pub enum TrustError {
         authority_key_id_hex: String,
         subject_key_id_hex: String,
     },
-    #[error("the certificate's signature algorithm {oid} is not sha256WithRSAEncryption")]
+    /// Weak (SHA-1, MD5), unknown, or with parameters this program does not take; or the
+    /// outer and inner algorithm identifiers disagree. A fault of the certificate itself.
+    #[error("the certificate's signature algorithm is not accepted: {oid}")]
     UnsupportedSignatureAlgorithm { oid: String },
     #[error(
         "the certificate's signature does not verify under the issuer CA's key ({anchor_label})"
@@ -134,10 +146,14 @@ pub enum TrustError {
 }
 
 impl TrustError {
-    /// Whether the certificate itself is malformed (`certificate_invalid`) rather than not
-    /// trusted (`certificate_untrusted`).
+    /// Whether the certificate itself is malformed or signed with an algorithm that is not
+    /// accepted (`certificate_invalid`) rather than not trusted (`certificate_untrusted`).
     pub fn is_certificate_fault(&self) -> bool {
-        matches!(self, TrustError::IssuerNameMismatch { .. })
+        matches!(
+            self,
+            TrustError::IssuerNameMismatch { .. }
+                | TrustError::UnsupportedSignatureAlgorithm { .. }
+        )
     }
 }
 
@@ -150,8 +166,9 @@ pub struct TrustAnchor {
 
 impl TrustAnchor {
     /// Reads one CA certificate, PEM (`-----BEGIN CERTIFICATE-----`) or DER. It must be a CA
-    /// (basicConstraints cA, keyCertSign if keyUsage is present) with an RSA key and a
-    /// subjectKeyIdentifier (issuers are matched by key identifier).
+    /// (basicConstraints cA, keyCertSign if keyUsage is present) with an accepted key (RSA
+    /// 2048–4096 bits, ECDSA P-256 or P-384) and a subjectKeyIdentifier (issuers are matched
+    /// by key identifier).
     pub fn from_pem_or_der(bytes: &[u8]) -> Result<Self, TrustError> {
         let der = pem_or_der(bytes).map_err(|detail| TrustError::BadAnchor { detail })?;
         Self::from_der(&der).map_err(|detail| TrustError::BadAnchor { detail })
@@ -159,7 +176,7 @@ impl TrustAnchor {
 
     fn from_der(der: &[u8]) -> Result<Self, String> {
         let cert =
-            SigningCertificate::parse_rsa(der).map_err(|e: CertificateError| e.to_string())?;
+            SigningCertificate::parse_any(der).map_err(|e: CertificateError| e.to_string())?;
         if !cert.is_ca {
             return Err("not a CA certificate (basicConstraints cA is not set)".into());
         }
@@ -267,6 +284,12 @@ impl TrustStore {
         self.ca_certificates.iter().chain(&self.extra_anchors)
     }
 
+    /// The configured CA certificates and trust anchors, e.g. for checking revocation data
+    /// (an OCSP CertID names its issuer by key hash; a CRL is signed by it).
+    pub fn anchors(&self) -> impl Iterator<Item = &TrustAnchor> {
+        self.configured()
+    }
+
     /// Whether a configured CA or anchor has the certificate's issuer key identifier, i.e.
     /// the CA certificate need not be read from the card.
     pub fn has_issuer_for(&self, cert: &SigningCertificate) -> bool {
@@ -292,7 +315,7 @@ impl TrustStore {
             .authority_key_id()
             .filter(|aki| !aki.is_empty())
             .ok_or(TrustError::NoAuthorityKeyId)?;
-        check_signature_algorithm(cert)?;
+        let algorithm = check_signature_algorithm(cert)?;
 
         let candidates: Vec<&TrustAnchor> = self
             .configured()
@@ -303,7 +326,7 @@ impl TrustStore {
             // verifies the signature.
             let mut first_error = None;
             for anchor in candidates {
-                match self.accept(anchor, cert, at, false) {
+                match self.accept(anchor, cert, algorithm, at, false) {
                     Ok(chain) => return Ok(chain),
                     Err(e) => {
                         first_error.get_or_insert(e);
@@ -338,22 +361,23 @@ impl TrustStore {
                 subject_key_id_hex: hex::encode(&card_ca.subject_key_id),
             });
         }
-        self.accept(&card_ca, cert, at, true)
+        self.accept(&card_ca, cert, algorithm, at, true)
     }
 
     fn accept(
         &self,
         anchor: &TrustAnchor,
         cert: &SigningCertificate,
+        algorithm: SignatureAlgorithm,
         at: OffsetDateTime,
         from_card: bool,
     ) -> Result<TrustedChain, TrustError> {
         let anchor_label = self.label_for(anchor);
-        let digest = Sha256::digest(&cert.tbs);
+        // An algorithm that does not fit the anchor's key means the anchor did not sign it.
         anchor
             .cert
-            .rsa_key()
-            .verify(pkcs1v15_sha256(), &digest, &cert.signature)
+            .public_key()
+            .verify(algorithm, &cert.tbs, &cert.signature, EcdsaEncoding::Der)
             .map_err(|_| TrustError::IssuerSignatureInvalid {
                 anchor_label: anchor_label.clone(),
             })?;
@@ -389,15 +413,13 @@ fn push_unique(list: &mut Vec<TrustAnchor>, anchor: TrustAnchor) {
     }
 }
 
-/// The JPKI profile signs with sha256WithRSAEncryption; the outer and inner algorithm
-/// identifiers must agree (RFC 5280 §4.1.1.2).
-fn check_signature_algorithm(cert: &SigningCertificate) -> Result<(), TrustError> {
-    for oid in [&cert.signature_algorithm, &cert.tbs_signature_algorithm] {
-        if oid != OID_SHA256_WITH_RSA {
-            return Err(TrustError::UnsupportedSignatureAlgorithm { oid: oid.clone() });
-        }
-    }
-    Ok(())
+/// The issuer's signature algorithm, if accepted: RSA PKCS#1 v1.5 or PSS with SHA-256/384/
+/// 512, ECDSA with SHA-256/384; the outer and inner identifiers must agree (RFC 5280
+/// §4.1.1.2). Today's J-LIS CAs use sha256WithRSAEncryption.
+fn check_signature_algorithm(cert: &SigningCertificate) -> Result<SignatureAlgorithm, TrustError> {
+    cert.signature_algorithm
+        .clone()
+        .map_err(|oid| TrustError::UnsupportedSignatureAlgorithm { oid })
 }
 
 // ---------------------------------------------------------------------------------------

@@ -236,6 +236,8 @@ fn unreadable_other_name_is_an_error() {
 fn sign(message: &[u8]) -> Vec<u8> {
     test_identity(Validity::Current)
         .sign_key
+        .rsa()
+        .expect("RSA identity")
         .sign(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(message))
         .expect("signs")
 }
@@ -305,7 +307,8 @@ fn tampered_signatures_and_messages_fail() {
 fn signature_must_be_sha256_pkcs1() {
     let cert = simulated();
     let message = b"statement";
-    let key = &test_identity(Validity::Current).sign_key;
+    let identity = test_identity(Validity::Current);
+    let key = identity.sign_key.rsa().expect("RSA identity");
     // Raw PKCS#1 v1.5 padding without the DigestInfo prefix.
     let unprefixed = key
         .sign(Pkcs1v15Sign::new_unprefixed(), &Sha256::digest(message))

@@ -150,7 +150,8 @@ fn an_issuer_name_other_than_the_anchors_is_refused() {
     );
     assert!(e.is_certificate_fault());
     // Not signed by the anchor at all: that stays a trust failure, checked first.
-    let forged = resign(&renamed, &test_identity(Validity::Current).sign_key);
+    let identity = test_identity(Validity::Current);
+    let forged = resign(&renamed, identity.sign_key.rsa().expect("RSA identity"));
     let cert = SigningCertificate::parse(&forged).expect("parses");
     assert!(matches!(
         store().evaluate(&cert, None, now()),

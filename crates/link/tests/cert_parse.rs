@@ -35,7 +35,7 @@ fn real_jlis_2023_root() {
     );
     // A self-signed root carries no authorityKeyIdentifier.
     assert_eq!(cert.authority_key_id(), None);
-    let key = cert.public_key().expect("key");
+    let key = cert.public_key().rsa().expect("an RSA key");
     assert_eq!(key.n().bits(), 2048);
     assert_eq!(key.e().to_bytes_be(), vec![1, 0, 1]);
 }
@@ -106,7 +106,10 @@ fn simulated_signing_certificate() {
         Validity::Valid
     );
     assert!(cert.days_left(time::OffsetDateTime::now_utc()) > 365);
-    assert_eq!(cert.public_key().expect("key"), id.sign_key.to_public_key());
+    assert_eq!(
+        cert.public_key().rsa().expect("an RSA key"),
+        &id.sign_key.rsa().expect("RSA identity").to_public_key()
+    );
     assert!(cert.authority_key_id().is_some_and(|aki| aki.len() == 20));
 
     // The simulated serial has its high bit set, so DER carries a leading 00 that the
@@ -273,51 +276,115 @@ fn mutated_certificates_never_panic() {
     }
 }
 
-#[test]
-fn non_rsa_and_wrong_size_keys() {
-    // Change the key algorithm OID of the SubjectPublicKeyInfo to id-ecPublicKey.
+/// The simulated certificate with another SubjectPublicKeyInfo.
+fn with_spki(algorithm: &[u8], key_bits: &[u8]) -> Vec<u8> {
+    use mynalink_simcard::der;
     let base = test_identity(SimValidity::Current).sign_cert_der.clone();
-    let der = cert_support::edit_tbs(&base, |fields| {
-        let spki = &mut fields[6];
-        assert_eq!(spki.tag, 0x30);
-        let mut parts = cert_support::elements(&spki.contents);
-        parts[0].contents = mynalink_simcard::der::sequence(&[&mynalink_simcard::der::oid(&[
-            1, 2, 840, 10045, 2, 1,
-        ])
-        .expect("oid")]);
-        // `sequence` returned a full SEQUENCE; keep only its contents.
-        parts[0].contents = cert_support::one(&parts[0].contents).contents;
-        spki.contents = parts.iter().flat_map(|p| p.encode()).collect();
-    });
-    match SigningCertificate::parse(&der) {
-        Err(CertificateError::NotRsa2048 { found }) => assert!(found.contains("1.2.840.10045.2.1")),
+    cert_support::edit_tbs(&base, |fields| {
+        let spki = der::sequence(&[algorithm, &der::bit_string(key_bits, 0).expect("bits")]);
+        fields[6] = cert_support::one(&spki);
+    })
+}
+
+fn rsa_key_bits(modulus: &[u8]) -> Vec<u8> {
+    use mynalink_simcard::der;
+    der::sequence(&[&der::integer_unsigned(modulus), &der::integer_u64(65537)])
+}
+
+#[test]
+fn unsupported_keys_are_refused() {
+    use mynalink_simcard::der;
+    let oid = |arcs: &[u64]| der::oid(arcs).expect("oid");
+    let rsa_algorithm = der::sequence(&[&oid(&[1, 2, 840, 113549, 1, 1, 1]), &der::null()]);
+    let ec_algorithm =
+        |curve: &[u64]| der::sequence(&[&oid(&[1, 2, 840, 10045, 2, 1]), &oid(curve)]);
+    let point = mynalink_simcard::TestKey::ec_p384("k").subject_public_key();
+    let unsupported = |der: Vec<u8>| match SigningCertificate::parse(&der) {
+        Err(CertificateError::UnsupportedKey { found }) => found,
         other => panic!("{other:?}"),
-    }
+    };
 
     // An RSA-1024 key.
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let small = rsa::RsaPrivateKey::new(&mut rng, 1024).expect("key");
-    let der = cert_support::edit_tbs(&base, |fields| {
-        let modulus = small.n().to_bytes_be();
-        let exponent = small.e().to_bytes_be();
-        let rsa_key = mynalink_simcard::der::sequence(&[
-            &mynalink_simcard::der::integer_unsigned(&modulus),
-            &mynalink_simcard::der::integer_unsigned(&exponent),
-        ]);
-        let algorithm = mynalink_simcard::der::sequence(&[
-            &mynalink_simcard::der::oid(&[1, 2, 840, 113549, 1, 1, 1]).expect("oid"),
-            &mynalink_simcard::der::null(),
-        ]);
-        let bits = mynalink_simcard::der::bit_string(&rsa_key, 0).expect("bits");
-        let spki = mynalink_simcard::der::sequence(&[&algorithm, &bits]);
-        fields[6] = cert_support::one(&spki);
-    });
+    let found = unsupported(with_spki(
+        &rsa_algorithm,
+        &rsa_key_bits(&small.n().to_bytes_be()),
+    ));
+    assert_eq!(found, "RSA-1024");
+    // RSA-8192: larger than accepted (the modulus need not be a real one to be refused).
+    let mut huge = vec![0xC5; 1024];
+    huge[1023] = 0x01;
     assert_eq!(
-        SigningCertificate::parse(&der),
-        Err(CertificateError::NotRsa2048 {
-            found: "RSA-1024".into()
-        })
+        unsupported(with_spki(&rsa_algorithm, &rsa_key_bits(&huge))),
+        "RSA-8192"
     );
+    // The id-ecPublicKey OID without a named curve.
+    let bare_ec = der::sequence(&[&oid(&[1, 2, 840, 10045, 2, 1])]);
+    assert!(unsupported(with_spki(&bare_ec, &point)).contains("named curve"));
+    // P-521 and secp256k1 are not accepted curves.
+    assert!(
+        unsupported(with_spki(&ec_algorithm(&[1, 3, 132, 0, 35]), &point)).contains("1.3.132.0.35")
+    );
+    assert!(
+        unsupported(with_spki(&ec_algorithm(&[1, 3, 132, 0, 10]), &point)).contains("1.3.132.0.10")
+    );
+    // A P-384 point labelled P-256, and a point that is not on the curve.
+    assert!(unsupported(with_spki(
+        &ec_algorithm(&[1, 2, 840, 10045, 3, 1, 7]),
+        &point
+    ))
+    .contains("P-256"));
+    let mut off_curve = point.clone();
+    off_curve[96] ^= 1;
+    assert!(
+        unsupported(with_spki(&ec_algorithm(&[1, 3, 132, 0, 34]), &off_curve)).contains("P-384")
+    );
+    // Ed25519.
+    let ed25519 = der::sequence(&[&oid(&[1, 3, 101, 112])]);
+    assert!(unsupported(with_spki(&ed25519, &[7; 32])).contains("1.3.101.112"));
+
+    // The message says what is accepted.
+    let e = SigningCertificate::parse(&with_spki(
+        &rsa_algorithm,
+        &rsa_key_bits(&small.n().to_bytes_be()),
+    ))
+    .expect_err("refused");
+    assert!(
+        e.to_string()
+            .contains("RSA 2048–4096 bits, ECDSA P-256 or P-384"),
+        "{e}"
+    );
+}
+
+#[test]
+fn accepted_keys_parse_with_their_kind() {
+    use mynalink_card::KeyKind;
+    use mynalink_simcard::{test_identity_with, SimKey};
+    for (key, kind) in [
+        (SimKey::Rsa2048, KeyKind::Rsa { bits: 2048 }),
+        (SimKey::Rsa3072, KeyKind::Rsa { bits: 3072 }),
+        (SimKey::EcP384, KeyKind::EcP384),
+    ] {
+        let id = test_identity_with(key, SimValidity::Current);
+        let cert = SigningCertificate::parse(&id.sign_cert_der).expect("parses");
+        assert_eq!(cert.key_kind(), kind);
+        let root = SigningCertificate::parse_any(&id.sign_root_der).expect("root parses");
+        assert_eq!(root.key_kind().is_rsa(), key != SimKey::EcP384);
+        assert!(cert.basic4().is_ok());
+    }
+    // A P-256 key.
+    let p256 = mynalink_simcard::TestKey::ec_p256("p256 holder");
+    let chain = mynalink_simcard::test_chain(&mynalink_simcard::ChainSpec {
+        root_key: &p256,
+        ee_key: &p256,
+        algorithm: mynalink_card::SignatureAlgorithm::Ecdsa(mynalink_card::HashAlgorithm::Sha256),
+        label: "p256",
+        now: time::OffsetDateTime::now_utc(),
+    })
+    .expect("chain");
+    let cert = SigningCertificate::parse(&chain.cert_der).expect("parses");
+    assert_eq!(cert.key_kind(), KeyKind::EcP256);
 }
 
 #[test]

@@ -215,7 +215,7 @@ fn an_unusable_card_ca() {
 fn signed_by_another_key_is_refused() {
     let id = test_identity(Validity::Current);
     // Same issuer key identifier, but signed with the holder's own key.
-    let forged = resign(&id.sign_cert_der, &id.sign_key);
+    let forged = resign(&id.sign_cert_der, id.sign_key.rsa().expect("RSA identity"));
     let cert = SigningCertificate::parse(&forged).expect("parses");
     let store = with_test_anchor();
     assert!(store.has_issuer_for(&cert));
@@ -378,5 +378,112 @@ fn hostile_card_ca_bytes_never_panic() {
         let at = (state % der.len() as u64) as usize;
         der[at] ^= (state >> 32) as u8 | 1;
         assert!(store.evaluate(&cert, Some(&der), now()).is_err());
+    }
+}
+
+/// The simulated holder's certificate naming `aki` as its issuer's key and the J-LIS
+/// signing CAs' (shared) name as its issuer.
+fn naming_jlis_key(aki: &[u8]) -> SigningCertificate {
+    use mynalink_simcard::der;
+    let jlis = jlis_der("sign_ca_2023.pem");
+    let jlis_name = cert_support::field(&jlis, 5);
+    let id = test_identity(Validity::Current);
+    let with_aki = cert_support::with_extension(
+        &id.sign_cert_der,
+        &[2, 5, 29, 35],
+        Some((
+            false,
+            &der::sequence(&[&der::implicit_primitive(0, aki).expect("[0]")]),
+        )),
+    );
+    let renamed = cert_support::with_field(&with_aki, 3, &jlis_name);
+    SigningCertificate::parse(&renamed).expect("parses")
+}
+
+#[test]
+fn each_jlis_generation_is_found_by_its_key() {
+    // 2015 and 2023 share one name; both configured at once, a certificate naming either's
+    // key identifier is checked against that generation (the test certificate is not
+    // really signed by J-LIS, so the answer is the issuer signature, naming the root).
+    let mut both = TrustStore::new();
+    for file in ["sign_ca_2015.pem", "sign_ca_2023.pem"] {
+        both.add_ca_certificate(&jlis_pem(file)).expect("pinned");
+    }
+    for (file, generation) in [
+        ("sign_ca_2015.pem", "2015 (signca01)"),
+        ("sign_ca_2023.pem", "2023 (signca03)"),
+    ] {
+        let anchor = TrustAnchor::from_pem_or_der(&jlis_pem(file)).expect("anchor");
+        assert_eq!(anchor.jlis_generation(), Some(generation));
+        let ski = anchor.subject_key_id().expect("ski");
+        let cert = naming_jlis_key(&ski);
+        assert!(both.has_issuer_for(&cert), "{generation}");
+        let label = format!("J-LIS signing CA {generation}");
+        assert_eq!(
+            both.evaluate(&cert, None, now()),
+            Err(TrustError::IssuerSignatureInvalid {
+                anchor_label: label.clone()
+            })
+        );
+        // Read from the card instead: pinned, so it gets as far as the signature too.
+        assert_eq!(
+            TrustStore::new().evaluate(&cert, Some(&jlis_der(file)), now()),
+            Err(TrustError::IssuerSignatureInvalid {
+                anchor_label: label
+            })
+        );
+    }
+    // The same name with a key identifier no generation has: unknown, never "same name".
+    let cert = naming_jlis_key(&[0x5A; 20]);
+    assert!(matches!(
+        both.evaluate(&cert, None, now()),
+        Err(TrustError::UnknownIssuer { .. })
+    ));
+    // The 2019 generation (signca02) is pinned by its published fingerprint; its
+    // certificate is not among the fixtures, so only the pin is checked here.
+    assert_eq!(
+        mynalink_link::trust::jlis_generation(&JLIS_SIGNING_ROOT_SHA256[1].1),
+        Some("2019 (signca02)")
+    );
+}
+
+#[test]
+fn jpki_test_roots_are_trusted_only_as_configured_anchors() {
+    use mynalink_simcard::{test_identity_with, SimKey};
+    for key in [SimKey::Rsa2048, SimKey::EcP384] {
+        let id = test_identity_with(key, Validity::Current);
+        let root = SigningCertificate::parse_any(&id.sign_root_der).expect("root");
+        let (_, x509) =
+            <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<_>>::from_der(
+                &id.sign_root_der,
+            )
+            .expect("parses");
+        assert!(x509.subject().to_string().contains("O=JPKI-TEST"));
+        let cert = SigningCertificate::parse(&id.sign_cert_der).expect("holder");
+        // Offered by the card: refused, whatever else is configured.
+        let mut jlis = TrustStore::new();
+        jlis.add_ca_certificate(&jlis_pem("sign_ca_2023.pem"))
+            .expect("pinned");
+        for store in [TrustStore::new(), jlis] {
+            assert_eq!(
+                store.evaluate(&cert, Some(&id.sign_root_der), now()),
+                Err(TrustError::CardCaNotPinned {
+                    sha256_hex: hex::encode(root.sha256())
+                }),
+                "{key:?}"
+            );
+        }
+        // Configured as a J-LIS CA certificate: refused (not pinned).
+        assert!(matches!(
+            TrustStore::new().add_ca_certificate(&id.sign_root_der),
+            Err(TrustError::NotPinned { .. })
+        ));
+        // Configured as a trust anchor: trusted.
+        let mut configured = TrustStore::new();
+        configured
+            .add_trust_anchor(&id.sign_root_der)
+            .expect("anchor");
+        let chain = configured.evaluate(&cert, None, now()).expect("trusted");
+        assert_eq!(chain.anchor_label, CONFIGURED_ANCHOR_LABEL);
     }
 }

@@ -419,6 +419,9 @@ fn crash_child() {
         statement: Statement::from_canonical_bytes(&bytes).expect("statement"),
         bytes,
         signature: read("signature.bin"),
+        algorithm: mynalink_card::SignatureAlgorithm::RsaPkcs1(
+            mynalink_card::HashAlgorithm::Sha256,
+        ),
         certificate_der: read("certificate.der"),
     };
     let recipient = seal::parse_public_key(&read("backend.pem")).expect("key");

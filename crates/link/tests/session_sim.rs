@@ -1,7 +1,8 @@
 //! The first-stage session against the simulated card, in process: invariants of the card
 //! layer (allow-list, one VERIFY, no password anywhere) and the step order.
 
-use mynalink_card::allowlist::{CARD_INFO_INPUT_AID, CARD_SURFACE_AID, JPKI_AID};
+use mynalink_card::allowlist::{CARD_INFO_INPUT_AID, CARD_SURFACE_AID};
+use mynalink_card::profile::JPKI_AID;
 use mynalink_card::trace::TraceSource;
 use mynalink_card::transport::{CertificateBytes, Recorder};
 use mynalink_card::{SigningPassword, Transport, TransportError};
@@ -249,6 +250,109 @@ fn hostile_card_answers_never_panic() {
             "seed {seed}: garbage produced a signed statement"
         );
         flow.end();
+    }
+}
+
+/// Trusts both TEST roots, as a run on the simulated card does.
+fn trust_all_sim_roots() -> TrustStore {
+    let mut trust = trust();
+    trust
+        .add_trust_anchor(mynalink_simcard::sign_test_root_der_for(
+            mynalink_simcard::SimKey::EcP384,
+        ))
+        .expect("P-384 test root");
+    trust
+}
+
+#[test]
+fn every_simulated_key_signs_with_its_profiles_algorithm() {
+    use mynalink_card::{HashAlgorithm, SignatureAlgorithm};
+    use mynalink_simcard::SimKey;
+    for (key, algorithm, length, profile, provisional) in [
+        (
+            SimKey::Rsa2048,
+            SignatureAlgorithm::RsaPkcs1(HashAlgorithm::Sha256),
+            256,
+            "my-number-card",
+            false,
+        ),
+        (
+            SimKey::Rsa3072,
+            SignatureAlgorithm::RsaPkcs1(HashAlgorithm::Sha256),
+            384,
+            "my-number-card",
+            false,
+        ),
+        (
+            SimKey::EcP384,
+            SignatureAlgorithm::Ecdsa(HashAlgorithm::Sha384),
+            96,
+            "next-generation-provisional",
+            true,
+        ),
+    ] {
+        for extended_length in [true, false] {
+            let options = SimOptions {
+                key,
+                extended_length,
+                ..SimOptions::default()
+            };
+            let transport = SimTransport::new(options);
+            let sim = transport.handle();
+            let mut flow =
+                FirstStage::new(transport, inputs(), trust_all_sim_roots()).expect("flow");
+            flow.check_card().expect("card");
+            flow.verify_password(&password("TEST1234"), false)
+                .expect("verify");
+            flow.read_certificate().expect("certificate");
+            assert_eq!(flow.signature_algorithm(), Some(algorithm), "{key:?}");
+            let card_profile = flow.card_profile().expect("profile");
+            assert_eq!(card_profile.id, profile);
+            assert_eq!(card_profile.provisional, provisional);
+            let signed = flow.sign().expect("sign").clone();
+            flow.end();
+            assert_eq!(signed.signature.len(), length, "{key:?}");
+            assert_eq!(signed.algorithm, algorithm);
+            // What the backend checks: the algorithm follows from the certificate's key.
+            let cert =
+                mynalink_link::certificate::SigningCertificate::parse(&signed.certificate_der)
+                    .expect("cert");
+            assert_eq!(
+                cert.verify_any_signature(&signed.bytes, &signed.signature),
+                Ok(algorithm)
+            );
+            sim.with_card(|card| assert_eq!(card.verify_attempts(), 1));
+        }
+    }
+}
+
+#[test]
+fn smartphones_are_refused_before_any_password() {
+    for label in ["JPKIAPGPSETOKEN", "JPKIAPIOSTOKEN"] {
+        let (mut flow, sim) = flow(SimOptions {
+            token_label: label.into(),
+            ..SimOptions::default()
+        });
+        let e = flow.check_card().expect_err("a smartphone");
+        assert_eq!(e.code, ErrorCode::SmartphoneNotAccepted, "{label}");
+        assert!(
+            e.message_ja.contains("マイナンバーカード本体"),
+            "{}",
+            e.message_ja
+        );
+        assert!(
+            e.message_en.contains("My Number card itself"),
+            "{}",
+            e.message_en
+        );
+        // Nothing can follow: the password step is not reached.
+        assert!(flow.verify_password(&password("TEST1234"), true).is_err());
+        flow.end();
+        sim.with_card(|card| {
+            assert_eq!(card.verify_attempts(), 0);
+            // Not even the retry query: SELECT, SELECT token info, READ label.
+            assert_eq!(card.commands().len(), 3, "{label}");
+        });
     }
 }
 

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+use mynalink_card::algorithm::{HashAlgorithm, SignatureAlgorithm};
 use mynalink_link::certificate::SigningCertificate;
 use mynalink_link::outbox::{EntryOptions, Outbox};
 use mynalink_link::statement::{format_time, Statement, TermsRef, PURPOSE, VERSION};
@@ -90,12 +91,15 @@ fn signed(license: &str) -> SignedStatement {
     let bytes = statement.canonical_bytes();
     let signature = identity
         .sign_key
+        .rsa()
+        .expect("RSA identity")
         .sign(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(&bytes))
         .expect("sign");
     SignedStatement {
         statement,
         bytes,
         signature,
+        algorithm: SignatureAlgorithm::RsaPkcs1(HashAlgorithm::Sha256),
         certificate_der: identity.sign_cert_der.clone(),
     }
 }

@@ -7,8 +7,12 @@
 //! the wait too. Prints one JSON line, then checks that the store holds exactly N bindings
 //! (exit status 1 if not).
 //!
+//! With `--ocsp`, every binding is checked for revocation first (`--revocation require`)
+//! against OpenSSL's OCSP responder (`openssl ocsp`) on loopback, run for the simulated
+//! card's TEST root: the revocation check in the path.
+//!
 //! `cargo run --release -p mynalink-server --example load -- --requests N --rate R --threads T
-//!  [--postgres ADMIN_URL]`
+//!  [--postgres ADMIN_URL] [--ocsp]`
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -20,6 +24,7 @@ use mynalink_link::api::{BindingRequest, LicenseStatus};
 use mynalink_link::certificate::SigningCertificate;
 use mynalink_link::statement::{format_time, Statement, TermsRef, PURPOSE, VERSION};
 use mynalink_server::embedded::{EmbeddedBackend, Setup};
+use mynalink_server::revocation::testing::{OcspResponder, ResponderSigner, TestCa};
 use mynalink_server::scratch::ScratchDatabase;
 use mynalink_server::Store;
 use mynalink_simcard::{test_identity, Validity};
@@ -38,6 +43,8 @@ struct Options {
     threads: usize,
     /// An administrative URL of a PostgreSQL server; SQLite when absent.
     postgres: Option<String>,
+    /// Check every certificate with a local OCSP responder.
+    ocsp: bool,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -46,10 +53,15 @@ fn parse_options() -> Result<Options, String> {
         rate: 1000.0,
         threads: 8,
         postgres: None,
+        ocsp: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
+        if flag == "--ocsp" {
+            options.ocsp = true;
+            continue;
+        }
         let value = it
             .next()
             .ok_or_else(|| format!("{flag} needs a value"))?
@@ -63,7 +75,7 @@ fn parse_options() -> Result<Options, String> {
             _ => {
                 return Err(format!(
                     "unknown option {flag}; usage: load [--requests N] [--rate R] [--threads T] \
-                     [--postgres ADMIN_URL]"
+                     [--postgres ADMIN_URL] [--ocsp]"
                 ))
             }
         }
@@ -115,6 +127,8 @@ fn request_body(license: &str) -> Vec<u8> {
     let bytes = statement.canonical_bytes();
     let signature = identity
         .sign_key
+        .rsa()
+        .expect("RSA identity")
         .sign(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(&bytes))
         .expect("sign");
     let request = BindingRequest {
@@ -181,7 +195,17 @@ fn run(options: &Options) -> Result<bool, String> {
         Some(admin) => Some(ScratchDatabase::postgres(admin)?),
         None => None,
     };
-    let backend = EmbeddedBackend::start_on(
+    // The responder stops when dropped, after the backend.
+    let responder = if options.ocsp {
+        Some(start_responder()?)
+    } else {
+        None
+    };
+    let revocation: Vec<String> = match &responder {
+        Some((_, responder)) => vec!["--ocsp".into(), responder.url.clone()],
+        None => Vec::new(),
+    };
+    let backend = EmbeddedBackend::start_checking(
         &Setup {
             dir: EmbeddedBackend::temp_dir("mynalink-load"),
             trust_anchors: &anchors,
@@ -190,11 +214,27 @@ fn run(options: &Options) -> Result<bool, String> {
             port: 0,
         },
         scratch.as_ref().map(ScratchDatabase::url),
+        &revocation,
     )?;
     let result = drive(options, &backend, &licenses);
     backend.remove();
     drop(scratch);
     result
+}
+
+/// `openssl ocsp` for the simulated card's TEST root, which knows its signing certificate
+/// as valid; with the directory it runs in.
+fn start_responder() -> Result<(tempfile::TempDir, OcspResponder), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let ca = TestCa::adopt(
+        &dir.path().join("ca"),
+        mynalink_simcard::sign_test_root_der(),
+        include_bytes!("../../simcard/keys/sign_root.der"),
+    )?;
+    ca.register_valid(&test_identity(Validity::Current).sign_cert_der)?;
+    let responder = ca.responder(&ca, ResponderSigner::Ca, 60, None)?;
+    eprintln!("load: OCSP responder (openssl ocsp) at {}", responder.url);
+    Ok((dir, responder))
 }
 
 fn drive(
@@ -330,6 +370,7 @@ fn drive(
 
     let report = serde_json::json!({
         "database": if options.postgres.is_some() { "postgresql" } else { "sqlite" },
+        "revocation": if options.ocsp { "ocsp" } else { "off" },
         "requests": n,
         "threads": threads,
         "offered_rate_per_s": options.rate,

@@ -77,10 +77,20 @@ pub enum Code {
     NotSuspended,
     /// 200: §8, what was collected for a license was erased.
     CollectedErased,
+    /// 422: the signing certificate was revoked (RFC 5280 reason and time in the body); the
+    /// holder renews it at the municipal office.
+    CertificateRevoked,
+    /// 503: the certificate's revocation status could not be obtained (`--revocation
+    /// require`); nothing was decided. Answered with `Retry-After`.
+    RevocationUnavailable,
+    /// A stale binding was replaced by a new first stage (audit only).
+    BindingSuperseded,
+    /// A re-check found a binding's certificate revoked or expired (audit only).
+    BindingStale,
 }
 
 impl Code {
-    pub const ALL: [Code; 42] = [
+    pub const ALL: [Code; 46] = [
         Code::Created,
         Code::Repeated,
         Code::Cancelled,
@@ -123,6 +133,10 @@ impl Code {
         Code::SuspensionLifted,
         Code::NotSuspended,
         Code::CollectedErased,
+        Code::CertificateRevoked,
+        Code::RevocationUnavailable,
+        Code::BindingSuperseded,
+        Code::BindingStale,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -169,6 +183,10 @@ impl Code {
             Code::SuspensionLifted => "suspension_lifted",
             Code::NotSuspended => "not_suspended",
             Code::CollectedErased => "collected_erased",
+            Code::CertificateRevoked => "certificate_revoked",
+            Code::RevocationUnavailable => "revocation_unavailable",
+            Code::BindingSuperseded => "binding_superseded",
+            Code::BindingStale => "binding_stale",
         }
     }
 
@@ -189,7 +207,9 @@ impl Code {
             | Code::MynaportalLinked
             | Code::MynaportalRelinked
             | Code::SecondStageRepeated
-            | Code::StatusAnswered => 200,
+            | Code::StatusAnswered
+            | Code::BindingSuperseded
+            | Code::BindingStale => 200,
             Code::Basic4Received => 202,
             Code::AlreadyLinked | Code::FirstStageMissing | Code::SecondStageDone => 409,
             Code::CredentialNotAllowed => 403,
@@ -198,7 +218,7 @@ impl Code {
             Code::BindingNotFound => 404,
             Code::Unauthenticated => 401,
             Code::ServerError => 500,
-            Code::ServerBusy => 503,
+            Code::ServerBusy | Code::RevocationUnavailable => 503,
             Code::RequestTimeout => 408,
             Code::Suspended => 201,
             Code::SuspensionLifted | Code::CollectedErased => 200,
@@ -223,6 +243,8 @@ impl Code {
                 | Code::Suspended
                 | Code::SuspensionLifted
                 | Code::CollectedErased
+                | Code::BindingSuperseded
+                | Code::BindingStale
         )
     }
 
@@ -323,6 +345,16 @@ impl Code {
             Code::SuspensionLifted => "この免許証番号の連携の停止を解除しました。",
             Code::NotSuspended => "この免許証番号の連携は停止されていません。",
             Code::CollectedErased => "この免許証番号について収集した情報を消去しました。",
+            Code::CertificateRevoked => {
+                "署名用電子証明書が失効しています（住所や氏名が変わると自動的に失効します）。住民票のある市区町村の窓口で署名用電子証明書を更新（再発行）してから、もう一度お越しください。"
+            }
+            Code::RevocationUnavailable => {
+                "署名用電子証明書の失効確認が今はできません。内容は変更されていません。申請は端末に保管され、後で自動的に送信されます。"
+            }
+            Code::BindingSuperseded => "失効した証明書の連携を、新しい1回目の提出で置き換えました。",
+            Code::BindingStale => {
+                "連携した署名用電子証明書が失効又は期限切れとなったため、1回目の提出が再び必要です。"
+            }
         }
     }
 
@@ -407,6 +439,23 @@ impl Code {
             Code::SuspensionLifted => "The suspension for this license number was lifted.",
             Code::NotSuspended => "Linking for this license number is not suspended.",
             Code::CollectedErased => "What was collected for this license number was erased.",
+            Code::CertificateRevoked => {
+                "The signing certificate has been revoked (this happens automatically after a \
+                 move or a change of name). The holder renews it at the municipal office and \
+                 then comes back."
+            }
+            Code::RevocationUnavailable => {
+                "The certificate's revocation status cannot be obtained now; nothing was \
+                 decided. The terminal keeps the submission and sends it again later (see \
+                 Retry-After)."
+            }
+            Code::BindingSuperseded => {
+                "The binding to a dead certificate was replaced by a new first stage."
+            }
+            Code::BindingStale => {
+                "The binding's certificate was revoked or expired; the first stage is needed \
+                 again."
+            }
         }
     }
 }
@@ -425,6 +474,18 @@ pub struct Rejection {
     pub detail: Option<String>,
     /// With `already_linked`: how the record was linked.
     pub linked_via: Option<LinkedVia>,
+    /// With `certificate_revoked`: reason and time; with `revocation_unavailable`: why.
+    pub revocation: Option<RevocationDetail>,
+}
+
+/// What a refusal about revocation tells the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RevocationDetail {
+    /// RFC 5280 reason name.
+    pub reason: Option<String>,
+    pub revoked_at: Option<String>,
+    /// The stable problem code of `revocation_unavailable`.
+    pub problem: Option<String>,
 }
 
 impl Rejection {
@@ -433,6 +494,7 @@ impl Rejection {
             code,
             detail: None,
             linked_via: None,
+            revocation: None,
         }
     }
 
@@ -441,6 +503,7 @@ impl Rejection {
             code,
             detail: Some(detail.into()),
             linked_via: None,
+            revocation: None,
         }
     }
 
@@ -455,6 +518,9 @@ impl Rejection {
             message_en: self.code.message_en().to_string(),
             detail: self.detail.clone(),
             linked_via: self.linked_via,
+            revocation_reason: self.revocation.as_ref().and_then(|r| r.reason.clone()),
+            revoked_at: self.revocation.as_ref().and_then(|r| r.revoked_at.clone()),
+            revocation_problem: self.revocation.as_ref().and_then(|r| r.problem.clone()),
         }
     }
 }
@@ -490,6 +556,11 @@ mod tests {
         assert_eq!(Code::ServerError.http_status(), 500);
         assert_eq!(Code::ServerBusy.http_status(), 503);
         assert_eq!(Code::RequestTimeout.http_status(), 408);
+        assert_eq!(Code::CertificateRevoked.http_status(), 422);
+        assert_eq!(Code::RevocationUnavailable.http_status(), 503);
+        // A revoked certificate is normal life (a move), and an unanswered check is ours.
+        assert!(!Code::CertificateRevoked.counts_as_abuse());
+        assert!(!Code::RevocationUnavailable.counts_as_abuse());
         assert!(!Code::ServerBusy.counts_as_abuse() && !Code::RequestTimeout.counts_as_abuse());
         assert!(!Code::StatementStale.counts_as_abuse());
         assert!(Code::SignatureInvalid.counts_as_abuse());

@@ -56,6 +56,17 @@ impl EmbeddedBackend {
     /// The same on the database `database` names (`sqlite:PATH` or `postgres://…`), or on
     /// SQLite in `setup.dir` when it is `None`.
     pub fn start_on(setup: &Setup, database: Option<&str>) -> Result<EmbeddedBackend, String> {
+        EmbeddedBackend::start_checking(setup, database, &[])
+    }
+
+    /// [`EmbeddedBackend::start_on`], checking certificates for revocation with
+    /// `revocation` (`--ocsp URL`, `--crl …`, `--revocation …`) instead of
+    /// `--revocation off` when it is not empty (the load test with OCSP in the path).
+    pub fn start_checking(
+        setup: &Setup,
+        database: Option<&str>,
+        revocation: &[String],
+    ) -> Result<EmbeddedBackend, String> {
         let dir = setup.dir.clone();
         // Keys and the token live here: the directory is the owner's only, and so is every
         // file written in it.
@@ -142,6 +153,9 @@ impl EmbeddedBackend {
             "--insecure-loopback-http",
             // The demo and the tests trust the simulated card's TEST root.
             "--allow-test-root",
+            // The demo has no revocation source: its certificates are the simulated card's.
+            "--revocation",
+            "off",
             "--terminal-tokens",
             &tokens.display().to_string(),
             "--seal-key",
@@ -153,6 +167,12 @@ impl EmbeddedBackend {
         .map(|s| s.to_string())
         .collect();
         args.extend(anchor_args);
+        if !revocation.is_empty() {
+            if let Some(at) = args.iter().position(|a| a == "--revocation") {
+                args.drain(at..at + 2);
+            }
+            args.extend(revocation.iter().cloned());
+        }
         let options = crate::serve::ServeOptions::parse(&args)?;
         let prepared = crate::serve::prepare(&options).map_err(|e| e.to_string())?;
         let app = crate::http::router(prepared.state);

@@ -23,7 +23,7 @@ use crate::measures::{self, SuspensionRequest};
 use crate::pool::{PoolError, StorePool};
 use crate::second_stage::{receive_basic4, submit_signature, Basic4Request, SignatureRequest};
 use crate::status::{answer_status, cancel_binding, CallerKind};
-use crate::submission::{reject_unreadable, submit, Outcome, SubmissionConfig};
+use crate::submission::{reject_unreadable, submit_async, Outcome, SubmissionConfig};
 use crate::tokens::bearer_token;
 
 /// The largest request body read. A real submission is about 4 KiB of base64.
@@ -72,8 +72,18 @@ fn error_response(status: StatusCode, rejection: &Rejection) -> Response {
 fn rejection_response(rejection: &Rejection) -> Response {
     let status =
         StatusCode::from_u16(rejection.http_status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
-    error_response(status, rejection)
+    let mut response = error_response(status, rejection);
+    if rejection.code == Code::RevocationUnavailable {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(REVOCATION_RETRY_AFTER_SECS));
+    }
+    response
 }
+
+/// `Retry-After` of a 503 `revocation_unavailable`, in seconds: a responder that is down
+/// seldom comes back within seconds.
+pub const REVOCATION_RETRY_AFTER_SECS: u32 = 60;
 
 /// `Retry-After` of a 503 `server_busy`, in seconds: a little longer than a request waits
 /// for a database connection.
@@ -268,12 +278,7 @@ async fn post_binding(
     };
     let config = Arc::clone(&state.config);
     let result = match serde_json::from_slice::<BindingRequest>(&body) {
-        Ok(request) => {
-            state
-                .pool
-                .run(move |store| submit(store, &config, &request, &terminal, now()))
-                .await
-        }
+        Ok(request) => submit_async(&state.pool, config, request, terminal, now()).await,
         Err(e) => {
             // serde's message may quote the input; only its position is kept.
             let detail = format!(

@@ -13,6 +13,8 @@
 //! - [`identity`]: comparing the certificate's holder with the license record;
 //! - [`http`]: the routes, which authenticate the terminal ([`tokens`]), decode JSON and
 //!   map these results to responses; [`pool`] runs the blocking database calls;
+//! - [`revocation`]: OCSP and CRL checks of the holder's certificate; [`recheck`]: the
+//!   later re-checks that mark bindings stale;
 //! - [`serve`]: the `serve` command's options, TLS and accept loop; [`connections`] caps
 //!   connections and times requests out;
 //! - [`credentials`]: the token files, reloaded on SIGHUP; [`token_admin`]: the `token`
@@ -35,6 +37,8 @@ pub mod metrics;
 pub mod observe;
 pub mod pool;
 pub mod readiness;
+pub mod recheck;
+pub mod revocation;
 pub mod scratch;
 pub mod second_stage;
 pub mod secret_file;

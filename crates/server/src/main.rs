@@ -27,6 +27,10 @@ const USAGE: &str = "usage:
         [--insecure-loopback-http] [--freshness-hours N] [--allow-test-root]
         [--max-connections N] [--max-connections-per-ip N]
         [--log-format text|json] [--metrics-listen ADDR [--metrics-allow-remote]]
+        (--ocsp URL | --crl FILE_OR_URL)... [--ocsp-signer FILE]... | --revocation off
+        [--revocation require|prefer|off] [--crl-refresh-minutes N] [--recheck-hours N]
+  mynalink-server recheck --database URL [--database-password-file FILE]
+        [--trust-anchor FILE]... [--allow-test-root] (revocation options as for serve)
 
 URL is sqlite:PATH or postgres://USER@HOST[:PORT]/DB (the database must exist; its schema
 is created and migrated at start). A password in the URL is refused: it comes from the first
@@ -62,7 +66,17 @@ by group or others (mode 0600); new ones are written 0600 and never over an exis
 a quarter of it, at least 64, kept for the database and files; at most 4096);
 --max-connections-per-ip caps them per source address (default 32; IPv6 per /64). A connection
 over a cap is closed at once. A request head must arrive within 10 s (also the idle keep-alive
-timeout), its body within 20 s more (else 408 request_timeout).";
+timeout), its body within 20 s more (else 408 request_timeout).
+Revocation: every holder's certificate is checked before its binding is stored, with OCSP
+responders (--ocsp, http:// only, asked in order; responses signed by the issuing CA or by a
+responder it certified for OCSP signing, which --ocsp-signer gives when responses do not carry
+it) and CRLs (--crl, a file or an http:// URL, verified against the issuing --trust-anchor,
+refreshed every --crl-refresh-minutes, default 60, and on SIGHUP). --revocation require (the
+default with a source): no status means 503 revocation_unavailable (Retry-After); prefer:
+stored and recorded as unchecked; off: never checked, the only way to start without a source
+(demos, tests). --recheck-hours N re-checks active bindings every N hours; `recheck` does it
+once (exit 1 when some status could not be obtained). A binding whose certificate is revoked
+or expired becomes stale; a new first stage for its license supersedes it.";
 
 /// Exit status for usage and configuration errors, as the client uses.
 const EXIT_USAGE: u8 = 2;
@@ -76,6 +90,10 @@ fn main() -> ExitCode {
         },
         Some("serve") => match ServeOptions::parse(&args[1..]) {
             Ok(options) => serve(options),
+            Err(message) => usage_error(&message),
+        },
+        Some("recheck") => match mynalink_server::recheck::RecheckOptions::parse(&args[1..]) {
+            Ok(options) => recheck(&options),
             Err(message) => usage_error(&message),
         },
         Some("seal-key") => seal_key(&args[1..]),
@@ -159,6 +177,59 @@ fn token(command: TokenCommand) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mynalink-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `recheck`: one pass over the active bindings.
+fn recheck(options: &mynalink_server::recheck::RecheckOptions) -> ExitCode {
+    let prepared = server::trust_store(&options.trust_anchors, options.allow_test_root)
+        .and_then(|trust| server::configure_revocation(&options.revocation, &trust))
+        .and_then(|revocation| {
+            DatabaseUrl::resolve(&options.database, options.database_password_file.as_deref())
+                .and_then(mynalink_server::pool::StorePool::open)
+                .map(|pool| (revocation, pool))
+                .map_err(|e| ServeError::Config(e.to_string()))
+        });
+    let (revocation, pool) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            eprintln!("mynalink-server: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    eprintln!("mynalink-server: {}", revocation.describe());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("mynalink-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(mynalink_server::recheck::recheck(
+        &pool,
+        &revocation,
+        time::OffsetDateTime::now_utc(),
+    ));
+    // The pool closes its PostgreSQL connections outside the runtime.
+    drop(runtime);
+    drop(pool);
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            if summary.unavailable == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("mynalink-server: recheck: {e}");
             ExitCode::FAILURE
         }
     }

@@ -340,7 +340,7 @@ mod tests {
         use crate::serve::ServeOptions;
         let parse = |extra: &str| {
             let args: Vec<String> = format!(
-                "--listen 127.0.0.1:0 --database sqlite:x --insecure-loopback-http {extra}"
+                "--listen 127.0.0.1:0 --database sqlite:x --insecure-loopback-http --revocation off {extra}"
             )
             .split_whitespace()
             .map(str::to_string)

@@ -29,6 +29,12 @@ pub struct Readiness {
     pub schema_version: Option<i64>,
     /// The version this server needs.
     pub expected_schema_version: i64,
+    /// Whether holders' certificates are checked for revocation (false only under
+    /// `--revocation off`, which a production server never runs with).
+    pub revocation_checking: bool,
+    /// How revocation is checked: the mode and sources, then each CRL's state. Said, not
+    /// judged: an OCSP responder's state is known only when it is asked.
+    pub revocation: Vec<String>,
 }
 
 /// Why a server is not ready.
@@ -93,6 +99,8 @@ pub fn assess(version: Option<i64>) -> (StatusCode, Readiness) {
             message_en: en,
             schema_version: version,
             expected_schema_version: expected,
+            revocation_checking: false,
+            revocation: Vec::new(),
         },
     )
 }
@@ -113,7 +121,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             None
         }
     };
-    let (status, body) = assess(version);
+    let (status, mut body) = assess(version);
+    let revocation = &state.config.revocation;
+    body.revocation_checking = revocation.is_configured();
+    body.revocation = revocation.readiness(time::OffsetDateTime::now_utc()).1;
     (status, Json(body)).into_response()
 }
 

@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use mynalink_link::seal::{SealError, SealPrivateKey};
-use mynalink_link::trust::{TrustAnchor, TrustStore, PUBLIC_TEST_ROOT_SHA256};
+use mynalink_link::trust::{is_public_test_root, TrustAnchor, TrustStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
@@ -25,6 +25,7 @@ use crate::credentials::{Credentials, TokenFiles};
 use crate::http::{router, AppState};
 use crate::logging::LogFormat;
 use crate::pool::StorePool;
+use crate::revocation::{Mode, Revocation, RevocationOptions};
 use crate::secret_file::read_secret;
 use crate::store::DatabaseUrl;
 use crate::submission::{SealKey, SubmissionConfig};
@@ -65,7 +66,14 @@ pub struct ServeOptions {
     pub log_format: LogFormat,
     /// Where `/metrics` is served (`--metrics-listen`); off when not given.
     pub metrics_listen: Option<SocketAddr>,
+    /// Revocation sources and mode (`--ocsp`, `--crl`, `--revocation`, …).
+    pub revocation: RevocationOptions,
+    /// Re-check active bindings every N hours (`--recheck-hours`).
+    pub recheck_hours: Option<u64>,
 }
+
+/// Re-check intervals beyond a year are a configuration mistake.
+const MAX_RECHECK_HOURS: u64 = 24 * 366;
 
 impl ServeOptions {
     /// Parses the arguments after `serve`; both `--opt VALUE` and `--opt=VALUE`.
@@ -89,6 +97,8 @@ impl ServeOptions {
         let mut log_format = None;
         let mut metrics_listen = None;
         let mut metrics_allow_remote = false;
+        let mut revocation = RevocationOptions::default();
+        let mut recheck_hours = None;
 
         let mut iter = args.iter();
         while let Some(arg) = iter.next() {
@@ -115,6 +125,10 @@ impl ServeOptions {
                     None => iter.next().cloned().ok_or(format!("{name} needs a value")),
                 }
             };
+            if let Some(result) = revocation.accept(name, &mut value) {
+                result?;
+                continue;
+            }
             fn once<T>(slot: &mut Option<T>, name: &str, value: T) -> Result<(), String> {
                 if slot.replace(value).is_some() {
                     return Err(format!("{name} given twice"));
@@ -156,6 +170,18 @@ impl ServeOptions {
                     once(&mut freshness_hours, name, hours)?;
                 }
                 "--max-connections" => once(&mut max_connections, name, count(name, value()?)?)?,
+                "--recheck-hours" => {
+                    let text = value()?;
+                    let hours = text
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|h| (1..=MAX_RECHECK_HOURS).contains(h))
+                        .ok_or(format!(
+                            "--recheck-hours {text:?}: give whole hours from 1 to \
+                             {MAX_RECHECK_HOURS}"
+                        ))?;
+                    once(&mut recheck_hours, name, hours)?;
+                }
                 "--max-connections-per-ip" => {
                     once(&mut max_connections_per_ip, name, count(name, value()?)?)?
                 }
@@ -179,6 +205,14 @@ impl ServeOptions {
 
         let listen = listen.ok_or("--listen ADDR is required")?;
         let database = database.ok_or("--database URL is required")?;
+        revocation.validate()?;
+        if recheck_hours.is_some() && revocation.resolved_mode() == Ok(Mode::Off) {
+            return Err(
+                "--recheck-hours needs revocation sources (--ocsp, --crl): with --revocation \
+                 off only expiry could be re-checked"
+                    .into(),
+            );
+        }
         // Mynaportal's credentials open the second stage, which keeps the basic-4 as hashes
         // under this key: a server that would only fail there must not start.
         if mynaportal_tokens.is_some() && basic4_key.is_none() {
@@ -229,6 +263,8 @@ impl ServeOptions {
             max_connections_per_ip,
             log_format: log_format.unwrap_or_default(),
             metrics_listen,
+            revocation,
+            recheck_hours,
         })
     }
 }
@@ -281,16 +317,26 @@ pub struct Prepared {
     pub limits: Limits,
 }
 
-pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
+/// The trust anchors from `--trust-anchor` files (the TEST root only with
+/// `--allow-test-root`).
+pub fn trust_store(anchors: &[PathBuf], allow_test_root: bool) -> Result<TrustStore, ServeError> {
     let mut trust = TrustStore::new();
-    for path in &options.trust_anchors {
+    for path in anchors {
         let bytes = read(path, "trust anchor")?;
-        refuse_public_test_root(path, &bytes, options.allow_test_root)?;
+        refuse_public_test_root(path, &bytes, allow_test_root)?;
         trust
             .add_trust_anchor(&bytes)
             .map_err(|e| ServeError::Config(format!("trust anchor {}: {e}", path.display())))?;
     }
+    Ok(trust)
+}
+
+pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
+    let trust = trust_store(&options.trust_anchors, options.allow_test_root)?;
+    let revocation = configure_revocation(&options.revocation, &trust)?;
+    tracing::info!(event = "revocation", "{}", revocation.describe());
     let mut config = SubmissionConfig::new(trust);
+    config.revocation = revocation;
     if let Some(hours) = options.freshness_hours {
         config.freshness_window = time::Duration::hours(hours);
     }
@@ -336,14 +382,54 @@ pub fn prepare(options: &ServeOptions) -> Result<Prepared, ServeError> {
     })
 }
 
-/// The simulated card's TEST root signs whatever anyone asks (its key is public): as a
-/// trust anchor it is refused unless `--allow-test-root` says this is a demo or a test.
+/// The revocation sources, with the CRLs loaded once (on a thread of its own, so that this
+/// also works when the caller runs inside a runtime).
+pub fn configure_revocation(
+    options: &RevocationOptions,
+    trust: &TrustStore,
+) -> Result<Revocation, ServeError> {
+    if options.resolved_mode().map_err(ServeError::Config)? == Mode::Off {
+        return Ok(Revocation::off());
+    }
+    let (result, warnings) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let mut warnings = Vec::new();
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start a runtime: {e}"))
+                    .and_then(|runtime| {
+                        runtime.block_on(Revocation::configure(options, trust, &mut warnings))
+                    });
+                (result, warnings)
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                (
+                    Err("loading the revocation sources failed".into()),
+                    Vec::new(),
+                )
+            })
+    });
+    for warning in warnings {
+        tracing::warn!(
+            event = "crl_unavailable",
+            "{warning}; status from it is unavailable until it loads"
+        );
+    }
+    result.map_err(ServeError::Config)
+}
+
+/// The simulated card's TEST roots (RSA and the provisional P-384 one) sign whatever anyone
+/// asks (their keys are public): as trust anchors they are refused unless `--allow-test-root`
+/// says this is a demo or a test.
 fn refuse_public_test_root(path: &Path, bytes: &[u8], allowed: bool) -> Result<(), ServeError> {
     let Ok(anchor) = TrustAnchor::from_pem_or_der(bytes) else {
         // Not a usable anchor at all: adding it reports why.
         return Ok(());
     };
-    if anchor.sha256() != PUBLIC_TEST_ROOT_SHA256 || allowed {
+    if !is_public_test_root(&anchor.sha256()) || allowed {
         return Ok(());
     }
     Err(ServeError::Config(format!(
@@ -421,7 +507,8 @@ pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeE
         "http"
     };
     // Registered before the line below: a supervisor may stop the server as soon as it has
-    // read it, and that must be the graceful stop, not the signal's default.
+    // read it, and that must be the graceful stop, not the signal's default; SIGHUP (CRL
+    // refresh) must not end it either.
     let mut signals = ShutdownSignals::install()?;
     // SIGHUP's default would end the server: caught before the line below too.
     #[cfg(unix)]
@@ -435,6 +522,7 @@ pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeE
         ),
         None => None,
     };
+    let hangups = Hangups::install()?;
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -466,6 +554,30 @@ pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeE
         }
     });
 
+    let revocation = prepared.state.config.revocation.clone();
+    let refresher = tokio::spawn(refresh_crls(
+        revocation.clone(),
+        options.revocation.crl_refresh(),
+        hangups,
+    ));
+    let rechecker = options.recheck_hours.map(|hours| {
+        let pool = prepared.state.pool.clone();
+        tokio::spawn(async move {
+            let every = Duration::from_secs(hours * 3600);
+            loop {
+                tokio::time::sleep(every).await;
+                match crate::recheck::recheck(&pool, &revocation, time::OffsetDateTime::now_utc())
+                    .await
+                {
+                    Ok(summary) => tracing::info!(event = "recheck", "{summary}"),
+                    Err(e) => {
+                        tracing::error!(event = "recheck_failed", error = %e, "re-check stopped")
+                    }
+                }
+            }
+        })
+    });
+
     let app = crate::observe::instrument(connections::with_body_deadline(router(prepared.state)));
     let graceful = GracefulShutdown::new();
     let shutdown = signals.recv();
@@ -492,6 +604,10 @@ pub async fn run(options: ServeOptions, prepared: Prepared) -> Result<(), ServeE
     }
     drop(acceptor);
     purger.abort();
+    refresher.abort();
+    if let Some(rechecker) = rechecker {
+        rechecker.abort();
+    }
     #[cfg(unix)]
     reloader.abort();
     if let Some(metrics) = metrics {
@@ -540,6 +656,68 @@ where
     let _ = watcher.watch(conn).await;
 }
 
+/// SIGHUP, caught from the moment it is installed: it asks for the CRLs to be loaded again.
+struct Hangups {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Hangups {
+    fn install() -> Result<Hangups, ServeError> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Hangups {
+                signal: signal(SignalKind::hangup())
+                    .map_err(|e| ServeError::Runtime(format!("signal handler: {e}")))?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Hangups {})
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if self.signal.recv().await.is_none() {
+            std::future::pending::<()>().await;
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Loads the CRLs again every `every` and on SIGHUP, and says what happened.
+async fn refresh_crls(revocation: Revocation, every: Duration, mut hangups: Hangups) {
+    let mut timer = tokio::time::interval(every);
+    timer.tick().await;
+    loop {
+        let why = tokio::select! {
+            _ = timer.tick() => "timer",
+            () = hangups.recv() => "SIGHUP",
+        };
+        if !revocation.has_crls() {
+            if why == "SIGHUP" {
+                tracing::info!(
+                    event = "crl_refresh",
+                    "SIGHUP: no CRL is configured, nothing to refresh"
+                );
+            }
+            continue;
+        }
+        for line in revocation.refresh_crls().await {
+            match line {
+                Ok(line) => tracing::info!(event = "crl_refresh", "CRL refreshed ({why}): {line}"),
+                Err(line) => {
+                    tracing::warn!(
+                        event = "crl_refresh_failed",
+                        "CRL refresh failed ({why}): {line}"
+                    )
+                }
+            }
+        }
+    }
+}
+
 /// SIGTERM and SIGINT, caught from the moment they are installed.
 struct ShutdownSignals {
     #[cfg(unix)]
@@ -582,9 +760,58 @@ impl ShutdownSignals {
 mod tests {
     use super::*;
 
+    /// Parses `args`, with `--revocation off` unless they name revocation themselves.
     fn parse(args: &str) -> Result<ServeOptions, String> {
-        let args: Vec<String> = args.split_whitespace().map(str::to_string).collect();
+        let mut args: Vec<String> = args.split_whitespace().map(str::to_string).collect();
+        if !args
+            .iter()
+            .any(|a| a.starts_with("--revocation") || a.starts_with("--ocsp"))
+        {
+            args.splice(0..0, ["--revocation".to_string(), "off".to_string()]);
+        }
         ServeOptions::parse(&args)
+    }
+
+    #[test]
+    fn revocation_options() {
+        let o = parse(
+            "--listen 127.0.0.1:0 --database sqlite:x --insecure-loopback-http \
+             --ocsp http://127.0.0.1:9/ocsp --crl /c.crl --crl=http://127.0.0.1:9/c.crl \
+             --ocsp-signer s.pem --crl-refresh-minutes 15 --recheck-hours 24",
+        )
+        .expect("revocation");
+        assert_eq!(o.revocation.ocsp, ["http://127.0.0.1:9/ocsp"]);
+        assert_eq!(o.revocation.crls.len(), 2);
+        assert_eq!(o.revocation.resolved_mode(), Ok(Mode::Require));
+        assert_eq!(o.revocation.crl_refresh(), Duration::from_secs(900));
+        assert_eq!(o.recheck_hours, Some(24));
+        for (args, needle) in [
+            (
+                "--listen 127.0.0.1:1 --database sqlite:x --insecure-loopback-http \
+                 --revocation require",
+                "no revocation source",
+            ),
+            (
+                "--listen 127.0.0.1:1 --database sqlite:x --insecure-loopback-http \
+                 --revocation off --recheck-hours 3",
+                "--recheck-hours",
+            ),
+            (
+                "--listen 127.0.0.1:1 --database sqlite:x --insecure-loopback-http \
+                 --ocsp http://127.0.0.1:9/ --recheck-hours 0",
+                "whole hours",
+            ),
+        ] {
+            let e = parse(args).expect_err(args);
+            assert!(e.contains(needle), "{args}: {e}");
+        }
+        // Without any source and without `off`, the server does not start.
+        let args: Vec<String> = "--listen 127.0.0.1:1 --database sqlite:x --insecure-loopback-http"
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let e = ServeOptions::parse(&args).expect_err("no source");
+        assert!(e.contains("--revocation off"), "{e}");
     }
 
     #[test]

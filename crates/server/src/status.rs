@@ -9,6 +9,8 @@
 //! - §6: after a cancellation the holder relinks from Mynaportal without the counter
 //!   (`relink_from_mynaportal`), unless the license lapsed or was revoked since, in which
 //!   case the counter is needed again (`required`);
+//! - a binding whose certificate was revoked or expired is stale: the first stage is needed
+//!   again (`binding_stale`), and a new one supersedes it;
 //! - otherwise the first stage is `required`.
 //!
 //! Every read is audited (caller, license, time, answer) and limited per caller
@@ -16,14 +18,17 @@
 //! ([`view_for`]): a license's status says whether a holder's license is suspended or
 //! revoked, which is not everyone's business.
 
-use mynalink_link::api::{Holding, LicenseStatus, ServiceStatus, SuspensionInfo};
+use mynalink_link::api::{
+    BindingState as WireState, Holding, LicenseStatus, ServiceStatus, SuspensionInfo,
+};
 use mynalink_link::license::LicenseNumber;
 use mynalink_link::statement::format_time;
 use time::{Duration, OffsetDateTime};
 
 use crate::code::{Code, Rejection};
 use crate::store::{
-    is_ended, AuditEntry, Binding, CancelOutcome, Operation, Store, StoreError, StoredLicense,
+    is_ended, AuditEntry, Binding, CancelOutcome, Operation, StaleReason, Store, StoreError,
+    StoredLicense,
 };
 
 /// Who asks: the answer and the limit depend on it.
@@ -100,7 +105,7 @@ pub fn answer_status(
     number: &str,
     now: OffsetDateTime,
 ) -> Result<Result<LicenseStatus, Rejection>, StoreError> {
-    let result = license_status(store, number)?;
+    let result = license_status(store, number, now)?;
     let audit = AuditEntry {
         at: format_time(now),
         operation: Operation::Status,
@@ -131,6 +136,7 @@ pub mod reason {
     pub const ALREADY_LINKED: &str = "already_linked";
     pub const CARRIED_OVER: &str = "carried_over";
     pub const RELINK_FROM_MYNAPORTAL: &str = "relink_from_mynaportal";
+    pub const BINDING_STALE: &str = "binding_stale";
     pub const REQUIRED: &str = "required";
     pub const SERVICE_SUSPENDED: &str = "service_suspended";
 }
@@ -148,6 +154,7 @@ fn is_history(holding: Holding) -> bool {
 pub fn license_status(
     store: &mut Store,
     number: &str,
+    now: OffsetDateTime,
 ) -> Result<Result<LicenseStatus, Rejection>, StoreError> {
     let license = match LicenseNumber::parse(number) {
         Ok((license, _)) => license,
@@ -165,7 +172,25 @@ pub fn license_status(
     let state = stored.record.state;
     let eligible = holding.can_link();
 
-    let active = store.active_binding(license.as_str())?;
+    let current = store.current_binding(license.as_str())?;
+    // An active binding whose certificate expired since the last re-check is stale too.
+    let today = format_time(now);
+    let stale = current
+        .as_ref()
+        .filter(|b| !b.is_active_and_valid(&today))
+        .map(|b| {
+            b.stale_reason
+                .clone()
+                .unwrap_or_else(|| StaleReason::CertificateExpired.as_str().to_string())
+        });
+    let active = current.clone().filter(|_| stale.is_none());
+    let binding_state = match (&current, &stale) {
+        (Some(_), Some(_)) => Some(WireState::Stale),
+        (Some(_), None) => Some(WireState::Active),
+        (None, _) => store
+            .last_cancelled_binding(license.as_str())?
+            .map(|_| WireState::Cancelled),
+    };
     let (linked_via, first_stage_needed, reason) = match &active {
         Some(binding) => {
             let same_kind = is_history(binding.holding_at_link) == is_history(holding);
@@ -179,6 +204,7 @@ pub fn license_status(
             (Some(binding.linked_via), false, reason)
         }
         None if !eligible => (None, false, reason::NOT_ELIGIBLE),
+        None if stale.is_some() => (None, true, reason::BINDING_STALE),
         None => match relink_candidate(store, &stored)? {
             Some(_) => (None, false, reason::RELINK_FROM_MYNAPORTAL),
             None => (None, true, reason::REQUIRED),
@@ -213,6 +239,8 @@ pub fn license_status(
             reason: s.reason,
             suspended_by: s.suspended_by,
         }),
+        binding_state,
+        stale_reason: stale,
     }))
 }
 
@@ -224,7 +252,8 @@ pub fn relink_candidate(
     stored: &StoredLicense,
 ) -> Result<Option<Binding>, StoreError> {
     let number = stored.record.license_number.as_str();
-    if !stored.record.holding.can_link() || store.active_binding(number)?.is_some() {
+    // A stale binding is still the license's: its holder needs the first stage again.
+    if !stored.record.holding.can_link() || store.current_binding(number)?.is_some() {
         return Ok(None);
     }
     Ok(store

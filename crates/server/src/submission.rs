@@ -22,16 +22,23 @@ use mynalink_link::trust::{TrustError, TrustStore};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
-use crate::code::{Code, Rejection};
+use std::sync::Arc;
+
+use mynalink_link::trust::TrustedChain;
+
+use crate::code::{Code, Rejection, RevocationDetail};
 use crate::identity::{self, IdentityMatch};
+use crate::pool::{PoolError, StorePool};
+use crate::revocation::{Finding, Mode, Revocation};
 use crate::store::{
-    AuditEntry, Binding, FailureCount, IdentityCheck, InsertOutcome, NewBinding, Operation, Store,
-    StoreError, SubjectKind, Tx,
+    AuditEntry, Binding, FailureCount, IdentityCheck, InsertOutcome, NewBinding, Operation,
+    RevocationCheck, RevocationResult, Store, StoreError, SubjectKind, Tx,
 };
 
 /// Upper bound for the canonical statement; a real one is about 600 bytes.
 pub const MAX_STATEMENT_LEN: usize = 4096;
-/// RSA-4096 at most; JPKI signatures are 256 bytes.
+/// RSA-4096 at most; JPKI signatures are 256 bytes today (RSA-2048), 96 on the next-generation
+/// card (P-384 `r ‖ s`).
 pub const MAX_SIGNATURE_LEN: usize = 512;
 /// Longest authenticated terminal id accepted.
 pub const MAX_TERMINAL_ID_LEN: usize = 128;
@@ -78,6 +85,9 @@ pub struct SubmissionConfig {
     /// The key the card-info basic-4 is hashed with (`--basic4-key`); without it the
     /// second stage is refused.
     pub basic4_key: Option<crate::basic4_key::Basic4Key>,
+    /// Whether and how a certificate's revocation status is checked before its binding is
+    /// stored (off by default).
+    pub revocation: Revocation,
 }
 
 impl SubmissionConfig {
@@ -91,6 +101,7 @@ impl SubmissionConfig {
             second_stage_ttl: Duration::minutes(30),
             status_reads: crate::status::StatusReadPolicy::default(),
             basic4_key: None,
+            revocation: Revocation::off(),
         }
     }
 }
@@ -196,6 +207,10 @@ struct Verified {
     statement_time: OffsetDateTime,
     statement_sha256: String,
     certificate: SigningCertificate,
+    /// The CA that issued the certificate (the chain's anchor), and its certificate when it
+    /// came from the card: what the revocation check names and verifies against.
+    anchor_sha256: [u8; 32],
+    card_ca: Option<Vec<u8>>,
     staff_confirmed_identity: bool,
     /// A refusal found after the signature verified (a statement signed for another
     /// terminal); it counts against the license too.
@@ -211,6 +226,12 @@ struct Verified {
 /// stored records, and the decision with the failures it charges — runs in one write
 /// transaction, so a limit checked is still the limit when the failure is counted, also
 /// with many requests at once.
+///
+/// The certificate's revocation status is the last check: it is network I/O, so it is
+/// asked only for a submission that passed every other check, between two transactions
+/// ([`Begun::NeedsRevocation`]); the second transaction evaluates everything again with
+/// the answer. Here the check blocks the calling thread (tests, tools); the server uses
+/// [`submit_async`], which holds no database connection while it waits.
 pub fn submit(
     store: &mut Store,
     config: &SubmissionConfig,
@@ -218,6 +239,90 @@ pub fn submit(
     terminal_id: &str,
     now: OffsetDateTime,
 ) -> Result<Outcome, StoreError> {
+    match begin(store, config, request, terminal_id, now)? {
+        Begun::Done(outcome) => Ok(outcome),
+        Begun::NeedsRevocation(pending) => {
+            let finding = match pending.issuer(config) {
+                Ok((issuer, serial)) => config.revocation.check_blocking(&issuer, &serial, now),
+                Err(finding) => finding,
+            };
+            finish(store, config, &pending, &finding, now)
+        }
+    }
+}
+
+/// [`submit`] for the server: the database work on the pool's blocking threads, the
+/// revocation check in between without a connection.
+pub async fn submit_async(
+    pool: &StorePool,
+    config: Arc<SubmissionConfig>,
+    request: BindingRequest,
+    terminal_id: String,
+    now: OffsetDateTime,
+) -> Result<Outcome, PoolError> {
+    let first = Arc::clone(&config);
+    let begun = pool
+        .run(move |store| begin(store, &first, &request, &terminal_id, now))
+        .await?;
+    let pending = match begun {
+        Begun::Done(outcome) => return Ok(outcome),
+        Begun::NeedsRevocation(pending) => pending,
+    };
+    let finding = match pending.issuer(&config) {
+        Ok((issuer, serial)) => config.revocation.check(&issuer, &serial, now).await,
+        Err(finding) => finding,
+    };
+    pool.run(move |store| finish(store, &config, &pending, &finding, now))
+        .await
+}
+
+/// The first pass of a submission.
+pub enum Begun {
+    /// Decided and recorded.
+    Done(Outcome),
+    /// Everything passed but the revocation check, which is to be asked now; nothing was
+    /// written.
+    NeedsRevocation(Box<Pending>),
+}
+
+/// A submission waiting for its revocation check.
+pub struct Pending {
+    examined: Examined,
+    audit: AuditEntry,
+    window_start: String,
+}
+
+impl Pending {
+    /// The certificate's issuer and serial, or the finding that no status can be had.
+    fn issuer(
+        &self,
+        config: &SubmissionConfig,
+    ) -> Result<(Arc<crate::revocation::Issuer>, Vec<u8>), Finding> {
+        let Examined::Verified(verified) = &self.examined else {
+            return Err(Finding::Off);
+        };
+        config
+            .revocation
+            .issuer(&verified.anchor_sha256, verified.card_ca.as_deref())
+            .map(|issuer| (issuer, verified.certificate.serial_bytes().to_vec()))
+            .map_err(|detail| {
+                Finding::Unavailable(vec![crate::revocation::Problem {
+                    kind: crate::revocation::ProblemKind::NoSource,
+                    source: "revocation".into(),
+                    detail,
+                }])
+            })
+    }
+}
+
+/// Everything up to the revocation check.
+pub fn begin(
+    store: &mut Store,
+    config: &SubmissionConfig,
+    request: &BindingRequest,
+    terminal_id: &str,
+    now: OffsetDateTime,
+) -> Result<Begun, StoreError> {
     let (window_start, audit) = opening(config, now);
     if !is_plausible_terminal_id(terminal_id) {
         // Not a terminal the transport could have authenticated: nothing to count against.
@@ -226,7 +331,8 @@ pub fn submit(
             "the authenticated terminal id is empty, too long or has control characters",
         );
         return store
-            .transaction(|tx| reject(tx, config, audit.clone(), rejection.clone(), &window_start));
+            .transaction(|tx| reject(tx, config, audit.clone(), rejection.clone(), &window_start))
+            .map(Begun::Done);
     }
     let mut audit = audit;
     audit.terminal_id = Some(terminal_id.to_string());
@@ -235,19 +341,71 @@ pub fn submit(
     if store.failures_since(SubjectKind::Terminal, terminal_id, &window_start)?
         >= config.abuse.max_failures_per_terminal
     {
-        return store.transaction(|tx| {
-            reject(
-                tx,
-                config,
-                audit.clone(),
-                terminal_rate_limited(),
-                &window_start,
-            )
-        });
+        return store
+            .transaction(|tx| {
+                reject(
+                    tx,
+                    config,
+                    audit.clone(),
+                    terminal_rate_limited(),
+                    &window_start,
+                )
+            })
+            .map(Begun::Done);
     }
 
     let examined = examine(config, request, terminal_id);
-    store.transaction(|tx| decide(tx, config, &examined, now, &window_start, audit.clone()))
+    let decision = store.transaction(|tx| {
+        decide(
+            tx,
+            config,
+            &examined,
+            now,
+            &window_start,
+            audit.clone(),
+            None,
+        )
+    })?;
+    Ok(match decision {
+        Decision::Done(outcome) => Begun::Done(outcome),
+        Decision::NeedsRevocation => Begun::NeedsRevocation(Box::new(Pending {
+            examined,
+            audit,
+            window_start,
+        })),
+    })
+}
+
+/// Decides a [`Pending`] submission with what the revocation check found.
+pub fn finish(
+    store: &mut Store,
+    config: &SubmissionConfig,
+    pending: &Pending,
+    finding: &Finding,
+    now: OffsetDateTime,
+) -> Result<Outcome, StoreError> {
+    let decision = store.transaction(|tx| {
+        decide(
+            tx,
+            config,
+            &pending.examined,
+            now,
+            &pending.window_start,
+            pending.audit.clone(),
+            Some(finding),
+        )
+    })?;
+    Ok(match decision {
+        Decision::Done(outcome) => outcome,
+        // Not reached: with a finding every path decides.
+        Decision::NeedsRevocation => Outcome::Rejected(Rejection::new(Code::RevocationUnavailable)),
+    })
+}
+
+/// What a transaction of [`decide`] came to.
+enum Decision {
+    Done(Outcome),
+    NeedsRevocation,
 }
 
 fn is_plausible_terminal_id(terminal_id: &str) -> bool {
@@ -465,7 +623,7 @@ fn verify(
     let certificate = SigningCertificate::parse(&certificate_der)
         .map_err(|e| Rejection::with_detail(Code::CertificateInvalid, certificate_detail(&e)))?;
     statement_names_certificate(&statement, &certificate)?;
-    verify_signed_statement(
+    let chain = verify_signed_statement(
         config,
         &certificate,
         &statement_bytes,
@@ -485,6 +643,8 @@ fn verify(
         statement,
         statement_time,
         certificate,
+        anchor_sha256: chain.anchor_sha256,
+        card_ca: if chain.from_card { ca_der } else { None },
         staff_confirmed_identity: request.staff_confirmed_identity,
         refusal,
     })
@@ -511,7 +671,10 @@ fn statement_time(statement: &Statement) -> Result<OffsetDateTime, Rejection> {
     Ok(time)
 }
 
-/// What the database decides, in the caller's write transaction.
+/// What the database decides, in the caller's write transaction. `revocation`: what the
+/// revocation check found, `None` before it was asked: a submission that would be stored
+/// then returns [`Decision::NeedsRevocation`] without writing anything (unless checks are
+/// off).
 fn decide(
     tx: &mut Tx<'_>,
     config: &SubmissionConfig,
@@ -519,18 +682,20 @@ fn decide(
     now: OffsetDateTime,
     window_start: &str,
     mut audit: AuditEntry,
-) -> Result<Outcome, StoreError> {
+    revocation: Option<&Finding>,
+) -> Result<Decision, StoreError> {
     if let Some(terminal) = audit.terminal_id.as_deref() {
         if tx.failures_since(SubjectKind::Terminal, terminal, window_start)?
             >= config.abuse.max_failures_per_terminal
         {
-            return reject(tx, config, audit, terminal_rate_limited(), window_start);
+            return reject(tx, config, audit, terminal_rate_limited(), window_start)
+                .map(Decision::Done);
         }
     }
     let verified = match examined {
         Examined::Unverified { rejection, license } => {
             audit.license_number = license.clone();
-            return reject(tx, config, audit, rejection.clone(), window_start);
+            return reject(tx, config, audit, rejection.clone(), window_start).map(Decision::Done);
         }
         Examined::Verified(verified) => verified,
     };
@@ -539,7 +704,7 @@ fn decide(
     if tx.failures_since(SubjectKind::License, license, window_start)?
         >= config.abuse.max_failures_per_license
     {
-        return reject(tx, config, audit, license_rate_limited(), window_start);
+        return reject(tx, config, audit, license_rate_limited(), window_start).map(Decision::Done);
     }
     // §8: while an administrator has linking suspended for the license, nothing is stored.
     if tx.suspension(license)?.is_some() {
@@ -549,9 +714,10 @@ fn decide(
             audit,
             crate::measures::service_suspended(),
             window_start,
-        );
+        )
+        .map(Decision::Done);
     }
-    match evaluate(tx, config, verified, now)? {
+    let outcome = match evaluate(tx, config, verified, now)? {
         Verdict::Reject(rejection) => {
             reject_charging(tx, config, audit, rejection, window_start, true)
         }
@@ -561,26 +727,98 @@ fn decide(
             tx.record_decision(&audit, &[], window_start)?;
             Ok(Outcome::Accepted(accepted(false, &binding)))
         }
-        Verdict::Store(new) => {
+        Verdict::Store(mut new) => {
+            let finding = match (revocation, config.revocation.is_off()) {
+                (_, true) => &Finding::Off,
+                (Some(finding), false) => finding,
+                (None, false) => return Ok(Decision::NeedsRevocation),
+            };
+            match revocation_record(config, finding, now) {
+                Ok(record) => new.revocation = record,
+                Err(rejection) => {
+                    return reject_charging(tx, config, audit, rejection, window_start, true)
+                        .map(Decision::Done)
+                }
+            }
             audit.code = Code::Created;
             audit.binding_id = Some(new.binding_id.clone());
             // In the same transaction as the checks, so the outcomes other than `Created`
             // only arise from another process's commit racing this one's.
             let rejection = match tx.insert_binding(&new, &audit)? {
                 InsertOutcome::Created(binding) => {
-                    return Ok(Outcome::Accepted(accepted(true, &binding)))
+                    return Ok(Decision::Done(Outcome::Accepted(accepted(true, &binding))))
                 }
                 InsertOutcome::Repeated(binding) => {
                     audit.code = Code::Repeated;
                     audit.binding_id = Some(binding.binding_id.clone());
                     tx.record_decision(&audit, &[], window_start)?;
-                    return Ok(Outcome::Accepted(accepted(false, &binding)));
+                    return Ok(Decision::Done(Outcome::Accepted(accepted(false, &binding))));
                 }
                 InsertOutcome::StatementReused(_) => Rejection::new(Code::StatementReused),
                 InsertOutcome::AlreadyLinked(binding) => already_linked(&binding),
             };
             audit.binding_id = None;
             reject_charging(tx, config, audit, rejection, window_start, true)
+        }
+    };
+    outcome.map(Decision::Done)
+}
+
+/// What the binding records about its revocation check, or the refusal the finding calls
+/// for: `certificate_revoked`, or under `require` `revocation_unavailable`.
+fn revocation_record(
+    config: &SubmissionConfig,
+    finding: &Finding,
+    now: OffsetDateTime,
+) -> Result<RevocationCheck, Rejection> {
+    let checked_at = Some(format_time(now));
+    match finding {
+        Finding::Off => Ok(RevocationCheck::off()),
+        Finding::Good { source } => Ok(RevocationCheck {
+            result: RevocationResult::Good,
+            source: Some(source.clone()),
+            checked_at,
+        }),
+        Finding::Revoked(revoked) => {
+            let revoked_at = format_time(revoked.at);
+            let reason = revoked.reason.map(|r| r.as_str().to_string());
+            let mut rejection = Rejection::with_detail(
+                Code::CertificateRevoked,
+                format!(
+                    "{} reports the certificate revoked at {revoked_at}{}",
+                    revoked.source,
+                    reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                ),
+            );
+            rejection.revocation = Some(RevocationDetail {
+                reason,
+                revoked_at: Some(revoked_at),
+                problem: None,
+            });
+            Err(rejection)
+        }
+        Finding::Unavailable(problems) => {
+            let tried = problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            if config.revocation.mode() == Mode::Prefer {
+                return Ok(RevocationCheck {
+                    result: RevocationResult::Unchecked,
+                    source: Some(tried),
+                    checked_at,
+                });
+            }
+            let mut rejection = Rejection::with_detail(Code::RevocationUnavailable, tried);
+            rejection.revocation = Some(RevocationDetail {
+                problem: problems.first().map(|p| p.kind.as_str().to_string()),
+                ..RevocationDetail::default()
+            });
+            Err(rejection)
         }
     }
 }
@@ -683,7 +921,12 @@ fn evaluate(
         }
     };
 
-    if let Some(active) = tx.active_binding(license)? {
+    // Only an active binding whose certificate is still valid stands in the way; a stale
+    // one (or one whose certificate expired) is superseded by this submission.
+    if let Some(active) = tx
+        .active_binding(license)?
+        .filter(|b| b.is_active_and_valid(&format_time(now)))
+    {
         return Ok(Verdict::Reject(already_linked(&active)));
     }
 
@@ -702,6 +945,8 @@ fn evaluate(
         linked_at: format_time(now),
         statement_time: Some(statement.time.clone()),
         statement_sha256: Some(statement_sha256.clone()),
+        // Filled in by `decide` from the revocation check.
+        revocation: RevocationCheck::off(),
     })))
 }
 
@@ -748,7 +993,9 @@ pub(crate) fn certificate_detail(e: &CertificateError) -> &'static str {
             "the certificate is not one DER-encoded X.509 certificate"
         }
         CertificateError::Malformed { .. } => "the certificate is malformed",
-        CertificateError::NotRsa2048 { .. } => "the certificate's key is not RSA-2048",
+        CertificateError::UnsupportedKey { .. } => {
+            "the certificate's key is not one accepted (RSA 2048–4096 bits, ECDSA P-256 or P-384)"
+        }
         CertificateError::NoBasic4 | CertificateError::MissingName => {
             "the certificate carries no basic-4 information: not a JPKI signing certificate"
         }
@@ -782,7 +1029,7 @@ fn trust_detail(e: &TrustError) -> &'static str {
             "the CA certificate sent is not the certificate's issuer"
         }
         TrustError::UnsupportedSignatureAlgorithm { .. } => {
-            "the certificate is not signed with sha256WithRSAEncryption"
+            "the certificate is signed with an algorithm that is not accepted (weak or unknown)"
         }
         TrustError::IssuerSignatureInvalid { .. } => {
             "the issuer's signature on the certificate does not verify"
@@ -801,6 +1048,10 @@ fn trust_detail(e: &TrustError) -> &'static str {
 
 /// What both stages check once the statement names the certificate: the card's signature
 /// over the statement, the chain to a trusted root, and validity at the statement's time.
+///
+/// The signature's algorithm follows from the certificate's key: RSA keys are checked with
+/// PKCS#1 v1.5 and PSS over SHA-256/384/512 (today's card: PKCS#1 v1.5, SHA-256), EC keys
+/// with ECDSA over SHA-384 and SHA-256, the signature as `r ‖ s` the way the card gives it.
 pub(crate) fn verify_signed_statement(
     config: &SubmissionConfig,
     certificate: &SigningCertificate,
@@ -808,16 +1059,16 @@ pub(crate) fn verify_signed_statement(
     signature: &[u8],
     ca_der: Option<&[u8]>,
     statement_time: OffsetDateTime,
-) -> Result<(), Rejection> {
+) -> Result<TrustedChain, Rejection> {
     certificate
-        .verify_sha256_signature(statement_bytes, signature)
+        .verify_any_signature(statement_bytes, signature)
         .map_err(|_| {
             Rejection::with_detail(
                 Code::SignatureInvalid,
                 "the signature does not verify under the certificate's public key",
             )
         })?;
-    config
+    let chain = config
         .trust
         .evaluate(certificate, ca_der, statement_time)
         .map_err(|e| {
@@ -829,7 +1080,7 @@ pub(crate) fn verify_signed_statement(
             Rejection::with_detail(code, trust_detail(&e))
         })?;
     match certificate.is_valid_at(statement_time) {
-        Validity::Valid => Ok(()),
+        Validity::Valid => Ok(chain),
         Validity::Expired => Err(Rejection::with_detail(
             Code::CertificateExpired,
             "the certificate had expired at the statement's time",

@@ -65,6 +65,8 @@ fn plain_args(files: &Files) -> Vec<String> {
         path_arg(&files.trust_anchor),
         "--allow-test-root".into(),
         "--insecure-loopback-http".into(),
+        "--revocation".into(),
+        "off".into(),
     ]
 }
 

@@ -351,6 +351,8 @@ fn a_postgres_password_comes_from_a_private_file_never_the_url() {
         "--insecure-loopback-http".into(),
         "--database".into(),
         format!("{url}?password={secret}"),
+        "--revocation".into(),
+        "off".into(),
     ]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("password=***"), "{stderr}");

@@ -20,8 +20,13 @@ fn chmod(path: &std::path::Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
+/// The arguments, with `--revocation off` (these tests are not about revocation).
 fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
+    list.iter()
+        .copied()
+        .chain(["--revocation", "off"])
+        .map(str::to_string)
+        .collect()
 }
 
 fn plain_http_only_when_asked_for_and_only_on_loopback(backend: Backend) {

@@ -282,6 +282,8 @@ fn an_unreachable_postgresql_is_named_without_its_password() {
                 "--listen",
                 "127.0.0.1:0",
                 "--insecure-loopback-http",
+                "--revocation",
+                "off",
                 "--database",
                 url,
             ],

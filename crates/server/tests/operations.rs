@@ -162,6 +162,8 @@ fn tokens_added_and_revoked_take_effect_on_sighup(backend: Backend) {
         "--database".into(),
         files.database.clone(),
         "--insecure-loopback-http".into(),
+        "--revocation".into(),
+        "off".into(),
         "--terminal-tokens".into(),
         path_arg(&terminals),
         "--admin-tokens".into(),
@@ -543,6 +545,14 @@ fn readyz_follows_the_database_and_its_schema(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["code"], "ready");
     assert_eq!(body["schema_version"], latest);
+    // Started with --revocation off: ready, and it says revocation is not checked.
+    assert_eq!(body["revocation_checking"], false, "{body}");
+    assert!(
+        body["revocation"][0]
+            .as_str()
+            .is_some_and(|line| line.contains("OFF")),
+        "{body}"
+    );
 
     // The schema falls behind (restored from an older release's backup, say).
     execute(

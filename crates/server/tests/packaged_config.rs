@@ -28,6 +28,12 @@ const OPTIONS: &[&str] = &[
     "log-format",
     "metrics-listen",
     "metrics-allow-remote",
+    "ocsp",
+    "ocsp-signer",
+    "crl",
+    "crl-refresh-minutes",
+    "revocation",
+    "recheck-hours",
 ];
 
 /// The `#key = value` lines (prose comments are `# …`).
@@ -98,6 +104,8 @@ fn every_serve_option_has_its_key_and_every_key_is_an_option() {
         "--database",
         "sqlite:/var/lib/mynalink-server/db.sqlite",
         "--insecure-loopback-http",
+        "--revocation",
+        "off",
     ]
     .map(String::from);
     ServeOptions::parse(&plain).unwrap_or_else(|e| panic!("{plain:?}: {e}"));

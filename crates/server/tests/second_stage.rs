@@ -168,7 +168,7 @@ fn happy_path_links_and_deletes_both_sets(backend: Backend) {
     assert_eq!(pending_rows(&bench), 0);
     assert_no_basic4_left(&bench);
     assert_eq!(
-        license_status(&mut bench.store, &number)
+        license_status(&mut bench.store, &number, bench.now)
             .expect("store")
             .expect("status")
             .second_stage_done,
@@ -227,7 +227,7 @@ fn mismatch_is_refused_and_deleted(backend: Backend) {
         assert_no_basic4_left(&bench);
         assert!(!bench.dump_tables(false).contains("花代"));
         assert_eq!(
-            license_status(&mut bench.store, &number)
+            license_status(&mut bench.store, &number, bench.now)
                 .expect("store")
                 .expect("status")
                 .second_stage_done,
@@ -459,7 +459,7 @@ fn after_a_cancellation_the_second_stage_alone_relinks(backend: Backend) {
 
     for round in 0..2 {
         let cancelled = cancel_active(&mut bench, &number);
-        let status = license_status(&mut bench.store, &number)
+        let status = license_status(&mut bench.store, &number, bench.now)
             .expect("store works")
             .expect("status");
         assert!(!status.linked && !status.first_stage_needed, "{status:?}");
@@ -515,7 +515,7 @@ fn after_a_cancellation_the_second_stage_alone_relinks(backend: Backend) {
             .expect("kept");
         assert!(!old.is_active());
 
-        let status = license_status(&mut bench.store, &number)
+        let status = license_status(&mut bench.store, &number, bench.now)
             .expect("store works")
             .expect("status");
         assert!(status.linked && status.second_stage_done == Some(true));
@@ -576,7 +576,7 @@ fn no_relink_after_the_license_lapsed_since_the_cancellation(backend: Backend) {
         Err(Code::FirstStageMissing)
     );
     assert_eq!(pending_rows(&bench), 0);
-    let status = license_status(&mut bench.store, &number)
+    let status = license_status(&mut bench.store, &number, bench.now)
         .expect("store works")
         .expect("status");
     assert!(status.first_stage_needed);
@@ -776,7 +776,7 @@ fn a_suspension_stops_both_stages_until_lifted(backend: Backend) {
         bench.submit(&good_request(&bench, &number)).code(),
         Code::ServiceSuspended
     );
-    let status = license_status(&mut bench.store, &number)
+    let status = license_status(&mut bench.store, &number, bench.now)
         .expect("store")
         .expect("status");
     assert!(status.service_suspended && !status.first_stage_needed);
@@ -802,7 +802,7 @@ fn a_suspension_stops_both_stages_until_lifted(backend: Backend) {
         Code::Created
     );
     assert!(
-        !license_status(&mut bench.store, &number)
+        !license_status(&mut bench.store, &number, bench.now)
             .expect("store")
             .expect("status")
             .service_suspended
@@ -903,7 +903,7 @@ fn erasure_leaves_nothing_collected_for_the_license(backend: Backend) {
         (1, 1)
     );
     assert_eq!(pending_rows(&bench), 0);
-    let status = license_status(&mut bench.store, &number)
+    let status = license_status(&mut bench.store, &number, bench.now)
         .expect("store")
         .expect("status");
     assert!(!status.linked && status.first_stage_needed);

@@ -25,7 +25,7 @@ mynalink_server::on_both_databases!(
 );
 
 fn status(bench: &mut Bench, number: &str) -> LicenseStatus {
-    license_status(&mut bench.store, number)
+    license_status(&mut bench.store, number, bench.now)
         .expect("store")
         .expect("status")
 }
@@ -227,11 +227,11 @@ fn a_cancelled_record_that_is_no_longer_eligible(backend: Backend) {
 
 fn status_errors(backend: Backend) {
     let mut bench = Bench::new(backend);
-    let r = license_status(&mut bench.store, "12345")
+    let r = license_status(&mut bench.store, "12345", bench.now)
         .expect("store")
         .expect_err("invalid");
     assert_eq!(r.code, Code::LicenseNumberInvalid);
-    let r = license_status(&mut bench.store, &license(9999))
+    let r = license_status(&mut bench.store, &license(9999), bench.now)
         .expect("store")
         .expect_err("missing");
     assert_eq!(r.code, Code::LicenseNotFound);

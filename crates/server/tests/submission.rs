@@ -9,7 +9,7 @@ use common::*;
 use mynalink_link::api::{Holding, LicenseState, LinkedVia};
 use mynalink_link::trust::TrustStore;
 use mynalink_server::store::{
-    AuditEntry, IdentityCheck, InsertOutcome, NewBinding, Operation, SubjectKind,
+    AuditEntry, IdentityCheck, InsertOutcome, NewBinding, Operation, RevocationCheck, SubjectKind,
 };
 use mynalink_server::{Code, Outcome};
 use mynalink_simcard::Validity;
@@ -132,7 +132,10 @@ fn a_record_linked_by_the_one_stop_procedure_is_already_linked(backend: Backend)
                 issuer_key_id: Some("ab".into()),
                 certificate_serial: "0badcafe".into(),
                 certificate_not_before: at.clone(),
-                certificate_not_after: at.clone(),
+                // Still valid: an expired certificate's binding is superseded instead.
+                certificate_not_after: mynalink_link::statement::format_time(
+                    bench.now + Duration::days(1000),
+                ),
                 terminal_id: "address-center".into(),
                 operator_id: None,
                 linked_via: LinkedVia::OneStop,
@@ -141,6 +144,7 @@ fn a_record_linked_by_the_one_stop_procedure_is_already_linked(backend: Backend)
                 linked_at: at.clone(),
                 statement_time: None,
                 statement_sha256: None,
+                revocation: RevocationCheck::off(),
             },
             &AuditEntry {
                 at: at.clone(),

@@ -4,15 +4,19 @@
 //! follows the real card as documented for the JPKI AP: SELECT by DF name and by FID,
 //! READ BINARY with 15-bit offsets or SFI, the VERIFY retry query and counters, the
 //! signing certificate hidden until the signing password is verified, and COMPUTE DIGITAL
-//! SIGNATURE that pads the supplied DigestInfo with PKCS#1 v1.5 itself.
+//! SIGNATURE that pads the supplied DigestInfo with PKCS#1 v1.5 itself (RSA keys) or, with
+//! the PROVISIONAL next-generation P-384 key, computes ECDSA over the supplied bare hash
+//! and answers `r ‖ s` (the real card's format is not published).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use mynalink_card::KeyKind;
 use rsa::Pkcs1v15Sign;
 use zeroize::Zeroizing;
 
-use crate::identity::{test_identity, TestIdentity, Validity};
+use crate::identity::{test_identity_with, SimKey, TestIdentity, Validity};
+use crate::pki::TestKey;
 
 /// How the simulated card is set up.
 #[derive(Clone)]
@@ -29,6 +33,8 @@ pub struct SimOptions {
     pub signing_certificate: bool,
     /// Validity of the end-entity certificates on the card.
     pub validity: Validity,
+    /// The signing key (and with it the signing certificate and its root).
+    pub key: SimKey,
     /// Delay per transmitted APDU (applied by the transport).
     pub apdu_latency: Duration,
     /// Extra delay for COMPUTE DIGITAL SIGNATURE (applied by the transport).
@@ -56,6 +62,7 @@ impl Default for SimOptions {
             auth_tries: AUTH_MAX_TRIES,
             signing_certificate: true,
             validity: Validity::Current,
+            key: SimKey::Rsa2048,
             apdu_latency: Duration::ZERO,
             sign_latency: Duration::ZERO,
             t0_style: false,
@@ -77,6 +84,7 @@ impl std::fmt::Debug for SimOptions {
             .field("auth_tries", &self.auth_tries)
             .field("signing_certificate", &self.signing_certificate)
             .field("validity", &self.validity)
+            .field("key", &self.key)
             .field("apdu_latency", &self.apdu_latency)
             .field("sign_latency", &self.sign_latency)
             .field("t0_style", &self.t0_style)
@@ -99,8 +107,6 @@ pub const ATR: [u8; 9] = [0x3B, 0xE0, 0x00, 0xFF, 0x81, 0x31, 0xFE, 0x45, 0x14];
 
 const SIGN_MAX_TRIES: u8 = 5;
 const AUTH_MAX_TRIES: u8 = 3;
-/// k − 11 for a 2048-bit key: the most PKCS#1 v1.5 type 1 padding can carry.
-const MAX_SIGN_INPUT: usize = 245;
 
 const TOKEN_INFO_LEN: usize = 160;
 
@@ -381,7 +387,7 @@ pub struct SimulatedCard {
 
 impl SimulatedCard {
     pub fn new(options: SimOptions) -> Self {
-        let identity = test_identity(options.validity);
+        let identity = test_identity_with(options.key, options.validity);
         let token_info = build_token_info(&options.token_label);
         let sign_pin = PinState::new(
             &options.signing_password,
@@ -728,24 +734,53 @@ impl SimulatedCard {
             0 => self.ef.filter(|_| self.df == Some(Df::Jpki)),
             sfi => self.ef_by_sfi(sfi),
         };
+        let auth_key;
         let (key, verified) = match key_ef {
             Some(Ef::SignKey) => (&self.identity.sign_key, self.sign_pin.verified),
-            Some(Ef::AuthKey) => (&self.identity.auth_key, self.auth_pin.verified),
+            Some(Ef::AuthKey) => {
+                auth_key = TestKey::Rsa(self.identity.auth_key.clone());
+                (&auth_key, self.auth_pin.verified)
+            }
             _ => return Response::status(sw::REFERENCE_NOT_FOUND),
         };
-        if command.data.is_empty() || command.data.len() > MAX_SIGN_INPUT {
+        let signature_len = key.kind().signature_len();
+        let input_fits = match key.kind() {
+            // k − 11: the most PKCS#1 v1.5 type 1 padding can carry.
+            KeyKind::Rsa { .. } => (1..=signature_len - 11).contains(&command.data.len()),
+            // A bare SHA-256/384/512 hash (a DigestInfo is refused).
+            KeyKind::EcP256 | KeyKind::EcP384 => matches!(command.data.len(), 32 | 48 | 64),
+        };
+        if !input_fits {
             return Response::status(sw::WRONG_LENGTH);
         }
-        // The signature is 256 bytes; a smaller Le cannot hold it.
-        if command.ne.is_some_and(|ne| ne < 256) {
+        // A smaller Le than the signature: refused, except the short maximum (00), which a
+        // longer signature follows with 61xx.
+        let short_max = command.ne == Some(256) && !command.extended;
+        if command.ne.is_some_and(|ne| ne < signature_len) && !short_max {
             return Response::status(sw::WRONG_LENGTH);
         }
         if !verified {
             return Response::status(sw::SECURITY_NOT_SATISFIED);
         }
-        match key.sign(Pkcs1v15Sign::new_unprefixed(), command.data) {
-            Ok(signature) => Response::data(signature, sw::OK),
-            Err(_) => Response::status(sw::NO_DIAGNOSIS),
+        let signature = match key {
+            TestKey::Rsa(rsa) => rsa.sign(Pkcs1v15Sign::new_unprefixed(), command.data).ok(),
+            ec => ec.sign_ecdsa_prehash(command.data),
+        };
+        let Some(signature) = signature else {
+            return Response::status(sw::NO_DIAGNOSIS);
+        };
+        match command.ne {
+            Some(ne) if ne < signature.len() && !self.options.t0_style => {
+                let first = signature[..ne].to_vec();
+                let left = signature.len() - ne;
+                self.pending = Some(Pending {
+                    data: signature,
+                    position: ne,
+                    final_sw: sw::OK,
+                });
+                Response::data(first, sw::bytes_available(left))
+            }
+            _ => Response::data(signature, sw::OK),
         }
     }
 }
@@ -1214,7 +1249,7 @@ mod tests {
         assert_eq!(sw(&response), 0x9000);
         let signature = data(&response);
         assert_eq!(signature.len(), 256);
-        let public = id.sign_key.to_public_key();
+        let public = id.sign_key.rsa().expect("RSA identity").to_public_key();
         assert_eq!(public.size(), 256);
         public
             .verify(
@@ -1378,6 +1413,8 @@ mod tests {
         let signature = c.process(&[0x00, 0xC0, 0x00, 0x00, 0x00]);
         assert_eq!(sw(&signature), 0x9000);
         id.sign_key
+            .rsa()
+            .expect("RSA identity")
             .to_public_key()
             .verify(
                 Pkcs1v15Sign::new::<Sha256>(),
@@ -1495,5 +1532,70 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_next_generation_key_signs_a_bare_hash() {
+        use p384::ecdsa::signature::hazmat::PrehashVerifier;
+        use sha2::Sha384;
+        let mut c = card_with(|o| o.key = SimKey::EcP384);
+        let id = Arc::clone(c.identity());
+        unlock_signing(&mut c);
+        assert_eq!(read_all(&mut c, 0x0001), id.sign_cert_der);
+        assert_eq!(read_all(&mut c, 0x0002), id.sign_root_der);
+        c.process(&select_ef(0x001A));
+        // A DigestInfo is refused: the provisional profile takes the bare hash.
+        assert_eq!(status(&mut c, &sign_apdu(&digest_info(b"m"))), 0x6700);
+        let hash = Sha384::digest(b"m");
+        let response = c.process(&sign_apdu(&hash));
+        assert_eq!(sw(&response), 0x9000);
+        let signature = p384::ecdsa::Signature::from_slice(data(&response)).expect("r || s");
+        let TestKey::EcP384(key) = &id.sign_key else {
+            panic!("not a P-384 identity");
+        };
+        key.verifying_key()
+            .verify_prehash(&hash, &signature)
+            .expect("verifies");
+        let point = id.sign_key.subject_public_key();
+        assert!(id.sign_cert_der.windows(point.len()).any(|w| w == point));
+        // An Le below 96 cannot hold it.
+        let mut small = sign_apdu(&hash);
+        *small.last_mut().unwrap() = 0x40;
+        assert_eq!(status(&mut c, &small), 0x6700);
+    }
+
+    #[test]
+    fn a_3072_bit_key_answers_384_bytes_extended_or_chained() {
+        let mut c = card_with(|o| o.key = SimKey::Rsa3072);
+        let id = Arc::clone(c.identity());
+        let public = id.sign_key.rsa().expect("RSA identity").to_public_key();
+        unlock_signing(&mut c);
+        c.process(&select_ef(0x001A));
+        let info = digest_info(b"m");
+        // Le 00 (256): the first 256 bytes, then 61 80 and GET RESPONSE.
+        let first = c.process(&sign_apdu(&info));
+        assert_eq!(sw(&first), 0x6180);
+        assert_eq!(data(&first).len(), 256);
+        let rest = c.process(&[0x00, 0xC0, 0x00, 0x00, 0x80]);
+        assert_eq!(sw(&rest), 0x9000);
+        let chained = [data(&first), data(&rest)].concat();
+        public
+            .verify(
+                Pkcs1v15Sign::new::<Sha256>(),
+                &Sha256::digest(b"m"),
+                &chained,
+            )
+            .expect("verifies");
+        // Extended Le 384: all at once.
+        let mut extended = vec![0x80, 0x2A, 0x00, 0x80, 0x00, 0x00, info.len() as u8];
+        extended.extend_from_slice(&info);
+        extended.extend_from_slice(&[0x01, 0x80]);
+        let whole = c.process(&extended);
+        assert_eq!(sw(&whole), 0x9000);
+        assert_eq!(data(&whole), chained.as_slice());
+        // A short Le below 256 is refused as before.
+        let mut small = sign_apdu(&info);
+        *small.last_mut().unwrap() = 0x80;
+        assert_eq!(status(&mut c, &small), 0x6700);
     }
 }

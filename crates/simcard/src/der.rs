@@ -40,6 +40,9 @@ pub enum DerError {
     TagNumberTooLarge(u8),
     #[error("year {0} cannot be encoded as an X.509 time")]
     YearOutOfRange(i32),
+    /// Not an encoding fault: the issuer's key cannot sign with the chosen algorithm.
+    #[error("the issuer's key cannot make a signature of the chosen algorithm")]
+    Unsigned,
 }
 
 /// Encodes a definite length (short form below 128, long form otherwise).

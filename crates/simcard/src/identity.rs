@@ -1,6 +1,10 @@
-//! The simulated card's test identity: four RSA-2048 keys and the certificates a JPKI card
-//! carries (signing root + signing end-entity, authentication root + authentication
-//! end-entity), built at run time.
+//! The simulated card's test identity: its keys and the certificates a JPKI card carries
+//! (signing root + signing end-entity, authentication root + authentication end-entity),
+//! built at run time.
+//!
+//! The signing key is one of [`SimKey`]: RSA-2048 as on today's card (the default), RSA-3072
+//! (a larger modulus under the same root), or ECDSA P-384 under its own P-384 root — the
+//! planned next-generation card, a PROVISIONAL profile (J-LIS has not published it).
 //!
 //! Keys come from fixed seeds, and the roots have fixed contents and validity, so the test
 //! roots are byte-identical in every process: traces recorded against the simulated card
@@ -9,16 +13,16 @@
 
 use std::sync::{Arc, OnceLock};
 
+use mynalink_card::SignatureAlgorithm;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use rsa::traits::PublicKeyParts;
-use rsa::{Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
-use sha1::Sha1;
+use rsa::RsaPrivateKey;
 use sha2::{Digest, Sha256};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
 use crate::der::{self, DerError};
+use crate::pki::{algorithm_identifier, TestKey};
 
 /// The fictional person the simulated card belongs to, as written in the signing
 /// certificate's subjectAltName (the basic-4 information).
@@ -64,11 +68,58 @@ pub enum Validity {
     Expired,
 }
 
+/// The simulated card's signing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SimKey {
+    /// RSA-2048, as on today's My Number card.
+    #[default]
+    Rsa2048,
+    /// RSA-3072 under the same root: a larger modulus than any card has today.
+    Rsa3072,
+    /// ECDSA P-384 (SHA-384) under a P-384 root: the planned next-generation card, a
+    /// PROVISIONAL profile.
+    EcP384,
+}
+
+impl SimKey {
+    pub const ALL: [SimKey; 3] = [SimKey::Rsa2048, SimKey::Rsa3072, SimKey::EcP384];
+
+    /// The command-line value: `rsa2048`, `rsa3072`, `ec-p384`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimKey::Rsa2048 => "rsa2048",
+            SimKey::Rsa3072 => "rsa3072",
+            SimKey::EcP384 => "ec-p384",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SimKey> {
+        SimKey::ALL.into_iter().find(|k| k.name() == text)
+    }
+
+    /// Whether the key models a card whose profile is not published yet.
+    pub fn provisional(self) -> bool {
+        self == SimKey::EcP384
+    }
+
+    /// For people: what the simulated card then stands for.
+    pub fn description(self) -> &'static str {
+        match self {
+            SimKey::Rsa2048 => "RSA-2048 (today's My Number card)",
+            SimKey::Rsa3072 => "RSA-3072 (a larger key than today's cards)",
+            SimKey::EcP384 => {
+                "ECDSA P-384 (next-generation card, PROVISIONAL profile: not published by J-LIS)"
+            }
+        }
+    }
+}
+
 /// Everything the simulated card holds, plus the holder data for comparisons in tests.
 pub struct TestIdentity {
+    pub key: SimKey,
     pub sign_root_der: Vec<u8>,
     pub sign_cert_der: Vec<u8>,
-    pub sign_key: RsaPrivateKey,
+    pub sign_key: TestKey,
     pub auth_root_der: Vec<u8>,
     pub auth_cert_der: Vec<u8>,
     pub auth_key: RsaPrivateKey,
@@ -79,6 +130,7 @@ impl std::fmt::Debug for TestIdentity {
     // Keys stay out of debug output.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TestIdentity")
+            .field("key", &self.key)
             .field("sign_root_der", &self.sign_root_der.len())
             .field("sign_cert_der", &self.sign_cert_der.len())
             .field("auth_root_der", &self.auth_root_der.len())
@@ -88,26 +140,42 @@ impl std::fmt::Debug for TestIdentity {
     }
 }
 
-/// The identity for `validity`, generated once per process and shared.
+/// The RSA-2048 identity for `validity`, generated once per process and shared.
 pub fn test_identity(validity: Validity) -> Arc<TestIdentity> {
-    static CURRENT: OnceLock<Arc<TestIdentity>> = OnceLock::new();
-    static EXPIRED: OnceLock<Arc<TestIdentity>> = OnceLock::new();
-    let cell = match validity {
-        Validity::Current => &CURRENT,
-        Validity::Expired => &EXPIRED,
-    };
-    Arc::clone(cell.get_or_init(|| {
+    test_identity_with(SimKey::Rsa2048, validity)
+}
+
+/// The identity with signing key `key` for `validity`, generated once per process and shared.
+pub fn test_identity_with(key: SimKey, validity: Validity) -> Arc<TestIdentity> {
+    static CELLS: [OnceLock<Arc<TestIdentity>>; 6] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
+    let index = 2 * (key as usize) + usize::from(validity == Validity::Expired);
+    Arc::clone(CELLS[index].get_or_init(|| {
         let now = OffsetDateTime::now_utc();
         Arc::new(
-            build_identity(keys(), roots(), validity, now)
+            build_identity(keys(), roots(), key, validity, now)
                 .expect("the test identity's certificates encode"),
         )
     }))
 }
 
-/// The deterministic signing test root (EF 0002 of the simulated card).
+/// The deterministic signing test root (EF 0002 of the simulated card with an RSA key).
 pub fn sign_test_root_der() -> &'static [u8] {
     &roots().sign
+}
+
+/// The signing test root of the simulated card with signing key `key`.
+pub fn sign_test_root_der_for(key: SimKey) -> &'static [u8] {
+    match key {
+        SimKey::Rsa2048 | SimKey::Rsa3072 => &roots().sign,
+        SimKey::EcP384 => &roots().sign_ec_p384,
+    }
 }
 
 /// SHA-256 of [`sign_test_root_der`], lower-case hex, for pinning the test root without
@@ -116,6 +184,9 @@ pub fn sign_test_root_der() -> &'static [u8] {
 /// recorded before no longer verify.
 pub const SIGN_TEST_ROOT_SHA256_HEX: &str =
     "d500662b3377b7012a32a73bdb6ce2fc4b67044fa88f189eebac6532363ac554";
+/// SHA-256 of the P-384 signing test root (`sign_test_root_der_for(SimKey::EcP384)`).
+pub const SIGN_TEST_ROOT_EC_P384_SHA256_HEX: &str =
+    "11a12c9b3aaea72c538c1c5a6654be730a2d50906935b3dbf7b747bc1e8f2625";
 /// SHA-256 of the authentication test root (EF 000B), lower-case hex.
 pub const AUTH_TEST_ROOT_SHA256_HEX: &str =
     "1b444995e6c31ae9e82e22175e70f81d0c3ae8cd674d0a3741b777e156e1c1fa";
@@ -128,29 +199,43 @@ const SEED_SIGN_ROOT: u64 = 0x4A50_4B49_5349_4D01;
 const SEED_SIGN_EE: u64 = 0x4A50_4B49_5349_4D02;
 const SEED_AUTH_ROOT: u64 = 0x4A50_4B49_5349_4D03;
 const SEED_AUTH_EE: u64 = 0x4A50_4B49_5349_4D04;
+const SEED_SIGN_EE_RSA3072: u64 = 0x4A50_4B49_5349_4D05;
+/// EC keys are derived from labels at run time (cheap, unlike RSA key generation).
+const LABEL_SIGN_ROOT_EC_P384: &str = "mynalink simulated card: P-384 signing root (TEST)";
+const LABEL_SIGN_EE_EC_P384: &str = "mynalink simulated card: P-384 signing key (TEST)";
 
 struct Keys {
-    sign_root: RsaPrivateKey,
-    sign_ee: RsaPrivateKey,
-    auth_root: RsaPrivateKey,
+    sign_root: TestKey,
+    sign_ee: TestKey,
+    auth_root: TestKey,
     auth_ee: RsaPrivateKey,
+    sign_ee_rsa3072: TestKey,
+    sign_root_ec_p384: TestKey,
+    sign_ee_ec_p384: TestKey,
 }
 
-fn generate_key(seed: u64) -> RsaPrivateKey {
+fn generate_key(seed: u64, bits: usize) -> RsaPrivateKey {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    RsaPrivateKey::new(&mut rng, 2048).expect("RSA-2048 key generation from a seeded RNG")
+    RsaPrivateKey::new(&mut rng, bits).expect("RSA key generation from a seeded RNG")
 }
 
-/// The four keys as generated from the seeds, stored (PKCS#1 DER) so that start-up does not
+/// The RSA keys as generated from the seeds, stored (PKCS#1 DER) so that start-up does not
 /// spend a second on prime search: the window demo opens in tens of milliseconds instead.
 /// A test regenerates them from the seeds and requires byte equality.
-const SHIPPED_KEYS: [&[u8]; 4] = [
+const SHIPPED_KEYS: [&[u8]; 5] = [
     include_bytes!("../keys/sign_root.der"),
     include_bytes!("../keys/sign_ee.der"),
     include_bytes!("../keys/auth_root.der"),
     include_bytes!("../keys/auth_ee.der"),
+    include_bytes!("../keys/sign_ee_rsa3072.der"),
 ];
-const SEEDS: [u64; 4] = [SEED_SIGN_ROOT, SEED_SIGN_EE, SEED_AUTH_ROOT, SEED_AUTH_EE];
+const SEEDS: [(u64, usize); 5] = [
+    (SEED_SIGN_ROOT, 2048),
+    (SEED_SIGN_EE, 2048),
+    (SEED_AUTH_ROOT, 2048),
+    (SEED_AUTH_EE, 2048),
+    (SEED_SIGN_EE_RSA3072, 3072),
+];
 
 fn shipped_key(index: usize) -> Option<RsaPrivateKey> {
     use rsa::pkcs1::DecodeRsaPrivateKey;
@@ -161,12 +246,20 @@ fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
         // A damaged key file only costs time: the key is generated from its seed instead.
-        let key = |i: usize| shipped_key(i).unwrap_or_else(|| generate_key(SEEDS[i]));
+        let key = |i: usize| {
+            shipped_key(i).unwrap_or_else(|| {
+                let (seed, bits) = SEEDS[i];
+                generate_key(seed, bits)
+            })
+        };
         Keys {
-            sign_root: key(0),
-            sign_ee: key(1),
-            auth_root: key(2),
+            sign_root: TestKey::Rsa(key(0)),
+            sign_ee: TestKey::Rsa(key(1)),
+            auth_root: TestKey::Rsa(key(2)),
             auth_ee: key(3),
+            sign_ee_rsa3072: TestKey::Rsa(key(4)),
+            sign_root_ec_p384: TestKey::ec_p384(LABEL_SIGN_ROOT_EC_P384),
+            sign_ee_ec_p384: TestKey::ec_p384(LABEL_SIGN_EE_EC_P384),
         }
     })
 }
@@ -174,6 +267,7 @@ fn keys() -> &'static Keys {
 struct Roots {
     sign: Vec<u8>,
     auth: Vec<u8>,
+    sign_ec_p384: Vec<u8>,
 }
 
 fn roots() -> &'static Roots {
@@ -183,6 +277,8 @@ fn roots() -> &'static Roots {
         Roots {
             sign: build_root(&SIGN_ROOT, &keys.sign_root).expect("the signing test root encodes"),
             auth: build_root(&AUTH_ROOT, &keys.auth_root).expect("the auth test root encodes"),
+            sign_ec_p384: build_root(&SIGN_ROOT_EC_P384, &keys.sign_root_ec_p384)
+                .expect("the P-384 signing test root encodes"),
         }
     })
 }
@@ -195,8 +291,6 @@ const OID_LOCALITY: &[u64] = &[2, 5, 4, 7];
 const OID_ORGANIZATION: &[u64] = &[2, 5, 4, 10];
 const OID_ORG_UNIT: &[u64] = &[2, 5, 4, 11];
 const OID_COMMON_NAME: &[u64] = &[2, 5, 4, 3];
-const OID_RSA_ENCRYPTION: &[u64] = &[1, 2, 840, 113549, 1, 1, 1];
-const OID_SHA256_WITH_RSA: &[u64] = &[1, 2, 840, 113549, 1, 1, 11];
 const OID_SUBJECT_KEY_ID: &[u64] = &[2, 5, 29, 14];
 const OID_KEY_USAGE: &[u64] = &[2, 5, 29, 15];
 const OID_SUBJECT_ALT_NAME: &[u64] = &[2, 5, 29, 17];
@@ -246,18 +340,27 @@ fn name(rdns: &[Rdn<'_>]) -> Result<Vec<u8>, DerError> {
     Ok(der::sequence(&parts))
 }
 
-struct RootProfile {
-    serial: &'static [u8],
-    org_unit: &'static str,
+struct RootProfile<'a> {
+    serial: &'a [u8],
+    org_unit: &'a str,
+    /// One more OU after the TEST label, e.g. the provisional profile's.
+    extra_org_unit: Option<&'a str>,
 }
 
-const SIGN_ROOT: RootProfile = RootProfile {
+const SIGN_ROOT: RootProfile<'static> = RootProfile {
     serial: &[0x4D, 0x59, 0x01],
     org_unit: "JPKI for digital signature",
+    extra_org_unit: None,
 };
-const AUTH_ROOT: RootProfile = RootProfile {
+const AUTH_ROOT: RootProfile<'static> = RootProfile {
     serial: &[0x4D, 0x5A, 0x02],
     org_unit: "JPKI for user authentication",
+    extra_org_unit: None,
+};
+const SIGN_ROOT_EC_P384: RootProfile<'static> = RootProfile {
+    serial: &[0x4D, 0x59, 0x03],
+    org_unit: "JPKI for digital signature",
+    extra_org_unit: Some("next-generation profile P-384 - PROVISIONAL"),
 };
 
 const TEST_ORG: &str = "JPKI-TEST";
@@ -265,20 +368,24 @@ const TEST_LABEL_OU: &str = "mynalink simulated card - TEST ONLY";
 /// Stands where real certificates name 公的個人認証サービス.
 const SERVICE_ORG: &str = "公的個人認証サービス（模擬・試験用）";
 
-fn root_name(profile: &RootProfile) -> Result<Vec<u8>, DerError> {
-    name(&[
+fn root_name(profile: &RootProfile<'_>) -> Result<Vec<u8>, DerError> {
+    let mut rdns = vec![
         (OID_COUNTRY, "JP"),
         (OID_ORGANIZATION, TEST_ORG),
         (OID_ORG_UNIT, profile.org_unit),
         (OID_ORG_UNIT, TEST_LABEL_OU),
-    ])
+    ];
+    if let Some(extra) = profile.extra_org_unit {
+        rdns.push((OID_ORG_UNIT, extra));
+    }
+    name(&rdns)
 }
 
 fn service_dir_name() -> Result<Vec<u8>, DerError> {
     name(&[(OID_COUNTRY, "JP"), (OID_ORGANIZATION, SERVICE_ORG)])
 }
 
-fn crl_dir_name(profile: &RootProfile) -> Result<Vec<u8>, DerError> {
+fn crl_dir_name(profile: &RootProfile<'_>) -> Result<Vec<u8>, DerError> {
     name(&[
         (OID_COUNTRY, "JP"),
         (OID_ORGANIZATION, TEST_ORG),
@@ -297,34 +404,6 @@ fn opaque_id(label: &str) -> String {
 
 // ---------------------------------------------------------------------------------------
 // Certificate pieces
-
-fn algorithm_sha256_rsa() -> Result<Vec<u8>, DerError> {
-    Ok(der::sequence(&[
-        &der::oid(OID_SHA256_WITH_RSA)?,
-        &der::null(),
-    ]))
-}
-
-/// The RSAPublicKey structure, i.e. the contents of the subjectPublicKey BIT STRING.
-fn rsa_public_key(key: &RsaPublicKey) -> Vec<u8> {
-    der::sequence(&[
-        &der::integer_unsigned(&key.n().to_bytes_be()),
-        &der::integer_unsigned(&key.e().to_bytes_be()),
-    ])
-}
-
-fn subject_public_key_info(key: &RsaPublicKey) -> Result<Vec<u8>, DerError> {
-    let algorithm = der::sequence(&[&der::oid(OID_RSA_ENCRYPTION)?, &der::null()]);
-    Ok(der::sequence(&[
-        &algorithm,
-        &der::bit_string(&rsa_public_key(key), 0)?,
-    ]))
-}
-
-/// RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING contents.
-fn key_identifier(key: &RsaPublicKey) -> Vec<u8> {
-    Sha1::digest(rsa_public_key(key)).to_vec()
-}
 
 fn extension(id: &[u64], critical: bool, value: &[u8]) -> Result<Vec<u8>, DerError> {
     let id = der::oid(id)?;
@@ -396,14 +475,15 @@ struct CertSpec<'a> {
     subject: &'a [u8],
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
-    subject_key: &'a RsaPublicKey,
+    subject_key: &'a TestKey,
     extensions: &'a [Vec<u8>],
-    issuer_key: &'a RsaPrivateKey,
+    issuer_key: &'a TestKey,
+    algorithm: SignatureAlgorithm,
 }
 
 fn build_certificate(spec: &CertSpec<'_>) -> Result<Vec<u8>, DerError> {
     let version = der::explicit(0, &der::integer_u64(2))?;
-    let algorithm = algorithm_sha256_rsa()?;
+    let algorithm = algorithm_identifier(spec.algorithm)?;
     let validity = der::sequence(&[
         &der::x509_time(spec.not_before)?,
         &der::x509_time(spec.not_after)?,
@@ -417,14 +497,13 @@ fn build_certificate(spec: &CertSpec<'_>) -> Result<Vec<u8>, DerError> {
         spec.issuer,
         &validity,
         spec.subject,
-        &subject_public_key_info(spec.subject_key)?,
+        &spec.subject_key.subject_public_key_info()?,
         &extensions,
     ]);
-    let digest = Sha256::digest(&tbs);
     let signature = spec
         .issuer_key
-        .sign(Pkcs1v15Sign::new::<Sha256>(), &digest)
-        .expect("PKCS#1 v1.5 signing with a 2048-bit key");
+        .sign_certificate(spec.algorithm, &tbs)
+        .ok_or(DerError::Unsigned)?;
     Ok(der::sequence(&[
         &tbs,
         &algorithm,
@@ -437,10 +516,17 @@ fn build_certificate(spec: &CertSpec<'_>) -> Result<Vec<u8>, DerError> {
 const ROOT_NOT_BEFORE: OffsetDateTime = datetime!(2019-01-01 00:00:00 UTC);
 const ROOT_NOT_AFTER: OffsetDateTime = datetime!(2044-12-31 23:59:59 UTC);
 
-fn build_root(profile: &RootProfile, key: &RsaPrivateKey) -> Result<Vec<u8>, DerError> {
-    let public = key.to_public_key();
+fn build_root(profile: &RootProfile<'_>, key: &TestKey) -> Result<Vec<u8>, DerError> {
+    build_root_with(profile, key, key.default_algorithm())
+}
+
+fn build_root_with(
+    profile: &RootProfile<'_>,
+    key: &TestKey,
+    algorithm: SignatureAlgorithm,
+) -> Result<Vec<u8>, DerError> {
     let dn = root_name(profile)?;
-    let ski = key_identifier(&public);
+    let ski = key.key_identifier();
     let extensions = [
         extension(
             OID_BASIC_CONSTRAINTS,
@@ -461,20 +547,41 @@ fn build_root(profile: &RootProfile, key: &RsaPrivateKey) -> Result<Vec<u8>, Der
         subject: &dn,
         not_before: ROOT_NOT_BEFORE,
         not_after: ROOT_NOT_AFTER,
-        subject_key: &public,
+        subject_key: key,
         extensions: &extensions,
         issuer_key: key,
+        algorithm,
     })
 }
 
 /// End-entity serials: distinct per certificate. The current signing certificate's first
 /// byte has its high bit set, so its DER INTEGER needs the leading `00`.
-fn ee_serial(signing: bool, validity: Validity) -> &'static [u8] {
+fn ee_serial(signing: Option<SimKey>, validity: Validity) -> &'static [u8] {
     match (signing, validity) {
-        (true, Validity::Current) => &[0x9C, 0x4E, 0x21, 0x07, 0x5A],
-        (true, Validity::Expired) => &[0x3A, 0x17, 0xC2, 0x05],
-        (false, Validity::Current) => &[0x07, 0x6B, 0x3D, 0x14],
-        (false, Validity::Expired) => &[0x05, 0xE2, 0x91, 0x0C],
+        (Some(SimKey::Rsa2048), Validity::Current) => &[0x9C, 0x4E, 0x21, 0x07, 0x5A],
+        (Some(SimKey::Rsa2048), Validity::Expired) => &[0x3A, 0x17, 0xC2, 0x05],
+        (Some(SimKey::Rsa3072), Validity::Current) => &[0x9C, 0x4E, 0x30, 0x72, 0x01],
+        (Some(SimKey::Rsa3072), Validity::Expired) => &[0x3A, 0x17, 0x30, 0x72],
+        (Some(SimKey::EcP384), Validity::Current) => &[0x9C, 0x4E, 0xEC, 0x38, 0x4A],
+        (Some(SimKey::EcP384), Validity::Expired) => &[0x3A, 0x17, 0xEC, 0x38],
+        (None, Validity::Current) => &[0x07, 0x6B, 0x3D, 0x14],
+        (None, Validity::Expired) => &[0x05, 0xE2, 0x91, 0x0C],
+    }
+}
+
+/// End-entity validity. The next-generation card's certificates run ten years instead of
+/// today's five (to the holder's fifth birthday, modelled as about four years left).
+fn ee_validity_for(
+    key: SimKey,
+    validity: Validity,
+    now: OffsetDateTime,
+) -> (OffsetDateTime, OffsetDateTime) {
+    let (not_before, not_after) = ee_validity(validity, now);
+    match (key, validity) {
+        (SimKey::EcP384, Validity::Current) => {
+            (not_before, not_before + Duration::days(30 + 10 * 365))
+        }
+        _ => (not_before, not_after),
     }
 }
 
@@ -487,18 +594,18 @@ fn ee_validity(validity: Validity, now: OffsetDateTime) -> (OffsetDateTime, Offs
 }
 
 struct EeSpec<'a> {
-    profile: &'a RootProfile,
-    root_key: &'a RsaPrivateKey,
-    key: &'a RsaPrivateKey,
+    profile: &'a RootProfile<'a>,
+    root_key: &'a TestKey,
+    key: &'a TestKey,
     subject: Vec<u8>,
     serial: &'a [u8],
     validity: (OffsetDateTime, OffsetDateTime),
     leading_extensions: Vec<Vec<u8>>,
+    algorithm: SignatureAlgorithm,
 }
 
 fn build_end_entity(spec: EeSpec<'_>) -> Result<Vec<u8>, DerError> {
     let issuer = root_name(spec.profile)?;
-    let public = spec.key.to_public_key();
     let mut extensions = spec.leading_extensions;
     extensions.push(extension(
         OID_ISSUER_ALT_NAME,
@@ -513,12 +620,12 @@ fn build_end_entity(spec: EeSpec<'_>) -> Result<Vec<u8>, DerError> {
     extensions.push(extension(
         OID_AUTHORITY_KEY_ID,
         false,
-        &authority_key_identifier(&key_identifier(&spec.root_key.to_public_key()))?,
+        &authority_key_identifier(&spec.root_key.key_identifier())?,
     )?);
     extensions.push(extension(
         OID_SUBJECT_KEY_ID,
         false,
-        &der::octet_string(&key_identifier(&public)),
+        &der::octet_string(&spec.key.key_identifier()),
     )?);
     build_certificate(&CertSpec {
         serial: spec.serial,
@@ -526,42 +633,107 @@ fn build_end_entity(spec: EeSpec<'_>) -> Result<Vec<u8>, DerError> {
         subject: &spec.subject,
         not_before: spec.validity.0,
         not_after: spec.validity.1,
-        subject_key: &public,
+        subject_key: spec.key,
         extensions: &extensions,
         issuer_key: spec.root_key,
+        algorithm: spec.algorithm,
     })
 }
 
-fn build_identity(
-    keys: &Keys,
-    roots: &Roots,
-    validity: Validity,
-    now: OffsetDateTime,
-) -> Result<TestIdentity, DerError> {
-    let holder = TestHolder::fictional();
-    let period = ee_validity(validity, now);
-
-    let sign_subject = name(&[
+fn signing_subject() -> Result<Vec<u8>, DerError> {
+    name(&[
         (OID_COUNTRY, "JP"),
         (OID_LOCALITY, "Chiyoda-ku"),
         (
             OID_COMMON_NAME,
             &opaque_id("mynalink simulated signing subject"),
         ),
-    ])?;
+    ])
+}
+
+/// The extensions before the common ones of a JPKI signing certificate.
+fn signing_extensions(holder: &TestHolder) -> Result<Vec<Vec<u8>>, DerError> {
+    Ok(vec![
+        // digitalSignature + nonRepudiation: 03 02 06 C0
+        extension(OID_KEY_USAGE, true, &der::named_bits(&[0, 1]))?,
+        extension(OID_CERTIFICATE_POLICIES, true, &signing_policies()?)?,
+        extension(OID_SUBJECT_ALT_NAME, false, &basic4_alt_names(holder)?)?,
+    ])
+}
+
+/// A TEST root and a signing certificate in the JPKI profile (the fictional holder's
+/// basic-4), with any accepted key pair and certificate signature algorithm: for tests of
+/// keys and algorithms the simulated card does not carry.
+pub struct ChainSpec<'a> {
+    pub root_key: &'a TestKey,
+    pub ee_key: &'a TestKey,
+    /// The algorithm of the root's self-signature and of the end entity's signature.
+    pub algorithm: SignatureAlgorithm,
+    /// Added to the root's name (an OU), so that roots of different tests differ.
+    pub label: &'a str,
+    /// The end entity is valid from 30 days before to about four years after this.
+    pub now: OffsetDateTime,
+}
+
+/// The DER of the root and of the end entity.
+pub struct TestChain {
+    pub root_der: Vec<u8>,
+    pub cert_der: Vec<u8>,
+}
+
+pub fn test_chain(spec: &ChainSpec<'_>) -> Result<TestChain, DerError> {
+    let profile = RootProfile {
+        serial: &[0x4D, 0x59, 0x7F],
+        org_unit: "JPKI for digital signature",
+        extra_org_unit: Some(spec.label),
+    };
+    let root_der = build_root_with(&profile, spec.root_key, spec.algorithm)?;
+    let cert_der = build_end_entity(EeSpec {
+        profile: &profile,
+        root_key: spec.root_key,
+        key: spec.ee_key,
+        subject: signing_subject()?,
+        serial: &[0x7E, 0x57, 0x01],
+        validity: ee_validity(Validity::Current, spec.now),
+        leading_extensions: signing_extensions(&TestHolder::fictional())?,
+        algorithm: spec.algorithm,
+    })?;
+    Ok(TestChain { root_der, cert_der })
+}
+
+fn build_identity(
+    keys: &Keys,
+    roots: &Roots,
+    key: SimKey,
+    validity: Validity,
+    now: OffsetDateTime,
+) -> Result<TestIdentity, DerError> {
+    let holder = TestHolder::fictional();
+    let (sign_profile, sign_root_key, sign_key, sign_root_der) = match key {
+        SimKey::Rsa2048 => (&SIGN_ROOT, &keys.sign_root, &keys.sign_ee, &roots.sign),
+        SimKey::Rsa3072 => (
+            &SIGN_ROOT,
+            &keys.sign_root,
+            &keys.sign_ee_rsa3072,
+            &roots.sign,
+        ),
+        SimKey::EcP384 => (
+            &SIGN_ROOT_EC_P384,
+            &keys.sign_root_ec_p384,
+            &keys.sign_ee_ec_p384,
+            &roots.sign_ec_p384,
+        ),
+    };
+
     let sign_cert_der = build_end_entity(EeSpec {
-        profile: &SIGN_ROOT,
-        root_key: &keys.sign_root,
-        key: &keys.sign_ee,
-        subject: sign_subject,
-        serial: ee_serial(true, validity),
-        validity: period,
-        leading_extensions: vec![
-            // digitalSignature + nonRepudiation: 03 02 06 C0
-            extension(OID_KEY_USAGE, true, &der::named_bits(&[0, 1]))?,
-            extension(OID_CERTIFICATE_POLICIES, true, &signing_policies()?)?,
-            extension(OID_SUBJECT_ALT_NAME, false, &basic4_alt_names(&holder)?)?,
-        ],
+        profile: sign_profile,
+        root_key: sign_root_key,
+        key: sign_key,
+        subject: signing_subject()?,
+        serial: ee_serial(Some(key), validity),
+        validity: ee_validity_for(key, validity, now),
+        leading_extensions: signing_extensions(&holder)?,
+        algorithm: sign_root_key.default_algorithm(),
     })?;
 
     let auth_subject = name(&[
@@ -574,20 +746,22 @@ fn build_identity(
     let auth_cert_der = build_end_entity(EeSpec {
         profile: &AUTH_ROOT,
         root_key: &keys.auth_root,
-        key: &keys.auth_ee,
+        key: &TestKey::Rsa(keys.auth_ee.clone()),
         subject: auth_subject,
-        serial: ee_serial(false, validity),
-        validity: period,
+        serial: ee_serial(None, validity),
+        validity: ee_validity(validity, now),
         leading_extensions: vec![
             // digitalSignature: 03 02 07 80
             extension(OID_KEY_USAGE, true, &der::named_bits(&[0]))?,
         ],
+        algorithm: keys.auth_root.default_algorithm(),
     })?;
 
     Ok(TestIdentity {
-        sign_root_der: roots.sign.clone(),
+        key,
+        sign_root_der: sign_root_der.clone(),
         sign_cert_der,
-        sign_key: keys.sign_ee.clone(),
+        sign_key: sign_key.clone(),
         auth_root_der: roots.auth.clone(),
         auth_cert_der,
         auth_key: keys.auth_ee.clone(),
@@ -598,6 +772,7 @@ fn build_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha1::Sha1;
     use x509_parser::certificate::X509Certificate;
     use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
     use x509_parser::prelude::FromDer;
@@ -613,8 +788,16 @@ mod tests {
     fn roots_are_deterministic_across_generations() {
         let cached = test_identity(Validity::Current);
         assert_eq!(cached.sign_root_der, sign_test_root_der());
-        let fresh_sign = build_root(&SIGN_ROOT, &generate_key(SEED_SIGN_ROOT)).unwrap();
-        let fresh_auth = build_root(&AUTH_ROOT, &generate_key(SEED_AUTH_ROOT)).unwrap();
+        let fresh_sign = build_root(
+            &SIGN_ROOT,
+            &TestKey::Rsa(generate_key(SEED_SIGN_ROOT, 2048)),
+        )
+        .unwrap();
+        let fresh_auth = build_root(
+            &AUTH_ROOT,
+            &TestKey::Rsa(generate_key(SEED_AUTH_ROOT, 2048)),
+        )
+        .unwrap();
         assert_eq!(fresh_sign, cached.sign_root_der);
         assert_eq!(fresh_auth, cached.auth_root_der);
         // the expired identity shares keys and roots
@@ -858,12 +1041,14 @@ mod tests {
         // keys match the certificates
         assert_eq!(
             cert.public_key().raw,
-            subject_public_key_info(&id.auth_key.to_public_key()).unwrap()
+            TestKey::Rsa(id.auth_key.clone())
+                .subject_public_key_info()
+                .unwrap()
         );
         let sign = parse(&id.sign_cert_der);
         assert_eq!(
             sign.public_key().raw,
-            subject_public_key_info(&id.sign_key.to_public_key()).unwrap()
+            id.sign_key.subject_public_key_info().unwrap()
         );
     }
 
@@ -912,11 +1097,12 @@ mod tests {
         let cert = build_end_entity(EeSpec {
             profile: &AUTH_ROOT,
             root_key: &keys.auth_root,
-            key: &keys.auth_ee,
+            key: &TestKey::Rsa(keys.auth_ee.clone()),
             subject: name(&[(OID_COUNTRY, "JP")]).unwrap(),
             serial: &[1],
             validity: (nb, na),
             leading_extensions: vec![],
+            algorithm: keys.auth_root.default_algorithm(),
         })
         .unwrap();
         let parsed = parse(&cert);
@@ -934,11 +1120,17 @@ mod tests {
     #[test]
     fn shipped_keys_are_the_seeded_keys() {
         use rsa::pkcs1::EncodeRsaPrivateKey;
-        let names = ["sign_root", "sign_ee", "auth_root", "auth_ee"];
+        let names = [
+            "sign_root",
+            "sign_ee",
+            "auth_root",
+            "auth_ee",
+            "sign_ee_rsa3072",
+        ];
         let generated: Vec<Vec<u8>> = std::thread::scope(|s| {
             let handles: Vec<_> = SEEDS
                 .iter()
-                .map(|&seed| s.spawn(move || generate_key(seed)))
+                .map(|&(seed, bits)| s.spawn(move || generate_key(seed, bits)))
                 .collect();
             handles
                 .into_iter()
@@ -964,5 +1156,123 @@ mod tests {
             );
             assert!(shipped_key(i).is_some(), "{} decodes", names[i]);
         }
+    }
+
+    #[test]
+    fn every_sim_key_gets_its_own_signing_certificate() {
+        use x509_parser::public_key::PublicKey as Parsed;
+        let rsa = test_identity_with(SimKey::Rsa2048, Validity::Current);
+        for key in SimKey::ALL {
+            let id = test_identity_with(key, Validity::Current);
+            assert_eq!(id.key, key);
+            assert_eq!(id.sign_root_der, sign_test_root_der_for(key));
+            let root = parse(&id.sign_root_der);
+            let cert = parse(&id.sign_cert_der);
+            cert.verify_signature(Some(root.public_key()))
+                .unwrap_or_else(|e| panic!("{key:?}: {e}"));
+            assert_eq!(
+                cert.public_key().raw,
+                id.sign_key.subject_public_key_info().unwrap()
+            );
+            let bits = match cert.public_key().parsed().unwrap() {
+                Parsed::RSA(k) => k.key_size(),
+                Parsed::EC(p) => p.key_size(),
+                other => panic!("{other:?}"),
+            };
+            match key {
+                SimKey::Rsa2048 => assert_eq!(bits, 2048),
+                SimKey::Rsa3072 => assert_eq!(bits, 3072),
+                SimKey::EcP384 => assert_eq!(bits, 384),
+            }
+            // The authentication side is today's everywhere.
+            assert_eq!(id.auth_root_der, rsa.auth_root_der);
+            assert_eq!(key.provisional(), key == SimKey::EcP384);
+            assert_eq!(SimKey::parse(key.name()), Some(key));
+        }
+        assert_eq!(SimKey::parse("ec-p256"), None);
+        let rsa3072 = test_identity_with(SimKey::Rsa3072, Validity::Current);
+        assert_eq!(rsa3072.sign_root_der, rsa.sign_root_der, "same root");
+        assert_ne!(
+            parse(&rsa3072.sign_cert_der).raw_serial(),
+            parse(&rsa.sign_cert_der).raw_serial()
+        );
+    }
+
+    #[test]
+    fn the_next_generation_root_is_p384_and_labelled_provisional() {
+        let id = test_identity_with(SimKey::EcP384, Validity::Current);
+        let root = parse(&id.sign_root_der);
+        assert_eq!(
+            root.signature_algorithm.algorithm.to_id_string(),
+            "1.2.840.10045.4.3.3",
+            "ecdsa-with-SHA384"
+        );
+        assert!(root.signature_algorithm.parameters.is_none());
+        let subject = root.subject().to_string();
+        assert!(subject.contains("O=JPKI-TEST"), "{subject}");
+        assert!(subject.contains("PROVISIONAL"), "{subject}");
+        let cert = parse(&id.sign_cert_der);
+        assert_eq!(
+            cert.signature_algorithm.algorithm.to_id_string(),
+            "1.2.840.10045.4.3.3"
+        );
+        // Ten years, as the next-generation card's certificates.
+        let v = cert.validity();
+        let days = (v.not_after.to_datetime() - v.not_before.to_datetime()).whole_days();
+        assert_eq!(days, 30 + 10 * 365);
+        // Deterministic: rebuilt from the labels, the root is the same bytes.
+        let again = build_root(
+            &SIGN_ROOT_EC_P384,
+            &TestKey::ec_p384(LABEL_SIGN_ROOT_EC_P384),
+        )
+        .unwrap();
+        assert_eq!(again, id.sign_root_der);
+        let hex: String = Sha256::digest(&id.sign_root_der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex, SIGN_TEST_ROOT_EC_P384_SHA256_HEX);
+    }
+
+    #[test]
+    fn test_chains_with_any_algorithm_verify() {
+        use mynalink_card::HashAlgorithm;
+        let rsa = TestKey::Rsa(keys().sign_root.rsa().unwrap().clone());
+        for (root_key, algorithm) in [
+            (&rsa, SignatureAlgorithm::RsaPkcs1(HashAlgorithm::Sha384)),
+            (&rsa, SignatureAlgorithm::RsaPkcs1(HashAlgorithm::Sha512)),
+            (&rsa, SignatureAlgorithm::RsaPss(HashAlgorithm::Sha256)),
+            (
+                &TestKey::ec_p256("chain root"),
+                SignatureAlgorithm::Ecdsa(HashAlgorithm::Sha256),
+            ),
+        ] {
+            let chain = test_chain(&ChainSpec {
+                root_key,
+                ee_key: &TestKey::ec_p256("chain ee"),
+                algorithm,
+                label: "chain test",
+                now: OffsetDateTime::now_utc(),
+            })
+            .unwrap();
+            let root = parse(&chain.root_der);
+            let cert = parse(&chain.cert_der);
+            // x509-parser's own check (ring) agrees for what it supports.
+            if !matches!(algorithm, SignatureAlgorithm::RsaPss(_)) {
+                cert.verify_signature(Some(root.public_key()))
+                    .unwrap_or_else(|e| panic!("{algorithm}: {e}"));
+            }
+        }
+        // An algorithm the issuer's key cannot make is an error, not a panic.
+        assert!(matches!(
+            test_chain(&ChainSpec {
+                root_key: &rsa,
+                ee_key: &rsa,
+                algorithm: SignatureAlgorithm::Ecdsa(HashAlgorithm::Sha256),
+                label: "x",
+                now: OffsetDateTime::now_utc(),
+            }),
+            Err(DerError::Unsigned)
+        ));
     }
 }

@@ -415,12 +415,9 @@ impl Kiosk {
                     );
                 }
                 SendPhase::Finished(Delivery::Rejected(error)) => {
+                    let (ja, en) = error.explanation();
                     col = col.push(look::notice(
-                        format!(
-                            "[{}] {}",
-                            error.code,
-                            lang.pick(&error.message_ja, &error.message_en)
-                        ),
+                        format!("[{}] {}", error.code, lang.pick(&ja, &en)),
                         DANGER,
                     ));
                     col = col.push(

@@ -9,7 +9,12 @@ use crate::code::Code;
 pub(crate) const BINDING_COLUMNS: &str = "binding_id, license_number, issuer_key_id, \
      certificate_serial, certificate_not_before, certificate_not_after, terminal_id, \
      operator_id, linked_via, holding_at_link, identity_check, linked_at, statement_time, \
-     statement_sha256, cancelled_at, relinked_from";
+     statement_sha256, cancelled_at, relinked_from, revocation_check, revocation_source, \
+     revocation_checked_at, rechecked_at, stale_at, stale_reason, revocation_reason, revoked_at, \
+     superseded_at, superseded_by";
+
+/// A binding that is neither cancelled nor superseded (active or stale).
+const CURRENT: &str = "cancelled_at IS NULL AND superseded_at IS NULL";
 
 fn binding_from_row(mut row: Row) -> Result<Binding, StoreError> {
     let linked_via = row.text(8)?;
@@ -41,6 +46,16 @@ fn binding_from_row(mut row: Row) -> Result<Binding, StoreError> {
         statement_sha256: row.opt_text(13)?,
         cancelled_at: row.opt_text(14)?,
         relinked_from: row.opt_text(15)?,
+        revocation_check: row.opt_text(16)?,
+        revocation_source: row.opt_text(17)?,
+        revocation_checked_at: row.opt_text(18)?,
+        rechecked_at: row.opt_text(19)?,
+        stale_at: row.opt_text(20)?,
+        stale_reason: row.opt_text(21)?,
+        revocation_reason: row.opt_text(22)?,
+        revoked_at: row.opt_text(23)?,
+        superseded_at: row.opt_text(24)?,
+        superseded_by: row.opt_text(25)?,
     })
 }
 
@@ -58,15 +73,24 @@ pub(crate) fn query_binding(
     .transpose()
 }
 
-pub(crate) fn active_binding_in(
+/// The license's current binding: active or stale (the database keeps at most one).
+pub(crate) fn current_binding_in(
     conn: &mut Conn,
     license_number: &str,
 ) -> Result<Option<Binding>, StoreError> {
     query_binding(
         conn,
-        "license_number = ?1 AND cancelled_at IS NULL",
+        &format!("license_number = ?1 AND {CURRENT}"),
         license_number,
     )
+}
+
+/// The license's active binding: current and not stale.
+pub(crate) fn active_binding_in(
+    conn: &mut Conn,
+    license_number: &str,
+) -> Result<Option<Binding>, StoreError> {
+    Ok(current_binding_in(conn, license_number)?.filter(Binding::is_active))
 }
 
 pub(crate) fn last_cancelled_in(
@@ -145,15 +169,30 @@ fn insert_binding_in(
             });
         }
     }
-    if let Some(active) = active_binding_in(conn, &new.license_number)? {
-        return Ok(InsertOutcome::AlreadyLinked(active));
-    }
+    let superseded = match current_binding_in(conn, &new.license_number)? {
+        Some(current) if current.is_active_and_valid(&new.linked_at) => {
+            return Ok(InsertOutcome::AlreadyLinked(current));
+        }
+        // Stale, or active with an expired certificate: the new binding replaces it. It
+        // leaves the current set first (the unique index), and names its successor once
+        // that is stored.
+        Some(current) => {
+            conn.execute(
+                "UPDATE bindings SET superseded_at = ?2, stale_at = COALESCE(stale_at, ?2),
+                     stale_reason = COALESCE(stale_reason, 'certificate_expired')
+                 WHERE binding_id = ?1",
+                args![&current.binding_id, &new.linked_at],
+            )?;
+            Some(current)
+        }
+        None => None,
+    };
     conn.execute(
-        &format!(
-            "INSERT INTO bindings ({BINDING_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL,
-                 NULL)"
-        ),
+        "INSERT INTO bindings (binding_id, license_number, issuer_key_id, certificate_serial,
+             certificate_not_before, certificate_not_after, terminal_id, operator_id,
+             linked_via, holding_at_link, identity_check, linked_at, statement_time,
+             statement_sha256, revocation_check, revocation_source, revocation_checked_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         args![
             &new.binding_id,
             &new.license_number,
@@ -169,8 +208,21 @@ fn insert_binding_in(
             &new.linked_at,
             &new.statement_time,
             &new.statement_sha256,
+            new.revocation.result.as_str(),
+            &new.revocation.source,
+            &new.revocation.checked_at,
         ],
     )?;
+    if let Some(old) = superseded {
+        conn.execute(
+            "UPDATE bindings SET superseded_by = ?2 WHERE binding_id = ?1",
+            args![&old.binding_id, &new.binding_id],
+        )?;
+        let mut superseding = audit.clone();
+        superseding.code = Code::BindingSuperseded;
+        superseding.binding_id = Some(old.binding_id.clone());
+        insert_audit(conn, &superseding)?;
+    }
     insert_audit(conn, audit)?;
     let created =
         query_binding(conn, "binding_id = ?1", &new.binding_id)?.ok_or(StoreError::NoRow)?;
@@ -184,6 +236,10 @@ impl Tx<'_> {
 
     pub fn active_binding(&mut self, license_number: &str) -> Result<Option<Binding>, StoreError> {
         active_binding_in(self.conn, license_number)
+    }
+
+    pub fn current_binding(&mut self, license_number: &str) -> Result<Option<Binding>, StoreError> {
+        current_binding_in(self.conn, license_number)
     }
 
     pub fn binding_by_statement(
@@ -274,6 +330,83 @@ impl Store {
         active_binding_in(&mut self.conn, license_number)
     }
 
+    /// The license's current binding: active or stale.
+    pub fn current_binding(&mut self, license_number: &str) -> Result<Option<Binding>, StoreError> {
+        current_binding_in(&mut self.conn, license_number)
+    }
+
+    /// Up to `limit` active bindings with ids after `after`, in id order: what a re-check
+    /// walks through.
+    pub fn active_bindings_after(
+        &mut self,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<Binding>, StoreError> {
+        self.conn
+            .query(
+                &format!(
+                    "SELECT {BINDING_COLUMNS} FROM bindings
+                     WHERE {CURRENT} AND stale_at IS NULL AND binding_id > ?1
+                     ORDER BY binding_id LIMIT ?2"
+                ),
+                args![after, limit],
+            )?
+            .into_iter()
+            .map(binding_from_row)
+            .collect()
+    }
+
+    /// A re-check's result for one active binding, audited when it goes stale: the binding
+    /// becomes `stale` with `reason` (and for a revocation its RFC 5280 reason and time);
+    /// with `None` only the time of the re-check is kept. Returns whether it changed (an
+    /// active binding that was cancelled or replaced meanwhile stays as it is).
+    pub fn record_recheck(
+        &mut self,
+        binding_id: &str,
+        now: &str,
+        stale: Option<(StaleReason, Option<&str>, Option<&str>)>,
+    ) -> Result<bool, StoreError> {
+        self.write(|conn| {
+            let Some((reason, revocation_reason, revoked_at)) = stale else {
+                conn.execute(
+                    "UPDATE bindings SET rechecked_at = ?2 WHERE binding_id = ?1",
+                    args![binding_id, now],
+                )?;
+                return Ok(false);
+            };
+            let changed = conn.execute(
+                &format!(
+                    "UPDATE bindings SET rechecked_at = ?2, stale_at = ?2, stale_reason = ?3,
+                         revocation_reason = ?4, revoked_at = ?5
+                     WHERE binding_id = ?1 AND {CURRENT} AND stale_at IS NULL"
+                ),
+                args![
+                    binding_id,
+                    now,
+                    reason.as_str(),
+                    revocation_reason,
+                    revoked_at
+                ],
+            )? == 1;
+            if changed {
+                let binding =
+                    query_binding(conn, "binding_id = ?1", binding_id)?.ok_or(StoreError::NoRow)?;
+                insert_audit(
+                    conn,
+                    &AuditEntry {
+                        at: now.to_string(),
+                        operation: Operation::Recheck,
+                        code: Code::BindingStale,
+                        terminal_id: None,
+                        license_number: Some(binding.license_number),
+                        binding_id: Some(binding_id.to_string()),
+                    },
+                )?;
+            }
+            Ok(changed)
+        })
+    }
+
     /// The most recently cancelled binding of a license, if any.
     pub fn last_cancelled_binding(
         &mut self,
@@ -293,8 +426,9 @@ impl Store {
     /// database keeps equal).
     pub fn active_binding_counts(&mut self) -> Result<(u64, u64), StoreError> {
         let mut row = self.conn.query_one(
-            "SELECT COUNT(*), COUNT(DISTINCT license_number) FROM bindings
-             WHERE cancelled_at IS NULL",
+            &format!(
+                "SELECT COUNT(*), COUNT(DISTINCT license_number) FROM bindings WHERE {CURRENT}"
+            ),
             &[],
         )?;
         Ok((row.int_as(0)?, row.int_as(1)?))
@@ -326,7 +460,9 @@ impl Store {
                 )?;
                 return Ok(CancelOutcome::NotFound);
             };
-            if !binding.is_active() {
+            // A stale binding is still the license's and may be cancelled; a superseded one
+            // was replaced already.
+            if !binding.is_current() {
                 insert_audit(
                     conn,
                     &cancel_audit(now, Code::AlreadyCancelled, terminal_id, Some(&binding)),

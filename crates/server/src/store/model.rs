@@ -156,6 +156,85 @@ pub struct NewBinding {
     pub statement_time: Option<String>,
     /// Lower-case hex; `None` for bindings that did not come through this API.
     pub statement_sha256: Option<String>,
+    /// How the certificate's revocation status was checked when the binding was stored.
+    pub revocation: RevocationCheck,
+}
+
+/// How a binding's certificate was checked for revocation when it was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationCheck {
+    pub result: RevocationResult,
+    /// `ocsp URL` or `crl FILE_OR_URL` that answered; for `unchecked`, what was tried.
+    pub source: Option<String>,
+    pub checked_at: Option<String>,
+}
+
+impl RevocationCheck {
+    pub fn off() -> RevocationCheck {
+        RevocationCheck {
+            result: RevocationResult::Off,
+            source: None,
+            checked_at: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationResult {
+    /// A source said the certificate is good.
+    Good,
+    /// `--revocation prefer` and no source answered.
+    Unchecked,
+    /// `--revocation off`.
+    Off,
+}
+
+impl RevocationResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationResult::Good => "good",
+            RevocationResult::Unchecked => "unchecked",
+            RevocationResult::Off => "off",
+        }
+    }
+}
+
+/// Where a binding stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingState {
+    Active,
+    /// Its certificate was found revoked or expired: the first stage is needed again.
+    Stale,
+    /// Replaced by a new first stage (`superseded_by`).
+    Superseded,
+    Cancelled,
+}
+
+impl BindingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingState::Active => "active",
+            BindingState::Stale => "stale",
+            BindingState::Superseded => "superseded",
+            BindingState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Why a binding went stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleReason {
+    CertificateRevoked,
+    CertificateExpired,
+}
+
+impl StaleReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaleReason::CertificateRevoked => "certificate_revoked",
+            StaleReason::CertificateExpired => "certificate_expired",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,11 +256,49 @@ pub struct Binding {
     pub cancelled_at: Option<String>,
     /// §6: the cancelled binding this one restored from Mynaportal.
     pub relinked_from: Option<String>,
+    /// `good`, `unchecked` or `off`; `None` for bindings stored before revocation checks.
+    pub revocation_check: Option<String>,
+    pub revocation_source: Option<String>,
+    pub revocation_checked_at: Option<String>,
+    /// The last re-check ([`crate::recheck`]).
+    pub rechecked_at: Option<String>,
+    pub stale_at: Option<String>,
+    /// `certificate_revoked` or `certificate_expired`.
+    pub stale_reason: Option<String>,
+    /// With `certificate_revoked`: the RFC 5280 reason and the time of the revocation.
+    pub revocation_reason: Option<String>,
+    pub revoked_at: Option<String>,
+    pub superseded_at: Option<String>,
+    /// The binding that replaced this one.
+    pub superseded_by: Option<String>,
 }
 
 impl Binding {
+    pub fn state(&self) -> BindingState {
+        if self.cancelled_at.is_some() {
+            BindingState::Cancelled
+        } else if self.superseded_at.is_some() {
+            BindingState::Superseded
+        } else if self.stale_at.is_some() {
+            BindingState::Stale
+        } else {
+            BindingState::Active
+        }
+    }
+
     pub fn is_active(&self) -> bool {
-        self.cancelled_at.is_none()
+        self.state() == BindingState::Active
+    }
+
+    /// The license's current binding (active or stale): neither cancelled nor superseded.
+    pub fn is_current(&self) -> bool {
+        matches!(self.state(), BindingState::Active | BindingState::Stale)
+    }
+
+    /// Active, with a certificate that had not expired at `now` (RFC 3339 UTC text): only
+    /// such a binding makes a new first stage `already_linked`.
+    pub fn is_active_and_valid(&self, now: &str) -> bool {
+        self.is_active() && self.certificate_not_after.as_str() >= now
     }
 }
 
@@ -203,6 +320,8 @@ pub enum Operation {
     LiftSuspension,
     /// §8: an administrator erased what was collected for a license.
     Erase,
+    /// A binding's certificate was checked again ([`crate::recheck`]).
+    Recheck,
 }
 
 impl Operation {
@@ -217,6 +336,7 @@ impl Operation {
             Operation::Suspend => "suspend",
             Operation::LiftSuspension => "lift_suspension",
             Operation::Erase => "erase",
+            Operation::Recheck => "recheck",
         }
     }
 }
@@ -283,6 +403,8 @@ pub struct AbuseFlag {
 /// What inserting a binding did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InsertOutcome {
+    /// Stored; a stale binding of the license (or an active one whose certificate expired)
+    /// is superseded by it in the same transaction.
     Created(Binding),
     /// The same statement was stored before and its binding is active.
     Repeated(Binding),

@@ -349,7 +349,71 @@ ALTER TABLE audit ADD CONSTRAINT audit_operation_check CHECK (operation IN ('sub
     'lift_suspension', 'erase'));
 "#,
     },
+    Migration {
+        version: 7,
+        sqlite: r#"
+-- Re-checks of bindings are audited too; the CHECK constraint is rebuilt with the table.
+CREATE TABLE audit_v7 (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    operation TEXT NOT NULL CHECK (operation IN ('submit', 'cancel', 'one_stop',
+        'second_stage_basic4', 'second_stage_signature', 'status', 'suspend',
+        'lift_suspension', 'erase', 'recheck')),
+    decision TEXT NOT NULL CHECK (decision IN ('accepted', 'rejected')),
+    code TEXT NOT NULL,
+    http_status INTEGER NOT NULL,
+    terminal_id TEXT,
+    license_number TEXT,
+    binding_id TEXT
+);
+INSERT INTO audit_v7 (id, at, operation, decision, code, http_status, terminal_id,
+    license_number, binding_id)
+    SELECT id, at, operation, decision, code, http_status, terminal_id, license_number,
+        binding_id FROM audit;
+DROP TABLE audit;
+ALTER TABLE audit_v7 RENAME TO audit;
+CREATE INDEX audit_at ON audit (at);
+CREATE INDEX audit_caller ON audit (terminal_id, operation, at);
+"#,
+        postgres: r#"
+-- Re-checks of bindings are audited too: the CHECK constraint is replaced.
+ALTER TABLE audit DROP CONSTRAINT audit_operation_check;
+ALTER TABLE audit ADD CONSTRAINT audit_operation_check CHECK (operation IN ('submit', 'cancel',
+    'one_stop', 'second_stage_basic4', 'second_stage_signature', 'status', 'suspend',
+    'lift_suspension', 'erase', 'recheck'));
+"#,
+    },
+    Migration {
+        version: 8,
+        sqlite: MIGRATION_8,
+        postgres: MIGRATION_8,
+    },
 ];
+
+/// The certificate lifecycle: how each binding's revocation status was checked when it was
+/// stored (`good` from a source, `unchecked` under `--revocation prefer` when no source
+/// answered, `off`; NULL for bindings stored before), a binding gone stale (its certificate
+/// revoked or expired, found by a re-check) and one superseded by a new first stage. A
+/// superseded binding leaves the license's one current binding: the unique index now
+/// excludes it (`superseded_at` is set before the new binding is stored, `superseded_by`
+/// after, so that the reference always points at a stored row).
+const MIGRATION_8: &str = r#"
+ALTER TABLE bindings ADD COLUMN revocation_check TEXT
+    CHECK (revocation_check IN ('good', 'unchecked', 'off'));
+ALTER TABLE bindings ADD COLUMN revocation_source TEXT;
+ALTER TABLE bindings ADD COLUMN revocation_checked_at TEXT;
+ALTER TABLE bindings ADD COLUMN rechecked_at TEXT;
+ALTER TABLE bindings ADD COLUMN stale_at TEXT;
+ALTER TABLE bindings ADD COLUMN stale_reason TEXT
+    CHECK (stale_reason IN ('certificate_revoked', 'certificate_expired'));
+ALTER TABLE bindings ADD COLUMN revocation_reason TEXT;
+ALTER TABLE bindings ADD COLUMN revoked_at TEXT;
+ALTER TABLE bindings ADD COLUMN superseded_at TEXT;
+ALTER TABLE bindings ADD COLUMN superseded_by TEXT REFERENCES bindings (binding_id);
+DROP INDEX bindings_one_active;
+CREATE UNIQUE INDEX bindings_one_current ON bindings (license_number)
+    WHERE cancelled_at IS NULL AND superseded_at IS NULL;
+"#;
 
 /// §6: a binding restored from Mynaportal after a cancellation names the cancelled one;
 /// a pending second stage knows whether it was begun to restore one.

@@ -2,7 +2,7 @@
 //! signature, and the binding's mark once the two were compared.
 
 use super::audit::{charge_failures, insert_audit};
-use super::bindings::{active_binding_in, last_cancelled_in, query_binding};
+use super::bindings::{active_binding_in, current_binding_in, last_cancelled_in, query_binding};
 use super::model::*;
 use super::sql::{args, Conn};
 use super::{Store, StoreError};
@@ -203,6 +203,7 @@ impl Store {
                              mynaportal_certificate_serial = ?3, mynaportal_issuer_key_id = ?4,
                              mynaportal_statement_sha256 = ?5
                          WHERE binding_id = ?1 AND cancelled_at IS NULL
+                             AND superseded_at IS NULL AND stale_at IS NULL
                              AND mynaportal_linked_at IS NULL",
                         args![
                             binding_id,
@@ -262,7 +263,8 @@ impl Store {
             };
             let still_latest = last_cancelled_in(conn, &license)?
                 .is_some_and(|b| b.binding_id == relink.cancelled_binding_id);
-            if active_binding_in(conn, &license)?.is_some() || !still_latest {
+            // A stale binding still holds the license's one current place.
+            if current_binding_in(conn, &license)?.is_some() || !still_latest {
                 audit.code = binding_changed;
                 insert_audit(conn, &audit)?;
                 return Ok(FinishOutcome::BindingChanged);

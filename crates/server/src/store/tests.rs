@@ -51,6 +51,7 @@ fn new_binding(id: &str, number: &str, sha: Option<&str>) -> NewBinding {
         linked_at: "2026-11-26T09:00:00Z".into(),
         statement_time: Some("2026-11-26T09:00:00Z".into()),
         statement_sha256: sha.map(str::to_string),
+        revocation: RevocationCheck::off(),
     }
 }
 
@@ -93,7 +94,7 @@ fn opens_with_durable_commits_and_latest_schema(backend: Backend) {
         .into_iter()
         .map(|mut r| r.int(0).expect("version"))
         .collect::<Vec<_>>();
-    assert_eq!(applied, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(applied, [1, 2, 3, 4, 5, 6, 7, 8]);
     drop(store);
     // Reopening applies nothing twice.
     let mut again = Store::open_url(db.url()).expect("reopen");
@@ -250,13 +251,14 @@ fn the_database_enforces_one_active_binding(backend: Backend) {
         &format!(
             "INSERT INTO bindings ({BINDING_COLUMNS})
              VALUES (?1, ?2, NULL, 'x', 'x', 'x', 't', NULL, 'counter', 'myna_only',
-                 'automatic', 'x', NULL, ?3, NULL, NULL)"
+                 'automatic', 'x', NULL, ?3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                 NULL, NULL, NULL, NULL)"
         ),
         args![&b.binding_id, &b.license_number, &b.statement_sha256],
     );
     let error = direct.expect_err("a second active binding").to_string();
     assert!(
-        error.contains("bindings_one_active") || error.contains("UNIQUE constraint failed"),
+        error.contains("bindings_one_current") || error.contains("UNIQUE constraint failed"),
         "{error}"
     );
     // A cancelled one beside the active one is history, which the index allows.
@@ -267,11 +269,26 @@ fn the_database_enforces_one_active_binding(backend: Backend) {
             &format!(
                 "INSERT INTO bindings ({BINDING_COLUMNS})
                  VALUES (?1, ?2, NULL, 'x', 'x', 'x', 't', NULL, 'counter', 'myna_only',
-                     'automatic', 'x', NULL, ?3, 'y', NULL)"
+                     'automatic', 'x', NULL, ?3, 'y', NULL, NULL, NULL, NULL, NULL, NULL,
+                     NULL, NULL, NULL, NULL, NULL)"
             ),
             args![&b3.binding_id, &b3.license_number, &b3.statement_sha256],
         )
         .expect("a cancelled binding");
+    // So is a superseded one (replaced by a new first stage).
+    let b4 = new_binding("b4", n, Some("s4"));
+    store
+        .conn
+        .execute(
+            &format!(
+                "INSERT INTO bindings ({BINDING_COLUMNS})
+                 VALUES (?1, ?2, NULL, 'x', 'x', 'x', 't', NULL, 'counter', 'myna_only',
+                     'automatic', 'x', NULL, ?3, NULL, NULL, NULL, NULL, NULL, NULL, 'y',
+                     'certificate_expired', NULL, NULL, 'y', 'b1')"
+            ),
+            args![&b4.binding_id, &b4.license_number, &b4.statement_sha256],
+        )
+        .expect("a superseded binding");
 }
 
 /// Connections of their own, as in several server processes, race with the same statement

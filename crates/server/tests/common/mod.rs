@@ -209,7 +209,7 @@ pub fn sim_signer(validity: Validity) -> Signer {
     let id = test_identity(validity);
     Signer {
         cert_der: id.sign_cert_der.clone(),
-        key: id.sign_key.clone(),
+        key: id.sign_key.rsa().expect("RSA identity").clone(),
     }
 }
 
@@ -402,7 +402,11 @@ fn signer_with(
     address: &str,
     fault: Option<EndEntityFault>,
 ) -> (Vec<u8>, Signer) {
-    let key = test_identity(Validity::Current).sign_key.clone();
+    let key = test_identity(Validity::Current)
+        .sign_key
+        .rsa()
+        .expect("RSA identity")
+        .clone();
     let public = key.to_public_key();
     let ski = key_id(&public);
     let root_dn = dn("mynalink second test CA");

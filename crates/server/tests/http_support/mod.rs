@@ -158,6 +158,9 @@ impl Files {
             path_arg(&self.trust_anchor),
             // That anchor is the simulated card's TEST root.
             "--allow-test-root".into(),
+            // Not about revocation (the revocation tests give sources instead).
+            "--revocation".into(),
+            "off".into(),
         ]
     }
 
