@@ -44,6 +44,34 @@ pub enum Command {
     Kiosk(KioskArgs),
     /// Make the `operator_password_hash` line for the config file.
     OperatorPassword(OperatorPasswordArgs),
+    /// Write the manual pages (mynalink.1 and one per subcommand) into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateManpages(GenerateManpagesArgs),
+    /// Print the completion script for SHELL on standard output (for packaging).
+    #[command(hide = true)]
+    GenerateCompletions(GenerateCompletionsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GenerateManpagesArgs {
+    /// The directory to write the pages into (created if missing).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GenerateCompletionsArgs {
+    /// bash, zsh or fish.
+    #[arg(value_name = "SHELL")]
+    pub shell: CompletionShell,
+}
+
+/// The shells the Debian package ships completions for.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -298,6 +326,13 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn version_flag_prints_the_package_version() {
+        let e = Cli::try_parse_from(["mynalink", "--version"]).expect_err("--version exits");
+        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion);
+        assert!(e.to_string().contains(env!("CARGO_PKG_VERSION")), "{e}");
     }
 
     #[test]

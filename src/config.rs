@@ -1,5 +1,7 @@
 //! Settings from a TOML file: `--config FILE`, else `$XDG_CONFIG_HOME/mynalink/config.toml`
-//! (or `~/.config/mynalink/config.toml`). Command-line flags override it. Relative paths in
+//! (or `~/.config/mynalink/config.toml`), else the system-wide `/etc/mynalink/config.toml` that
+//! the Debian package installs (so IT configures a counter PC once for every staff login); the
+//! first file that exists is used whole, never merged. Command-line flags override it. Relative paths in
 //! the file are taken from the file's directory (so a file planted in whatever directory the
 //! client happens to start in is never picked up); relative paths on the command line stay
 //! relative to the working directory. A key the client does not know is an error, so a
@@ -117,23 +119,34 @@ pub fn default_outbox() -> Option<PathBuf> {
     Some(base.join("mynalink").join("outbox.db"))
 }
 
-/// Loads the explicit file (which must exist) or the default one (which may be absent).
+/// The system-wide file (a conffile of the Debian package, every key commented out).
+pub const SYSTEM_PATH: &str = "/etc/mynalink/config.toml";
+
+/// Loads the explicit file (which must exist), else the first default one that exists (the
+/// user's, then the system's; both may be absent).
 pub fn load(explicit: Option<&Path>) -> Result<Config, FlowError> {
-    let (path, required) = match explicit {
-        Some(p) => (p.to_path_buf(), true),
-        None => match default_path() {
-            Some(p) => (p, false),
-            None => return Ok(Config::default()),
-        },
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Config::default())
+    match explicit {
+        Some(path) => load_first(&[path.to_path_buf()], true),
+        None => {
+            let defaults: Vec<PathBuf> = default_path()
+                .into_iter()
+                .chain([PathBuf::from(SYSTEM_PATH)])
+                .collect();
+            load_first(&defaults, false)
         }
-        Err(e) => return Err(invalid(&path, e)),
-    };
-    parse(&text, &path)
+    }
+}
+
+/// The first of `paths` that exists, parsed; the defaults when none does and none is required.
+fn load_first(paths: &[PathBuf], required: bool) -> Result<Config, FlowError> {
+    for path in paths {
+        match std::fs::read_to_string(path) {
+            Ok(text) => return parse(&text, path),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(invalid(path, e)),
+        }
+    }
+    Ok(Config::default())
 }
 
 /// The line of an unknown key: toml points such an error at the whole table, not the key.
@@ -256,5 +269,115 @@ mod tests {
     #[test]
     fn missing_default_file_is_fine_but_missing_explicit_file_is_not() {
         assert!(load(Some(Path::new("/nonexistent/mynalink.toml"))).is_err());
+    }
+
+    /// The conffiles the Debian packages install: every key the client knows is there,
+    /// commented out (`#key = value`) with a value that parses, and nothing is set.
+    #[test]
+    fn packaged_config_files_list_every_key_commented_out() {
+        for (name, text) in [
+            (
+                "packaging/mynalink/config.toml",
+                include_str!("../packaging/mynalink/config.toml"),
+            ),
+            (
+                "packaging/mynalink-kiosk/config.toml",
+                include_str!("../packaging/mynalink-kiosk/config.toml"),
+            ),
+        ] {
+            let path = Path::new(name);
+            assert_eq!(
+                parse(text, path).expect("the file as shipped parses"),
+                Config::default(),
+                "{name}: nothing may be set as shipped"
+            );
+            // Uncomment the `#key = value` lines (prose lines are `# …`).
+            let uncommented: String = text
+                .lines()
+                .map(|line| match line.strip_prefix('#') {
+                    Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase()) => rest,
+                    _ => line,
+                })
+                .map(|line| format!("{line}\n"))
+                .collect();
+            // An unknown key, a key twice or a bad value fails here.
+            let all = parse(&uncommented, path)
+                .unwrap_or_else(|e| panic!("{name} uncommented: {:?}", e.detail));
+            // Listing every field: a key added to Config must be added to the files too.
+            let Config {
+                reader,
+                terminal_id,
+                operator_id,
+                jpki_ca,
+                trust_anchors: _, // shown as `[]`: test benches only
+                language,
+                backend_url,
+                token_file,
+                ca_file,
+                backend_key,
+                outbox,
+                terms_file,
+                terms_version,
+                prefecture,
+                operator_password_hash,
+                kiosk_idle_seconds,
+            } = all;
+            assert!(
+                text.lines().any(|l| l.starts_with("#trust_anchors = ")),
+                "{name}: trust_anchors"
+            );
+            assert!(!jpki_ca.is_empty(), "{name}: jpki_ca");
+            for (key, set) in [
+                ("reader", reader.is_some()),
+                ("terminal_id", terminal_id.is_some()),
+                ("operator_id", operator_id.is_some()),
+                ("language", language.is_some()),
+                ("backend_url", backend_url.is_some()),
+                ("token_file", token_file.is_some()),
+                ("ca_file", ca_file.is_some()),
+                ("backend_key", backend_key.is_some()),
+                ("outbox", outbox.is_some()),
+                ("terms_file", terms_file.is_some()),
+                ("terms_version", terms_version.is_some()),
+                ("prefecture", prefecture.is_some()),
+                ("operator_password_hash", operator_password_hash.is_some()),
+                ("kiosk_idle_seconds", kiosk_idle_seconds.is_some()),
+            ] {
+                assert!(set, "{name}: `#{key} = …` is missing");
+            }
+        }
+    }
+
+    #[test]
+    fn the_users_file_comes_before_the_systems_and_neither_is_needed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let user = dir.path().join("user/config.toml");
+        let system = dir.path().join("etc/config.toml");
+        std::fs::create_dir_all(system.parent().expect("parent")).expect("mkdir");
+        std::fs::write(
+            &system,
+            "terminal_id = \"from-etc\"\nterms_file = \"terms.txt\"\n",
+        )
+        .expect("write");
+        let candidates = [user.clone(), system.clone()];
+        // No user file: the system's is used, its relative paths from its own directory.
+        let c = load_first(&candidates, false).expect("system file");
+        assert_eq!(c.terminal_id.as_deref(), Some("from-etc"));
+        assert_eq!(c.terms_file, Some(dir.path().join("etc/terms.txt")));
+        // A user file wins whole: nothing is merged from the system's.
+        std::fs::create_dir_all(user.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&user, "operator_id = \"staff-1\"\n").expect("write");
+        let c = load_first(&candidates, false).expect("user file");
+        assert_eq!(c.operator_id.as_deref(), Some("staff-1"));
+        assert_eq!(c.terminal_id, None);
+        // A file that exists but is bad is an error, not a reason to try the next one.
+        std::fs::write(&user, "terminal_idd = 1\n").expect("write");
+        assert!(load_first(&candidates, false).is_err());
+        // Neither exists: the defaults.
+        let none = [dir.path().join("a.toml"), dir.path().join("b.toml")];
+        assert_eq!(
+            load_first(&none, false).expect("defaults"),
+            Config::default()
+        );
     }
 }

@@ -41,8 +41,16 @@ pub fn log_first_frame(mode: &str) {
             .get()
             .map(|start| start.elapsed().as_millis())
             .unwrap_or(0);
-        eprintln!("mynalink-startup first_frame_ms={ms} mode={mode}");
+        // Best effort: a closed stderr only loses the measurement.
+        let _ = write_startup_line(&mut std::io::stderr(), ms, mode);
     }
+}
+
+/// The first-frame line in one `write`: stderr is unbuffered, and `eprintln!` writes each piece
+/// of its format separately, so a compositor writing to the same stderr (cage under the kiosk
+/// service) could land in the middle of the line that scripts look for.
+fn write_startup_line(out: &mut impl std::io::Write, ms: u128, mode: &str) -> std::io::Result<()> {
+    out.write_all(format!("mynalink-startup first_frame_ms={ms} mode={mode}\n").as_bytes())
 }
 
 /// What the window knows about the reader and the card.
@@ -701,6 +709,29 @@ fn delivery_view<'a, M: 'a>(lang: Lang, delivery: &Delivery) -> Element<'a, M> {
 mod tests {
     use super::*;
     use mynalink_link::api::{Holding, LicenseState, LicenseStatus, ServiceStatus};
+
+    /// Counts the `write` calls it gets.
+    struct Writes(Vec<Vec<u8>>);
+
+    impl std::io::Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_first_frame_line_is_one_write() {
+        let mut out = Writes(Vec::new());
+        write_startup_line(&mut out, 14, "kiosk").expect("written");
+        assert_eq!(
+            out.0,
+            [b"mynalink-startup first_frame_ms=14 mode=kiosk\n".to_vec()]
+        );
+    }
 
     fn instruction_after(events: &[CardEvent]) -> &'static str {
         let mut presence = Presence::default();

@@ -1,5 +1,5 @@
 //! Project tasks: `cargo xtask demo`, `cargo xtask test`, `cargo xtask bench`,
-//! `cargo xtask fixtures`. Each installs the Debian packages it needs when they are missing.
+//! `cargo xtask fixtures`, `cargo xtask package`. Each installs the Debian packages it needs when they are missing.
 
 mod audit;
 mod bench;
@@ -7,6 +7,8 @@ mod bench_backlog;
 mod bench_gui;
 mod bench_server;
 mod fixtures;
+mod install_test;
+mod package;
 mod pcscd;
 mod postgres;
 mod system;
@@ -62,6 +64,8 @@ fn main() -> ExitCode {
         "bench-backlog" => bench_backlog::run(rest),
         "bench-gui" => bench_gui::run(rest),
         "fixtures" => fixtures::regenerate(rest),
+        "package" => package::run(rest),
+        "install-test" => canonical_target_dir().and_then(|t| install_test::build_and_run(&t)),
         "audit" => ensure_packages(BUILD_PACKAGES).and_then(|()| audit::run_audit(&target_dir())),
         "postgres" => postgres::run_by_hand(&target_dir().join("pg-dev")),
         _ => {
@@ -75,6 +79,8 @@ fn main() -> ExitCode {
                  bench-backlog only the outbox backlog: 2,000 queued bindings flushed, SQLite\n\
                  bench-gui  only the window start-up: first frame and memory under Xvfb\n\
                  fixtures [NAME...] re-record the APDU fixtures in fixtures/ (all, or those named) from the simulated card\n\
+                 install-test  only the install test: the packages in a clean Debian 12 root\n\
+                 package    the Debian packages into target/debian/, checked with systemd-analyze and lintian\n\
                  audit      check Cargo.lock against the offline RustSec snapshot (cargo audit)\n\
                  postgres   a private PostgreSQL for running the server tests by hand (until Enter)"
             );
@@ -151,7 +157,15 @@ fn test(rest: &[String]) -> Result<(), String> {
     drop(pcscd);
     tests?;
     step("running documentation tests");
-    cargo(&["test", "--workspace", "--doc"])
+    cargo(&["test", "--workspace", "--doc"])?;
+    step("the Debian packages: built, checked, installed in a clean Debian 12 root and purged");
+    install_test::build_and_run(&canonical_target_dir()?)
+}
+
+/// The target directory as an absolute path without `..` (it is shown, and mounted).
+fn canonical_target_dir() -> Result<std::path::PathBuf, String> {
+    let target = target_dir();
+    std::fs::canonicalize(&target).map_err(|e| format!("{}: {e}", target.display()))
 }
 
 fn target_dir() -> std::path::PathBuf {

@@ -19,6 +19,7 @@ const USAGE: &str = "usage:
   mynalink-server token add --file FILE --id ID
   mynalink-server token revoke --file FILE --id ID
   mynalink-server token list --file FILE
+  mynalink-server --version
   mynalink-server serve --listen ADDR --database URL [--database-password-file FILE]
         [--tls-cert FILE --tls-key FILE]
         [--terminal-tokens FILE] [--mynaportal-tokens FILE --basic4-key FILE]
@@ -106,6 +107,10 @@ fn main() -> ExitCode {
         },
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some("-V" | "--version") => {
+            println!("mynalink-server {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
         Some(other) => usage_error(&format!("unknown command {other:?}")),
